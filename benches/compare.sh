@@ -1,0 +1,403 @@
+#!/usr/bin/env bash
+# Load comparison: direct Redis vs twemproxy (nutcracker) vs respite, in one run.
+#
+# Usage: benches/compare.sh [--extra-toml [LABEL=]FILE]...
+#
+# Starts its own redis-server, nutcracker and respite on free loopback ports (all torn
+# down on exit), runs `redis-benchmark -t get,set -c 50 -d 256 -r 100000` at -P 1 and
+# -P 16 against each, BENCH_REPEAT times per cell with the targets interleaved
+# round-robin, and prints a markdown table of the median runs. Raw results go to
+# target/bench/compare-<timestamp>.csv (and the table to the matching .md).
+#
+# --extra-toml [LABEL=]FILE  add one more respite target whose proxy.toml is the base
+#                            config with FILE appended (e.g. [l1] and [[namespace]]
+#                            sections; FILE must not repeat [server], [upstream] or
+#                            [log]). Repeatable. LABEL defaults to "respite+<name>".
+#                            Example: --extra-toml "respite (L1 hit)=benches/l1-hit.toml"
+#
+# Environment:
+#   RESPITE_BIN        respite binary to use (default: cargo build --release)
+#   BENCH_N            requests per test at -P 1   (default 200000)
+#   BENCH_N_PIPELINE   requests per test at -P 16  (default 2000000)
+#   BENCH_REPEAT       runs per (target, test, pipeline) cell (default 3)
+#   BENCH_QUICK=1      smoke run: small N (20000 / 200000) and BENCH_REPEAT 1
+#   BENCH_TIMEOUT      seconds allowed for one redis-benchmark run (default 600)
+#   REDIS_SERVER, NUTCRACKER, REDIS_BENCHMARK, REDIS_CLI   tool paths
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
+HELPER="$SCRIPT_DIR/compare_helper.py"
+
+REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
+NUTCRACKER="${NUTCRACKER:-/usr/sbin/nutcracker}"
+REDIS_BENCHMARK="${REDIS_BENCHMARK:-redis-benchmark}"
+REDIS_CLI="${REDIS_CLI:-redis-cli}"
+
+PIPELINES=(1 16)
+CLIENTS=50
+DATA_SIZE=256
+KEYSPACE=100000
+READY_TIMEOUT_S=10
+
+die() {
+    echo "compare.sh: $*" >&2
+    exit 1
+}
+
+log() {
+    echo "compare.sh: $*" >&2
+}
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+# --- arguments and settings ---------------------------------------------------------
+
+ORIG_ARGS=("$@")
+EXTRA_SPECS=()
+while (($#)); do
+    case "$1" in
+        --extra-toml)
+            (($# >= 2)) || die "--extra-toml needs a [LABEL=]FILE argument"
+            EXTRA_SPECS+=("$2")
+            shift 2
+            ;;
+        --extra-toml=*)
+            EXTRA_SPECS+=("${1#--extra-toml=}")
+            shift
+            ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+
+is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+
+if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
+    N_P1="${BENCH_N:-20000}"
+    N_PIPE="${BENCH_N_PIPELINE:-200000}"
+    REPEAT="${BENCH_REPEAT:-1}"
+else
+    N_P1="${BENCH_N:-200000}"
+    N_PIPE="${BENCH_N_PIPELINE:-2000000}"
+    REPEAT="${BENCH_REPEAT:-3}"
+fi
+BENCH_TIMEOUT="${BENCH_TIMEOUT:-600}"
+for v in N_P1 N_PIPE REPEAT BENCH_TIMEOUT; do
+    is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
+done
+
+for tool in "$REDIS_SERVER" "$NUTCRACKER" "$REDIS_BENCHMARK" "$REDIS_CLI" python3 timeout; do
+    command -v "$tool" >/dev/null || die "required tool not found: $tool"
+done
+
+# --- process management -------------------------------------------------------------
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/respite-bench.XXXXXX")"
+PIDS=()
+
+BENCH_PID=""
+
+cleanup() {
+    local pid i
+    trap - EXIT INT TERM
+    if [[ -n "$BENCH_PID" ]]; then
+        kill -TERM "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+    fi
+    # Newest first: the proxies go before the Redis behind them.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Free loopback ports, all bound at once by the helper so they are distinct.
+mapfile -t FREE_PORTS < <(python3 "$HELPER" ports $((8 + 2 * ${#EXTRA_SPECS[@]})))
+((${#FREE_PORTS[@]} > 0)) || die "could not find free ports"
+next_port() {
+    ((${#FREE_PORTS[@]} > 0)) || die "ran out of free ports"
+    PORT="${FREE_PORTS[0]}"
+    FREE_PORTS=("${FREE_PORTS[@]:1}")
+}
+
+# spawn NAME CMD...: start CMD in the background, output to $TMP/NAME.log; sets PID.
+spawn() {
+    local name="$1"
+    shift
+    "$@" >"$TMP/$name.log" 2>&1 &
+    PID=$!
+    PIDS+=("$PID")
+}
+
+show_log() {
+    if [[ -s "$TMP/$1.log" ]]; then
+        echo "--- last lines of $1's log ---" >&2
+        tail -n 20 "$TMP/$1.log" >&2
+    fi
+}
+
+ping_port() {
+    [[ "$(timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
+}
+
+# wait_ready NAME LOG PORT PID: poll until PING answers PONG, bounded.
+wait_ready() {
+    local name="$1" logname="$2" port="$3" pid="$4" deadline=$((SECONDS + READY_TIMEOUT_S))
+    until ping_port "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            show_log "$logname"
+            die "$name exited during startup (port $port)"
+        fi
+        if ((SECONDS >= deadline)); then
+            show_log "$logname"
+            die "$name did not answer PING on 127.0.0.1:$port within ${READY_TIMEOUT_S}s"
+        fi
+        sleep 0.05
+    done
+    # One write/read round trip, so a target that answers PING but not data fails here.
+    local key="respite-bench:probe:$logname" got
+    got="$(timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" set "$key" ok 2>&1 || true)"
+    [[ "$got" == OK ]] || die "$name: SET probe replied '$got'"
+    got="$(timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" get "$key" 2>&1 || true)"
+    [[ "$got" == ok ]] || die "$name: GET probe replied '$got'"
+    timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" del "$key" >/dev/null 2>&1 || true
+}
+
+# Targets, in column order; the benchmark loop visits them round-robin.
+TARGET_IDS=()
+TARGET_LABELS=()
+TARGET_PORTS=()
+TARGET_PIDS=()
+TARGET_LOGS=()
+add_target() { # ID LABEL PORT PID LOG
+    TARGET_IDS+=("$1")
+    TARGET_LABELS+=("$2")
+    TARGET_PORTS+=("$3")
+    TARGET_PIDS+=("$4")
+    TARGET_LOGS+=("$5")
+}
+
+start_redis() {
+    local dir="$TMP/redis"
+    mkdir -p "$dir"
+    next_port
+    REDIS_PORT="$PORT"
+    spawn redis "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --daemonize no --save "" --appendonly no --dir "$dir" --logfile ""
+    wait_ready redis-server redis "$REDIS_PORT" "$PID"
+    add_target direct direct "$REDIS_PORT" "$PID" redis
+}
+
+start_twemproxy() {
+    local conf="$TMP/nutcracker.yml" stats_port
+    next_port
+    TWEM_PORT="$PORT"
+    next_port
+    stats_port="$PORT"
+    cat >"$conf" <<EOF
+respite_bench:
+  listen: 127.0.0.1:$TWEM_PORT
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  auto_eject_hosts: false
+  server_connections: 1
+  servers:
+    - 127.0.0.1:$REDIS_PORT:1
+EOF
+    "$NUTCRACKER" --test-conf -c "$conf" >"$TMP/nutcracker-test.log" 2>&1 ||
+        { cat "$TMP/nutcracker-test.log" >&2; die "nutcracker rejected $conf"; }
+    spawn twemproxy "$NUTCRACKER" -c "$conf" -s "$stats_port" -a 127.0.0.1 \
+        -p "$TMP/nutcracker.pid" -o "$TMP/twemproxy.log"
+    wait_ready twemproxy twemproxy "$TWEM_PORT" "$PID"
+    add_target twemproxy twemproxy "$TWEM_PORT" "$PID" twemproxy
+}
+
+# start_respite ID LABEL [EXTRA_TOML]: a respite in front of the Redis above, with the
+# base config plus EXTRA_TOML (a file) appended.
+start_respite() {
+    local id="$1" label="$2" extra="${3:-}" conf="$TMP/$1.toml"
+    next_port
+    cat >"$conf" <<EOF
+[server]
+listen = "127.0.0.1:$PORT"
+[upstream]
+url = "redis://127.0.0.1:$REDIS_PORT"
+pool_size = 4
+[log]
+level = "warn"
+EOF
+    if [[ -n "$extra" ]]; then
+        printf '\n# --- appended from %s ---\n' "$extra" >>"$conf"
+        cat "$extra" >>"$conf"
+    fi
+    # The env overrides and RUST_LOG would change what is benchmarked: drop them.
+    spawn "$id" env -u RESPITE_LISTEN -u RESPITE_UPSTREAM -u RUST_LOG \
+        "$RESPITE_BIN" --config "$conf"
+    wait_ready "$label" "$id" "$PORT" "$PID"
+    add_target "$id" "$label" "$PORT" "$PID" "$id"
+}
+
+# --- respite binary -----------------------------------------------------------------
+
+# Validate --extra-toml specs before building or starting anything.
+EXTRA_IDS=()
+EXTRA_LABELS=()
+EXTRA_FILES=()
+for spec in "${EXTRA_SPECS[@]}"; do
+    if [[ "$spec" == *=* ]]; then
+        label="${spec%%=*}"
+        file="${spec#*=}"
+    else
+        file="$spec"
+        label="respite+$(basename "$file" .toml)"
+    fi
+    [[ -f "$file" ]] || die "--extra-toml: no such file: $file"
+    [[ -n "$label" && "$label" != *[,\|]* ]] || die "--extra-toml: bad label '$label'"
+    if grep -Eq '^[[:space:]]*\[(server|upstream|log)\][[:space:]]*(#.*)?$' "$file"; then
+        die "--extra-toml $file: must not contain [server], [upstream] or [log]"
+    fi
+    EXTRA_IDS+=("respite_x$((${#EXTRA_IDS[@]} + 1))")
+    EXTRA_LABELS+=("$label")
+    EXTRA_FILES+=("$(cd "$(dirname "$file")" && pwd)/$(basename "$file")")
+done
+
+if [[ -z "${RESPITE_BIN:-}" ]]; then
+    log "building respite (cargo build --release)"
+    cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" ||
+        die "cargo build --release failed"
+    RESPITE_BIN="$(python3 "$HELPER" target-dir "$REPO/Cargo.toml")/release/respite"
+    RESPITE_BIN_SOURCE="built"
+else
+    RESPITE_BIN_SOURCE="RESPITE_BIN"
+fi
+[[ -x "$RESPITE_BIN" ]] || die "respite binary not executable: $RESPITE_BIN"
+
+# --- start everything ---------------------------------------------------------------
+
+start_redis
+start_twemproxy
+start_respite respite respite
+for i in "${!EXTRA_IDS[@]}"; do
+    start_respite "${EXTRA_IDS[$i]}" "${EXTRA_LABELS[$i]}" "${EXTRA_FILES[$i]}"
+done
+log "ready: $(for i in "${!TARGET_IDS[@]}"; do printf '%s=127.0.0.1:%s ' "${TARGET_LABELS[$i]}" "${TARGET_PORTS[$i]}"; done)"
+
+# --- benchmark ----------------------------------------------------------------------
+
+STAMP="$(date -u +%Y%m%d-%H%M%S)"
+OUT_DIR="${CARGO_TARGET_DIR:-$REPO/target}/bench"
+mkdir -p "$OUT_DIR"
+RAW="$OUT_DIR/compare-$STAMP.csv"
+: >"$RAW"
+
+# run_bench PORT OUT ERR ARGS...: redis-benchmark against PORT, bounded by BENCH_TIMEOUT.
+# It runs in the background and is waited for, so a signal to this script interrupts
+# the wait at once and cleanup stops it; returns redis-benchmark's (or timeout's) status.
+run_bench() {
+    local port="$1" out="$2" err="$3" rc=0
+    shift 3
+    timeout "$BENCH_TIMEOUT" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$port" "$@" \
+        >"$out" 2>"$err" </dev/null &
+    BENCH_PID=$!
+    wait "$BENCH_PID" || rc=$?
+    BENCH_PID=""
+    return "$rc"
+}
+
+bench_args() { # N PIPELINE
+    printf '%s\n' -t get,set -c "$CLIENTS" -d "$DATA_SIZE" -r "$KEYSPACE" -n "$1" -P "$2" --csv
+}
+
+run_cell() { # TARGET_INDEX PIPELINE REPEAT
+    local i="$1" p="$2" rep="$3" n out args rc=0 j
+    n=$((p == 1 ? N_P1 : N_PIPE))
+    out="$TMP/bench-${TARGET_IDS[$i]}-P$p-$rep"
+    mapfile -t args < <(bench_args "$n" "$p")
+    run_bench "${TARGET_PORTS[$i]}" "$out.csv" "$out.err" "${args[@]}" || rc=$?
+    for j in "${!TARGET_IDS[@]}"; do
+        if ! kill -0 "${TARGET_PIDS[$j]}" 2>/dev/null; then
+            show_log "${TARGET_LOGS[$j]}"
+            die "${TARGET_LABELS[$j]} exited during the benchmark"
+        fi
+    done
+    if ((rc != 0)); then
+        tail -n 20 "$out.err" "$out.csv" >&2
+        ((rc == 124)) && die "redis-benchmark against ${TARGET_LABELS[$i]} P$p timed out after ${BENCH_TIMEOUT}s"
+        die "redis-benchmark against ${TARGET_LABELS[$i]} P$p failed (exit $rc)"
+    fi
+    python3 "$HELPER" append "$RAW" "${TARGET_LABELS[$i]}" "${TARGET_IDS[$i]}" \
+        "$p" "$rep" "$n" "$out.csv"
+    log "run $rep/$REPEAT P$p ${TARGET_LABELS[$i]}: $(awk -F'"' '$2 == "SET" || $2 == "GET" {printf "%s %s ops/s  ", $2, $4}' "$out.csv")"
+}
+
+# Every key the benchmark can touch exists from the start, so GET measures hits of
+# DATA_SIZE-byte values for every target and every run (not a hit rate that grows as
+# the SET runs fill the keyspace, which would favour whichever target runs last).
+log "prefilling $KEYSPACE keys of $DATA_SIZE bytes in Redis"
+fill_out="$(python3 "$HELPER" fill "$KEYSPACE" "$DATA_SIZE" |
+    "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" --pipe 2>&1)" || die "prefill failed: $fill_out"
+[[ "$fill_out" == *"errors: 0, replies: $KEYSPACE"* ]] || die "prefill failed: $fill_out"
+
+# One short unrecorded run per target: connection pools, allocators and caches warm up.
+for i in "${!TARGET_IDS[@]}"; do
+    run_bench "${TARGET_PORTS[$i]}" "$TMP/warmup.out" "$TMP/warmup.err" \
+        -t get,set -c "$CLIENTS" -d "$DATA_SIZE" -r "$KEYSPACE" -n 20000 -P 16 -q || {
+        cat "$TMP/warmup.err" "$TMP/warmup.out" >&2
+        die "warm-up run against ${TARGET_LABELS[$i]} failed"
+    }
+done
+
+log "benchmarking: ${#TARGET_IDS[@]} targets x ${#PIPELINES[@]} pipelines x $REPEAT runs (N=$N_P1 at P1, $N_PIPE at P16)"
+for ((rep = 1; rep <= REPEAT; rep++)); do
+    for p in "${PIPELINES[@]}"; do
+        for i in "${!TARGET_IDS[@]}"; do
+            run_cell "$i" "$p" "$rep"
+        done
+    done
+done
+
+# --- report -------------------------------------------------------------------------
+
+cpu_model="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)"
+redis_version="$("$REDIS_SERVER" --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+nutcracker_version="$("$NUTCRACKER" --version 2>&1 | sed -n 's/^This is nutcracker-//p' | head -n 1)"
+
+# The command line that reproduces this run, with the effective settings spelled out.
+cmd="BENCH_N=$N_P1 BENCH_N_PIPELINE=$N_PIPE BENCH_REPEAT=$REPEAT"
+if [[ "$RESPITE_BIN_SOURCE" == RESPITE_BIN ]]; then
+    cmd+=" RESPITE_BIN=$(printf '%q' "$RESPITE_BIN")"
+fi
+cmd+=" $(printf '%q' "$0")"
+for a in "${ORIG_ARGS[@]}"; do
+    cmd+=" $(printf '%q' "$a")"
+done
+mapfile -t p1_args < <(bench_args "$N_P1" 1)
+mapfile -t pn_args < <(bench_args "$N_PIPE" "${PIPELINES[-1]}")
+
+REPORT="$OUT_DIR/compare-$STAMP.md"
+{
+    echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r) · redis-server ${redis_version:-?} · nutcracker ${nutcracker_version:-?} · respite: $RESPITE_BIN ($RESPITE_BIN_SOURCE) · $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$cmd\` — each cell runs \`redis-benchmark ${p1_args[*]}\` (and \`${pn_args[*]}\`) $REPEAT time(s), after prefilling all $KEYSPACE keys."
+    echo
+    python3 "$HELPER" report "$RAW" "$(IFS=,; echo "${TARGET_IDS[*]}")"
+} | tee "$REPORT"
+log "raw results: $RAW"

@@ -1,0 +1,821 @@
+//! The command table: what each Redis command is, how the session routes it, and which
+//! of its arguments are keys.
+//!
+//! Every command a client sends is classified here before anything else looks at it:
+//!
+//! - [`Kind`] says what the command does (read, write, admin, …). It drives metrics
+//!   labels and tells the cache and policy layers whether a command may change data.
+//! - [`Route`] says how the session must carry it: most commands are pipelined on a
+//!   shared upstream connection ([`Route::Forward`]); blocking commands, transactions,
+//!   pub/sub and connection-state commands need special handling.
+//! - [`Keys`] says where the keys are, so the cache can invalidate what a write
+//!   touches and the policy layer can find each key's namespace rule.
+//!
+//! The table itself lives in [`table`]: one static slice per level, sorted by name, with
+//! the top level covering every command of Redis 7.2 (Sentinel excepted). Container
+//! commands (CLIENT, CONFIG, OBJECT, XGROUP, …) carry a second sorted slice of
+//! subcommands whose kind, route and keys override the container's. Key positions
+//! follow Redis's own conventions (`COMMAND INFO` first/last/step, `numkeys`
+//! arguments, keyword searches) and are checked against a real `redis-server`'s
+//! `COMMAND GETKEYS` in the tests.
+//!
+//! Lookups never allocate: a binary search over the sorted slice compares the name as
+//! sent, lowered one byte at a time. A command missing from the table still classifies,
+//! as [`Kind::Unknown`] and [`Route::Forward`]: the proxy forwards what it does not know
+//! and never refuses it.
+//!
+//! Shard channels (SPUBLISH, SSUBSCRIBE, SUNSUBSCRIBE) are not keys and are not
+//! reported as such, matching `COMMAND GETKEYS`.
+
+mod table;
+
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+
+pub use table::commands;
+
+/// What a command does, for metrics, caching and policy decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Reads data without changing it (GET, HGETALL, EXISTS, SCAN, OBJECT ENCODING, …).
+    Read,
+    /// May change data (SET, DEL, EXPIRE, EVAL, FCALL, SORT, PFCOUNT, FLUSHDB, …).
+    Write,
+    /// Server operations (CONFIG, INFO, SLOWLOG, ACL, CLUSTER, SCRIPT, MONITOR, …).
+    Admin,
+    /// Transactions: MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+    Stateful,
+    /// Waits on the server: BLPOP & co, WAIT, WAITAOF, XREAD/XREADGROUP with BLOCK.
+    Blocking,
+    /// Pub/sub: the SUBSCRIBE family, PUBLISH, SPUBLISH, PUBSUB.
+    PubSub,
+    /// Connection state: PING, SELECT, AUTH, HELLO, CLIENT SETNAME, …
+    Connection,
+    /// Not in the table; forwarded untouched.
+    Unknown,
+}
+
+impl Kind {
+    /// Every kind, in declaration order (for metrics that pre-register labels).
+    pub const ALL: [Kind; 8] = [
+        Kind::Read,
+        Kind::Write,
+        Kind::Admin,
+        Kind::Stateful,
+        Kind::Blocking,
+        Kind::PubSub,
+        Kind::Connection,
+        Kind::Unknown,
+    ];
+
+    /// The metric label / log name of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Read => "read",
+            Kind::Write => "write",
+            Kind::Admin => "admin",
+            Kind::Stateful => "stateful",
+            Kind::Blocking => "blocking",
+            Kind::PubSub => "pubsub",
+            Kind::Connection => "connection",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+/// How the session must handle the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// Any shared pipelined upstream connection is fine.
+    Forward,
+    /// Needs a dedicated upstream connection while it waits (BLPOP, BRPOP, BRPOPLPUSH,
+    /// BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, WAIT, WAITAOF, XREAD/XREADGROUP with
+    /// a BLOCK option).
+    Blocking,
+    Multi,
+    Exec,
+    Discard,
+    Watch,
+    Unwatch,
+    /// Puts the connection in a streaming mode: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE,
+    /// MONITOR, CLIENT TRACKING, CLIENT REPLY.
+    Relay,
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE (outside relay mode Redis just replies).
+    Unsubscribe,
+    Select,
+    Auth,
+    Hello,
+    Reset,
+    Quit,
+    ClientId,
+    ClientSetName,
+    ClientGetName,
+    ClientSetInfo,
+    /// CLIENT NO-EVICT / NO-TOUCH: connection flags the proxy answers itself.
+    ClientNoop,
+    /// SYNC, PSYNC, REPLCONF: replication through the proxy is not supported.
+    Refuse,
+}
+
+impl Route {
+    /// The log name of this route.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Forward => "forward",
+            Route::Blocking => "blocking",
+            Route::Multi => "multi",
+            Route::Exec => "exec",
+            Route::Discard => "discard",
+            Route::Watch => "watch",
+            Route::Unwatch => "unwatch",
+            Route::Relay => "relay",
+            Route::Unsubscribe => "unsubscribe",
+            Route::Select => "select",
+            Route::Auth => "auth",
+            Route::Hello => "hello",
+            Route::Reset => "reset",
+            Route::Quit => "quit",
+            Route::ClientId => "client-id",
+            Route::ClientSetName => "client-setname",
+            Route::ClientGetName => "client-getname",
+            Route::ClientSetInfo => "client-setinfo",
+            Route::ClientNoop => "client-noop",
+            Route::Refuse => "refuse",
+        }
+    }
+}
+
+/// Where a command's keys are.
+#[derive(Debug, Clone, Copy)]
+pub enum Keys {
+    None,
+    /// Redis's (first, last, step) convention: `last = -1` means the last argument,
+    /// `-2` the one before, …
+    Range { first: usize, last: isize, step: usize },
+    /// The key count is at `args[at]` and that many keys follow it (EVAL, FCALL, LMPOP,
+    /// ZUNION, …); `dest` is a fixed key before the count (ZUNIONSTORE's destination).
+    NumKeys { at: usize, dest: Option<usize> },
+    /// Anything that needs parsing: keyword searches (XREAD STREAMS, SORT STORE,
+    /// GEORADIUS STORE, MIGRATE KEYS) and container commands, whose keys are those of
+    /// the subcommand.
+    Custom(fn(&[Bytes]) -> Vec<usize>),
+}
+
+impl Keys {
+    /// Indexes into `args` (`args[0]` is the command name) of every key. Tolerates
+    /// short or malformed commands: it never panics and never returns an index out of
+    /// bounds.
+    pub fn positions(&self, args: &[Bytes]) -> Vec<usize> {
+        match *self {
+            Keys::None => Vec::new(),
+            Keys::Range { first, last, step } => range_positions(args.len(), first, last, step),
+            Keys::NumKeys { at, dest } => numkeys_positions(args, at, dest),
+            Keys::Custom(find) => find(args),
+        }
+    }
+}
+
+/// Which of a command's keys it may modify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// None of them (reads, WATCH, …).
+    None,
+    /// All of them (SET, DEL, RENAME, LMOVE, EVAL, BLPOP, …).
+    All,
+    /// Only the first: the destination of SINTERSTORE, ZUNIONSTORE, BITOP, PFMERGE, …
+    First,
+    /// All but the first: the STORE key of SORT and GEORADIUS, when there is one.
+    Rest,
+}
+
+impl Writes {
+    fn select(self, mut keys: Vec<usize>) -> Vec<usize> {
+        match self {
+            Writes::None => Vec::new(),
+            Writes::All => keys,
+            Writes::First => {
+                keys.truncate(1);
+                keys
+            }
+            Writes::Rest => keys.split_off(keys.len().min(1)),
+        }
+    }
+}
+
+/// One command (or subcommand) of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Lower case: `"get"`; for a container the container (`"client"`); for a
+    /// subcommand Redis's `container|sub` form (`"client|setname"`).
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Redis's arity convention: positive = exact count including the name, negative =
+    /// at least `-arity`.
+    pub arity: i32,
+    pub keys: Keys,
+    /// The route when no argument changes it (XREAD BLOCK does).
+    pub route: Route,
+    pub writes: Writes,
+    /// Sorted by name; empty unless this is a container command.
+    pub subcommands: &'static [Spec],
+}
+
+impl Spec {
+    /// A command forwarded as is, modifying all its keys if it is a write.
+    pub const fn new(name: &'static str, kind: Kind, arity: i32, keys: Keys) -> Spec {
+        let writes = match kind {
+            Kind::Write | Kind::Blocking => Writes::All,
+            _ => Writes::None,
+        };
+        let route = Route::Forward;
+        Spec { name, kind, arity, keys, route, writes, subcommands: &[] }
+    }
+
+    pub const fn with_route(mut self, route: Route) -> Spec {
+        self.route = route;
+        self
+    }
+
+    pub const fn with_writes(mut self, writes: Writes) -> Spec {
+        self.writes = writes;
+        self
+    }
+
+    pub const fn with_subcommands(mut self, subcommands: &'static [Spec]) -> Spec {
+        self.subcommands = subcommands;
+        self
+    }
+
+    /// Whether `argc` arguments (the name included) satisfy the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let need = self.arity.unsigned_abs() as usize;
+        if self.arity < 0 { argc >= need } else { argc == need }
+    }
+
+    /// The subcommand part of a `container|sub` name, else the whole name.
+    pub fn short_name(&self) -> &'static str {
+        self.name.split_once('|').map_or(self.name, |(_, sub)| sub)
+    }
+
+    /// This container's subcommand `sub` (any case).
+    pub fn subcommand(&self, sub: &[u8]) -> Option<&'static Spec> {
+        find(self.subcommands, sub)
+    }
+}
+
+/// Result of classifying one command as sent by a client.
+#[derive(Debug, Clone, Copy)]
+pub struct Classified {
+    /// The top-level command (the container for CLIENT SETNAME); `None` if unknown.
+    pub spec: Option<&'static Spec>,
+    /// The subcommand, for a container command with a known subcommand.
+    pub sub: Option<&'static Spec>,
+    pub kind: Kind,
+    pub route: Route,
+}
+
+impl Classified {
+    const UNKNOWN: Classified =
+        Classified { spec: None, sub: None, kind: Kind::Unknown, route: Route::Forward };
+
+    /// The most specific spec: the subcommand if known, else the command.
+    pub fn effective(&self) -> Option<&'static Spec> {
+        self.sub.or(self.spec)
+    }
+}
+
+/// A command as sent by a client: `args[0]` is the name, in any case.
+#[derive(Debug, Clone, Copy)]
+pub struct Command<'a> {
+    pub args: &'a [Bytes],
+}
+
+impl<'a> Command<'a> {
+    pub fn new(args: &'a [Bytes]) -> Self {
+        Command { args }
+    }
+
+    pub fn classify(&self) -> Classified {
+        classify(self.args)
+    }
+
+    pub fn key_positions(&self) -> Vec<usize> {
+        key_positions(self.args)
+    }
+
+    pub fn write_keys(&self) -> Vec<usize> {
+        write_keys(self.args)
+    }
+
+    /// The keys themselves, in argument order.
+    pub fn keys(&self) -> impl Iterator<Item = &'a Bytes> + use<'a> {
+        let args = self.args;
+        key_positions(args).into_iter().map(move |i| &args[i])
+    }
+}
+
+/// The top-level command called `name` (any case). Never allocates.
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    find(table::COMMANDS, name)
+}
+
+/// Classifies a command: its spec, kind and route, looking at the subcommand of
+/// containers and at XREAD/XREADGROUP's BLOCK option. Empty or unknown commands are
+/// [`Kind::Unknown`] and [`Route::Forward`].
+pub fn classify(args: &[Bytes]) -> Classified {
+    let Some(spec) = args.first().and_then(|name| lookup(name)) else {
+        return Classified::UNKNOWN;
+    };
+    let sub = args.get(1).and_then(|name| spec.subcommand(name));
+    let base = sub.unwrap_or(spec);
+    let (kind, route) = if table::is_xread(spec) && table::xread_scan(args).block {
+        (Kind::Blocking, Route::Blocking)
+    } else {
+        (base.kind, base.route)
+    };
+    Classified { spec: Some(spec), sub, kind, route }
+}
+
+/// Indexes into `args` of every key the command touches, in argument order. Empty for
+/// unknown commands; tolerant of short or malformed ones.
+pub fn key_positions(args: &[Bytes]) -> Vec<usize> {
+    classify(args).effective().map_or_else(Vec::new, |spec| spec.keys.positions(args))
+}
+
+/// The subset of [`key_positions`] the command may modify. Empty for read-only
+/// commands and for unknown ones (which have no known keys).
+pub fn write_keys(args: &[Bytes]) -> Vec<usize> {
+    let Some(spec) = classify(args).effective() else {
+        return Vec::new();
+    };
+    spec.writes.select(spec.keys.positions(args))
+}
+
+fn find(specs: &'static [Spec], name: &[u8]) -> Option<&'static Spec> {
+    let found = specs.binary_search_by(|spec| cmp_lowered(spec.short_name().as_bytes(), name));
+    found.ok().map(|i| &specs[i])
+}
+
+/// Compares a lower-case table name with a name as sent, ignoring ASCII case.
+fn cmp_lowered(table_name: &[u8], sent: &[u8]) -> Ordering {
+    table_name.iter().copied().cmp(sent.iter().map(u8::to_ascii_lowercase))
+}
+
+fn range_positions(argc: usize, first: usize, last: isize, step: usize) -> Vec<usize> {
+    let last = if last < 0 {
+        let back = last.unsigned_abs();
+        match argc.checked_sub(back) {
+            Some(last) => last,
+            None => return Vec::new(),
+        }
+    } else {
+        last.unsigned_abs().min(argc.saturating_sub(1))
+    };
+    if first == 0 || first >= argc || last < first {
+        return Vec::new();
+    }
+    (first..=last).step_by(step.max(1)).collect()
+}
+
+fn numkeys_positions(args: &[Bytes], at: usize, dest: Option<usize>) -> Vec<usize> {
+    let mut keys: Vec<usize> = dest.filter(|&d| d < args.len()).into_iter().collect();
+    let count = args.get(at).and_then(|n| parse_count(n)).unwrap_or(0);
+    let first = at + 1;
+    keys.extend(first..first.saturating_add(count).min(args.len()));
+    keys
+}
+
+/// A non-negative decimal count, as Redis parses `numkeys`.
+fn parse_count(arg: &[u8]) -> Option<usize> {
+    if arg.is_empty() || !arg.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(arg).ok()?.parse().ok()
+}
+
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Splits a command line on spaces; `""` stands for an empty argument.
+    fn args(line: &str) -> Vec<Bytes> {
+        let word = |w: &str| if w == "\"\"" { Bytes::new() } else { Bytes::copy_from_slice(w.as_bytes()) };
+        line.split_whitespace().map(word).collect()
+    }
+
+    fn all_specs() -> impl Iterator<Item = &'static Spec> {
+        commands().iter().flat_map(|spec| std::iter::once(spec).chain(spec.subcommands))
+    }
+
+    #[test]
+    fn lookup_ignores_case_and_rejects_garbage() {
+        for name in ["get", "GET", "GeT", "gEt"] {
+            assert_eq!(lookup(name.as_bytes()).map(|s| s.name), Some("get"));
+        }
+        assert_eq!(lookup(b"GEORADIUSBYMEMBER_RO").map(|s| s.name), Some("georadiusbymember_ro"));
+        assert_eq!(lookup(b"Restore-Asking").map(|s| s.name), Some("restore-asking"));
+        let garbage: [&[u8]; 8] =
+            [b"", b"\xff\xfe", b"g\xc3\xa9t", b"get ", b" get", b"client|setname", b"getx", &[0u8; 64]];
+        for name in garbage {
+            assert!(lookup(name).is_none(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn subcommands_ignore_case() {
+        let client = lookup(b"client").unwrap();
+        assert_eq!(client.subcommand(b"SetName").map(|s| s.name), Some("client|setname"));
+        assert_eq!(client.subcommand(b"NO-EVICT").map(|s| s.name), Some("client|no-evict"));
+        assert!(client.subcommand(b"\xff").is_none());
+        assert!(client.subcommand(b"").is_none());
+    }
+
+    #[test]
+    fn classify_cases() {
+        use Kind::*;
+        let cases: &[(&str, Kind, Route)] = &[
+            ("", Unknown, Route::Forward),
+            ("NOSUCHCOMMAND a b", Unknown, Route::Forward),
+            ("GET k", Read, Route::Forward),
+            ("get k", Read, Route::Forward),
+            ("SET k v", Write, Route::Forward),
+            ("BLPOP a b 0", Blocking, Route::Blocking),
+            ("brpop a 0", Blocking, Route::Blocking),
+            ("BRPOPLPUSH a b 0", Blocking, Route::Blocking),
+            ("BLMOVE a b LEFT RIGHT 0", Blocking, Route::Blocking),
+            ("BLMPOP 0 1 a LEFT", Blocking, Route::Blocking),
+            ("BZPOPMIN a 0", Blocking, Route::Blocking),
+            ("BZPOPMAX a 0", Blocking, Route::Blocking),
+            ("BZMPOP 0 1 a MIN", Blocking, Route::Blocking),
+            ("WAIT 1 0", Blocking, Route::Blocking),
+            ("WAITAOF 1 0 0", Blocking, Route::Blocking),
+            ("XREAD COUNT 1 BLOCK 0 STREAMS a 0", Blocking, Route::Blocking),
+            ("xread block 10 streams a $", Blocking, Route::Blocking),
+            ("XREAD STREAMS a 0", Read, Route::Forward),
+            ("XREAD COUNT 5 STREAMS block 0", Read, Route::Forward),
+            ("XREAD STREAMS BLOCK 0", Read, Route::Forward),
+            ("XREADGROUP GROUP g c BLOCK 0 STREAMS a >", Blocking, Route::Blocking),
+            ("XREADGROUP GROUP g c STREAMS a >", Write, Route::Forward),
+            ("XREADGROUP GROUP block c NOACK STREAMS a >", Write, Route::Forward),
+            ("MULTI", Stateful, Route::Multi),
+            ("EXEC", Stateful, Route::Exec),
+            ("DISCARD", Stateful, Route::Discard),
+            ("WATCH a b", Stateful, Route::Watch),
+            ("UNWATCH", Stateful, Route::Unwatch),
+            ("SUBSCRIBE c", PubSub, Route::Relay),
+            ("PSUBSCRIBE c*", PubSub, Route::Relay),
+            ("SSUBSCRIBE c", PubSub, Route::Relay),
+            ("UNSUBSCRIBE", PubSub, Route::Unsubscribe),
+            ("PUNSUBSCRIBE", PubSub, Route::Unsubscribe),
+            ("SUNSUBSCRIBE c", PubSub, Route::Unsubscribe),
+            ("PUBLISH c m", PubSub, Route::Forward),
+            ("SPUBLISH c m", PubSub, Route::Forward),
+            ("PUBSUB CHANNELS", PubSub, Route::Forward),
+            ("MONITOR", Admin, Route::Relay),
+            ("SELECT 1", Connection, Route::Select),
+            ("AUTH user pass", Connection, Route::Auth),
+            ("HELLO 3", Connection, Route::Hello),
+            ("RESET", Connection, Route::Reset),
+            ("QUIT", Connection, Route::Quit),
+            ("PING", Connection, Route::Forward),
+            ("ECHO x", Connection, Route::Forward),
+            ("READONLY", Connection, Route::Forward),
+            ("READWRITE", Connection, Route::Forward),
+            ("ASKING", Connection, Route::Forward),
+            ("CLIENT ID", Connection, Route::ClientId),
+            ("client setname app", Connection, Route::ClientSetName),
+            ("CLIENT GetName", Connection, Route::ClientGetName),
+            ("CLIENT SETINFO LIB-NAME x", Connection, Route::ClientSetInfo),
+            ("CLIENT NO-EVICT on", Connection, Route::ClientNoop),
+            ("CLIENT no-touch on", Connection, Route::ClientNoop),
+            ("CLIENT TRACKING on", Connection, Route::Relay),
+            ("CLIENT REPLY OFF", Connection, Route::Relay),
+            ("CLIENT CACHING yes", Connection, Route::Forward),
+            ("CLIENT LIST", Admin, Route::Forward),
+            ("CLIENT KILL ID 7", Admin, Route::Forward),
+            ("CLIENT PAUSE 10", Admin, Route::Forward),
+            ("CLIENT TRACKINGINFO", Admin, Route::Forward),
+            ("CLIENT NOSUCHSUB", Admin, Route::Forward),
+            ("CLIENT", Admin, Route::Forward),
+            ("SYNC", Admin, Route::Refuse),
+            ("PSYNC ? -1", Admin, Route::Refuse),
+            ("REPLCONF listening-port 1", Admin, Route::Refuse),
+            ("CONFIG SET a b", Admin, Route::Forward),
+            ("config get *", Admin, Route::Forward),
+            ("INFO", Admin, Route::Forward),
+            ("TIME", Admin, Route::Forward),
+            ("LOLWUT", Admin, Route::Forward),
+            ("SHUTDOWN", Admin, Route::Forward),
+            ("OBJECT ENCODING k", Read, Route::Forward),
+            ("OBJECT HELP", Read, Route::Forward),
+            ("MEMORY USAGE k", Read, Route::Forward),
+            ("MEMORY STATS", Admin, Route::Forward),
+            ("SCRIPT FLUSH", Admin, Route::Forward),
+            ("SCRIPT LOAD x", Admin, Route::Forward),
+            ("FUNCTION LOAD x", Write, Route::Forward),
+            ("FUNCTION DELETE lib", Write, Route::Forward),
+            ("FUNCTION FLUSH", Write, Route::Forward),
+            ("FUNCTION RESTORE x", Write, Route::Forward),
+            ("FUNCTION LIST", Admin, Route::Forward),
+            ("XINFO STREAM k", Read, Route::Forward),
+            ("XGROUP CREATE k g $", Write, Route::Forward),
+            ("EVAL s 0", Write, Route::Forward),
+            ("EVAL_RO s 0", Read, Route::Forward),
+            ("EVALSHA h 0", Write, Route::Forward),
+            ("EVALSHA_RO h 0", Read, Route::Forward),
+            ("FCALL f 0", Write, Route::Forward),
+            ("FCALL_RO f 0", Read, Route::Forward),
+            ("SORT k", Write, Route::Forward),
+            ("SORT_RO k", Read, Route::Forward),
+            ("PFCOUNT a", Write, Route::Forward),
+            ("TOUCH a", Read, Route::Forward),
+            ("DBSIZE", Read, Route::Forward),
+            ("KEYS *", Read, Route::Forward),
+            ("SCAN 0", Read, Route::Forward),
+            ("FLUSHDB", Write, Route::Forward),
+            ("SWAPDB 0 1", Write, Route::Forward),
+            ("GEORADIUS k 0 0 1 m", Write, Route::Forward),
+            ("GEORADIUS_RO k 0 0 1 m", Read, Route::Forward),
+            ("BITFIELD_RO k GET u8 0", Read, Route::Forward),
+            ("BITFIELD k INCRBY u8 0 1", Write, Route::Forward),
+            ("LCS a b", Read, Route::Forward),
+            ("DUMP k", Read, Route::Forward),
+        ];
+        for &(line, kind, route) in cases {
+            let c = classify(&args(line));
+            assert_eq!((c.kind, c.route), (kind, route), "{line}");
+        }
+    }
+
+    #[test]
+    fn classify_non_utf8_and_reports_specs() {
+        let c = classify(&[Bytes::from_static(b"\xff\x00")]);
+        assert!(c.spec.is_none() && c.kind == Kind::Unknown);
+        let c = classify(&args("CLIENT SETNAME x"));
+        assert_eq!(c.spec.map(|s| s.name), Some("client"));
+        assert_eq!(c.sub.map(|s| s.name), Some("client|setname"));
+        assert_eq!(c.effective().map(|s| s.name), Some("client|setname"));
+    }
+
+    #[test]
+    fn key_positions_cases() {
+        let cases: &[(&str, &[usize])] = &[
+            ("GET k", &[1]),
+            ("SET k v EX 10", &[1]),
+            ("GETEX k PERSIST", &[1]),
+            ("MSET k v k2 v2", &[1, 3]),
+            ("MGET a b c", &[1, 2, 3]),
+            ("DEL a b", &[1, 2]),
+            ("EVAL s 2 a b x", &[3, 4]),
+            ("EVAL s 0 x", &[]),
+            ("EVALSHA_RO h 1 a", &[3]),
+            ("FCALL f 1 k a", &[3]),
+            ("ZUNIONSTORE dst 2 a b WEIGHTS 1 2", &[1, 3, 4]),
+            ("ZUNION 2 a b", &[2, 3]),
+            ("SINTERCARD 2 a b LIMIT 1", &[2, 3]),
+            ("LMPOP 2 a b LEFT", &[2, 3]),
+            ("BLMPOP 0 2 a b LEFT", &[3, 4]),
+            ("BZMPOP 0 2 a b MIN", &[3, 4]),
+            ("XREAD COUNT 1 BLOCK 0 STREAMS a b 0 0", &[6, 7]),
+            ("XREADGROUP GROUP g c STREAMS a >", &[5]),
+            ("XREADGROUP GROUP streams c COUNT 1 STREAMS a >", &[7]),
+            ("SORT k BY x STORE d", &[1, 5]),
+            ("SORT k STORE d1 STORE d2", &[1, 5]),
+            ("SORT_RO k BY x", &[1]),
+            ("MIGRATE host 6379 \"\" 0 5000 KEYS a b", &[7, 8]),
+            ("MIGRATE host 6379 \"\" 0 5000 COPY AUTH2 keys pw KEYS a", &[11]),
+            ("MIGRATE host 6379 key 0 5000", &[3]),
+            ("MIGRATE host 6379 key 0 5000 KEYS a", &[]),
+            ("GEORADIUS k 0 0 10 m STORE d", &[1, 7]),
+            ("GEORADIUS k 0 0 10 m STORE d STOREDIST e", &[1, 9]),
+            ("GEORADIUSBYMEMBER k m 10 km STOREDIST d", &[1, 6]),
+            ("OBJECT ENCODING k", &[2]),
+            ("OBJECT HELP", &[]),
+            ("MEMORY USAGE k SAMPLES 5", &[2]),
+            ("XINFO STREAM k", &[2]),
+            ("XGROUP CREATE k g $", &[2]),
+            ("BITOP AND dst a b", &[2, 3, 4]),
+            ("RENAME a b", &[1, 2]),
+            ("COPY a b DB 1", &[1, 2]),
+            ("SMOVE a b m", &[1, 2]),
+            ("LMOVE a b LEFT RIGHT", &[1, 2]),
+            ("BRPOPLPUSH a b 0", &[1, 2]),
+            ("BLPOP a b 0", &[1, 2]),
+            ("PFMERGE d a b", &[1, 2, 3]),
+            ("WATCH a b", &[1, 2]),
+            ("LCS a b", &[1, 2]),
+            ("SPUBLISH ch msg", &[]),
+            ("PUBLISH ch msg", &[]),
+            ("NOSUCHCOMMAND a b", &[]),
+        ];
+        for &(line, want) in cases {
+            assert_eq!(key_positions(&args(line)), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn key_positions_tolerate_malformed_commands() {
+        let cases: &[(&str, &[usize])] = &[
+            ("", &[]),
+            ("GET", &[]),
+            ("MSET", &[]),
+            ("MSET k v k", &[1, 3]),
+            ("BLPOP a", &[]),
+            ("LCS a", &[1]),
+            ("EVAL", &[]),
+            ("EVAL s", &[]),
+            ("EVAL s 5 a", &[3]),
+            ("EVAL s -1 a", &[]),
+            ("EVAL s +1 a", &[]),
+            ("EVAL s x a", &[]),
+            ("EVAL s 99999999999999999999999999 a", &[]),
+            ("ZUNIONSTORE", &[]),
+            ("ZUNIONSTORE d", &[1]),
+            ("XREAD STREAMS", &[]),
+            ("XREAD STREAMS a", &[]),
+            ("XREAD COUNT", &[]),
+            ("XREAD BLOCK", &[]),
+            ("SORT", &[]),
+            ("SORT k STORE", &[1]),
+            ("MIGRATE", &[]),
+            ("MIGRATE h p \"\" 0 5 KEYS", &[]),
+            ("GEORADIUS k", &[1]),
+            ("GEORADIUS k 0 0 1 m STORE", &[1]),
+            ("OBJECT", &[]),
+            ("OBJECT ENCODING", &[]),
+            ("XGROUP", &[]),
+        ];
+        for &(line, want) in cases {
+            assert_eq!(key_positions(&args(line)), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn write_keys_cases() {
+        let cases: &[(&str, &[usize])] = &[
+            ("", &[]),
+            ("GET k", &[]),
+            ("MGET a b", &[]),
+            ("SET k v", &[1]),
+            ("MSET a 1 b 2", &[1, 3]),
+            ("DEL a b", &[1, 2]),
+            ("SORT k", &[]),
+            ("SORT k STORE d", &[3]),
+            ("SORT_RO k", &[]),
+            ("COPY a b", &[1, 2]),
+            ("RENAME a b", &[1, 2]),
+            ("SMOVE a b m", &[1, 2]),
+            ("LMOVE a b LEFT RIGHT", &[1, 2]),
+            ("BLPOP a b 0", &[1, 2]),
+            ("EVAL s 2 a b x", &[3, 4]),
+            ("EVAL_RO s 1 a", &[]),
+            ("FCALL f 1 k", &[3]),
+            ("FCALL_RO f 1 k", &[]),
+            ("SINTERSTORE d a b", &[1]),
+            ("SUNIONSTORE d a b", &[1]),
+            ("SDIFFSTORE d a b", &[1]),
+            ("ZUNIONSTORE d 2 a b", &[1]),
+            ("ZINTERSTORE d 2 a b", &[1]),
+            ("ZDIFFSTORE d 2 a b", &[1]),
+            ("ZRANGESTORE d s 0 1", &[1]),
+            ("GEOSEARCHSTORE d s FROMMEMBER m BYRADIUS 1 m", &[1]),
+            ("BITOP AND d a b", &[2]),
+            ("PFMERGE d a b", &[1]),
+            ("PFCOUNT a b", &[1, 2]),
+            ("GEORADIUS k 0 0 1 m", &[]),
+            ("GEORADIUS k 0 0 1 m STORE d", &[7]),
+            ("GEORADIUS_RO k 0 0 1 m", &[]),
+            ("XREADGROUP GROUP g c STREAMS a >", &[5]),
+            ("XREAD BLOCK 0 STREAMS a 0", &[]),
+            ("XGROUP CREATE k g $", &[2]),
+            ("XINFO STREAM k", &[]),
+            ("OBJECT ENCODING k", &[]),
+            ("MEMORY USAGE k", &[]),
+            ("WATCH a", &[]),
+            ("TOUCH a", &[]),
+            ("MIGRATE h p k 0 5", &[3]),
+            ("NOSUCHCOMMAND a", &[]),
+        ];
+        for &(line, want) in cases {
+            assert_eq!(write_keys(&args(line)), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn command_helper_returns_the_keys() {
+        let a = args("MSET a 1 b 2");
+        let cmd = Command::new(&a);
+        let keys: Vec<&Bytes> = cmd.keys().collect();
+        assert_eq!(keys, [&a[1], &a[3]]);
+        assert_eq!(cmd.write_keys(), [1, 3]);
+        assert_eq!(cmd.classify().kind, Kind::Write);
+    }
+
+    #[test]
+    fn arity_follows_redis_convention() {
+        let get = lookup(b"get").unwrap();
+        assert!(get.arity_ok(2) && !get.arity_ok(1) && !get.arity_ok(3));
+        let mset = lookup(b"mset").unwrap();
+        assert!(mset.arity_ok(3) && mset.arity_ok(7) && !mset.arity_ok(2));
+    }
+
+    #[test]
+    fn tables_are_sorted_lowercase_and_without_duplicates() {
+        let mut seen = HashSet::new();
+        for spec in all_specs() {
+            assert!(seen.insert(spec.name), "duplicate {}", spec.name);
+            assert!(!spec.name.bytes().any(|b| b.is_ascii_uppercase()), "{}", spec.name);
+            assert_ne!(spec.arity, 0, "{}", spec.name);
+        }
+        for level in std::iter::once(commands()).chain(commands().iter().map(|s| s.subcommands)) {
+            for pair in level.windows(2) {
+                assert!(pair[0].short_name() < pair[1].short_name(), "{} !< {}", pair[0].name, pair[1].name);
+            }
+        }
+    }
+
+    #[test]
+    fn containers_delegate_keys_to_their_subcommands() {
+        for spec in commands().iter().filter(|s| !s.subcommands.is_empty()) {
+            assert!(matches!(spec.keys, Keys::Custom(_)), "{}", spec.name);
+            for sub in spec.subcommands {
+                assert!(sub.name.starts_with(&format!("{}|", spec.name)), "{}", sub.name);
+                assert!(sub.subcommands.is_empty(), "{}", sub.name);
+                assert!(!matches!(sub.keys, Keys::Custom(_)), "{}", sub.name);
+            }
+        }
+        assert!(commands().iter().all(|s| !s.name.contains('|')));
+    }
+
+    #[test]
+    fn kinds_agree_with_routes() {
+        let stateful = [Route::Multi, Route::Exec, Route::Discard, Route::Watch, Route::Unwatch];
+        for spec in all_specs() {
+            assert_eq!(spec.kind == Kind::Blocking, spec.route == Route::Blocking, "{}", spec.name);
+            assert_eq!(spec.kind == Kind::Stateful, stateful.contains(&spec.route), "{}", spec.name);
+            assert_ne!(spec.kind, Kind::Unknown, "{}", spec.name);
+            if spec.writes != Writes::None {
+                assert!(matches!(spec.kind, Kind::Write | Kind::Blocking), "{}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn labels_are_distinct() {
+        let labels: HashSet<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(labels.len(), Kind::ALL.len());
+    }
+
+    /// xorshift64*, so the fuzz test needs no dependency and is reproducible.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn random_arg(rng: &mut Rng, names: &[&str]) -> Bytes {
+        const WORDS: &[&str] = &[
+            "STREAMS", "BLOCK", "COUNT", "GROUP", "NOACK", "STORE", "STOREDIST", "KEYS", "AUTH",
+            "AUTH2", "LIMIT", "BY", "GET", "0", "1", "2", "3", "-1", "", "99999999999999999999",
+        ];
+        match rng.below(4) {
+            0 => Bytes::copy_from_slice(names[rng.below(names.len())].to_ascii_uppercase().as_bytes()),
+            1 => Bytes::from_static(WORDS[rng.below(WORDS.len())].as_bytes()),
+            2 => (0..rng.below(4)).map(|_| rng.next() as u8).collect(),
+            _ => Bytes::copy_from_slice(names[rng.below(names.len())].as_bytes()),
+        }
+    }
+
+    #[test]
+    fn random_commands_never_panic_and_stay_in_bounds() {
+        let names: Vec<&str> = all_specs().map(|s| s.short_name()).collect();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..50_000 {
+            let len = rng.below(12);
+            let mut cmd: Vec<Bytes> = (0..len).map(|_| random_arg(&mut rng, &names)).collect();
+            if let Some(first) = cmd.first_mut() {
+                *first = Bytes::copy_from_slice(names[rng.below(names.len())].as_bytes());
+            }
+            let keys = key_positions(&cmd);
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{cmd:?} -> {keys:?}");
+            assert!(keys.iter().all(|&k| k >= 1 && k < cmd.len()), "{cmd:?} -> {keys:?}");
+            let writes = write_keys(&cmd);
+            assert!(writes.iter().all(|w| keys.contains(w)), "{cmd:?}");
+            let c = classify(&cmd);
+            assert_eq!(c.kind == Kind::Unknown, c.spec.is_none());
+        }
+    }
+}

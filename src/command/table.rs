@@ -1,0 +1,581 @@
+//! The static command table: every Redis 7.2 command (Sentinel excepted), sorted by
+//! name so that [`super::lookup`] can binary-search it, plus the subcommand tables of
+//! container commands and the key finders that need parsing.
+//!
+//! Kinds follow Redis's command flags, with the proxy's view where they differ:
+//! PFCOUNT is a write (it may rewrite the HyperLogLog's cached cardinality), EVAL,
+//! EVALSHA and FCALL are writes (their keys may be modified), XREAD is a read unless it
+//! carries BLOCK. Arities and key positions are Redis's own; the tests compare them
+//! with a running `redis-server`.
+
+use bytes::Bytes;
+
+use super::Kind::{Admin, Blocking, Connection, PubSub, Read, Stateful, Write};
+use super::{Kind, Keys, Route, Spec, Writes};
+
+const fn cmd(name: &'static str, kind: Kind, arity: i32, keys: Keys) -> Spec {
+    Spec::new(name, kind, arity, keys)
+}
+
+const fn range(first: usize, last: isize, step: usize) -> Keys {
+    Keys::Range { first, last, step }
+}
+
+const fn numkeys(at: usize) -> Keys {
+    Keys::NumKeys { at, dest: None }
+}
+
+const fn numkeys_dest(at: usize, dest: usize) -> Keys {
+    Keys::NumKeys { at, dest: Some(dest) }
+}
+
+const NONE: Keys = Keys::None;
+/// The usual single key right after the name.
+const K1: Keys = range(1, 1, 1);
+/// The key after a subcommand (OBJECT ENCODING key, XINFO STREAM key, …).
+const K2: Keys = range(2, 2, 1);
+/// Every argument is a key (DEL, MGET, EXISTS, …).
+const ALL: Keys = range(1, -1, 1);
+/// Container commands: the keys of the subcommand.
+const SUB: Keys = Keys::Custom(subcommand_keys);
+
+/// Every top-level command, sorted by name.
+pub fn commands() -> &'static [Spec] {
+    COMMANDS
+}
+
+pub(super) static COMMANDS: &[Spec] = &[
+    cmd("acl", Admin, -2, SUB).with_subcommands(ACL_SUBCOMMANDS),
+    cmd("append", Write, 3, K1),
+    cmd("asking", Connection, 1, NONE),
+    cmd("auth", Connection, -2, NONE).with_route(Route::Auth),
+    cmd("bgrewriteaof", Admin, 1, NONE),
+    cmd("bgsave", Admin, -1, NONE),
+    cmd("bitcount", Read, -2, K1),
+    cmd("bitfield", Write, -2, K1),
+    cmd("bitfield_ro", Read, -2, K1),
+    cmd("bitop", Write, -4, range(2, -1, 1)).with_writes(Writes::First),
+    cmd("bitpos", Read, -3, K1),
+    cmd("blmove", Blocking, 6, range(1, 2, 1)).with_route(Route::Blocking),
+    cmd("blmpop", Blocking, -5, numkeys(2)).with_route(Route::Blocking),
+    cmd("blpop", Blocking, -3, range(1, -2, 1)).with_route(Route::Blocking),
+    cmd("brpop", Blocking, -3, range(1, -2, 1)).with_route(Route::Blocking),
+    cmd("brpoplpush", Blocking, 4, range(1, 2, 1)).with_route(Route::Blocking),
+    cmd("bzmpop", Blocking, -5, numkeys(2)).with_route(Route::Blocking),
+    cmd("bzpopmax", Blocking, -3, range(1, -2, 1)).with_route(Route::Blocking),
+    cmd("bzpopmin", Blocking, -3, range(1, -2, 1)).with_route(Route::Blocking),
+    cmd("client", Admin, -2, SUB).with_subcommands(CLIENT_SUBCOMMANDS),
+    cmd("cluster", Admin, -2, SUB).with_subcommands(CLUSTER_SUBCOMMANDS),
+    cmd("command", Admin, -1, SUB).with_subcommands(COMMAND_SUBCOMMANDS),
+    cmd("config", Admin, -2, SUB).with_subcommands(CONFIG_SUBCOMMANDS),
+    cmd("copy", Write, -3, range(1, 2, 1)),
+    cmd("dbsize", Read, 1, NONE),
+    cmd("debug", Admin, -2, NONE),
+    cmd("decr", Write, 2, K1),
+    cmd("decrby", Write, 3, K1),
+    cmd("del", Write, -2, ALL),
+    cmd("discard", Stateful, 1, NONE).with_route(Route::Discard),
+    cmd("dump", Read, 2, K1),
+    cmd("echo", Connection, 2, NONE),
+    cmd("eval", Write, -3, numkeys(2)),
+    cmd("eval_ro", Read, -3, numkeys(2)),
+    cmd("evalsha", Write, -3, numkeys(2)),
+    cmd("evalsha_ro", Read, -3, numkeys(2)),
+    cmd("exec", Stateful, 1, NONE).with_route(Route::Exec),
+    cmd("exists", Read, -2, ALL),
+    cmd("expire", Write, -3, K1),
+    cmd("expireat", Write, -3, K1),
+    cmd("expiretime", Read, 2, K1),
+    cmd("failover", Admin, -1, NONE),
+    cmd("fcall", Write, -3, numkeys(2)),
+    cmd("fcall_ro", Read, -3, numkeys(2)),
+    cmd("flushall", Write, -1, NONE),
+    cmd("flushdb", Write, -1, NONE),
+    cmd("function", Admin, -2, SUB).with_subcommands(FUNCTION_SUBCOMMANDS),
+    cmd("geoadd", Write, -5, K1),
+    cmd("geodist", Read, -4, K1),
+    cmd("geohash", Read, -2, K1),
+    cmd("geopos", Read, -2, K1),
+    cmd("georadius", Write, -6, Keys::Custom(georadius_keys)).with_writes(Writes::Rest),
+    cmd("georadius_ro", Read, -6, K1),
+    cmd("georadiusbymember", Write, -5, Keys::Custom(georadius_keys)).with_writes(Writes::Rest),
+    cmd("georadiusbymember_ro", Read, -5, K1),
+    cmd("geosearch", Read, -7, K1),
+    cmd("geosearchstore", Write, -8, range(1, 2, 1)).with_writes(Writes::First),
+    cmd("get", Read, 2, K1),
+    cmd("getbit", Read, 3, K1),
+    cmd("getdel", Write, 2, K1),
+    cmd("getex", Write, -2, K1),
+    cmd("getrange", Read, 4, K1),
+    cmd("getset", Write, 3, K1),
+    cmd("hdel", Write, -3, K1),
+    cmd("hello", Connection, -1, NONE).with_route(Route::Hello),
+    cmd("hexists", Read, 3, K1),
+    cmd("hget", Read, 3, K1),
+    cmd("hgetall", Read, 2, K1),
+    cmd("hincrby", Write, 4, K1),
+    cmd("hincrbyfloat", Write, 4, K1),
+    cmd("hkeys", Read, 2, K1),
+    cmd("hlen", Read, 2, K1),
+    cmd("hmget", Read, -3, K1),
+    cmd("hmset", Write, -4, K1),
+    cmd("hrandfield", Read, -2, K1),
+    cmd("hscan", Read, -3, K1),
+    cmd("hset", Write, -4, K1),
+    cmd("hsetnx", Write, 4, K1),
+    cmd("hstrlen", Read, 3, K1),
+    cmd("hvals", Read, 2, K1),
+    cmd("incr", Write, 2, K1),
+    cmd("incrby", Write, 3, K1),
+    cmd("incrbyfloat", Write, 3, K1),
+    cmd("info", Admin, -1, NONE),
+    cmd("keys", Read, 2, NONE),
+    cmd("lastsave", Admin, 1, NONE),
+    cmd("latency", Admin, -2, SUB).with_subcommands(LATENCY_SUBCOMMANDS),
+    cmd("lcs", Read, -3, range(1, 2, 1)),
+    cmd("lindex", Read, 3, K1),
+    cmd("linsert", Write, 5, K1),
+    cmd("llen", Read, 2, K1),
+    cmd("lmove", Write, 5, range(1, 2, 1)),
+    cmd("lmpop", Write, -4, numkeys(1)),
+    cmd("lolwut", Admin, -1, NONE),
+    cmd("lpop", Write, -2, K1),
+    cmd("lpos", Read, -3, K1),
+    cmd("lpush", Write, -3, K1),
+    cmd("lpushx", Write, -3, K1),
+    cmd("lrange", Read, 4, K1),
+    cmd("lrem", Write, 4, K1),
+    cmd("lset", Write, 4, K1),
+    cmd("ltrim", Write, 4, K1),
+    cmd("memory", Admin, -2, SUB).with_subcommands(MEMORY_SUBCOMMANDS),
+    cmd("mget", Read, -2, ALL),
+    cmd("migrate", Write, -6, Keys::Custom(migrate_keys)),
+    cmd("module", Admin, -2, SUB).with_subcommands(MODULE_SUBCOMMANDS),
+    cmd("monitor", Admin, 1, NONE).with_route(Route::Relay),
+    cmd("move", Write, 3, K1),
+    cmd("mset", Write, -3, range(1, -1, 2)),
+    cmd("msetnx", Write, -3, range(1, -1, 2)),
+    cmd("multi", Stateful, 1, NONE).with_route(Route::Multi),
+    cmd("object", Read, -2, SUB).with_subcommands(OBJECT_SUBCOMMANDS),
+    cmd("persist", Write, 2, K1),
+    cmd("pexpire", Write, -3, K1),
+    cmd("pexpireat", Write, -3, K1),
+    cmd("pexpiretime", Read, 2, K1),
+    cmd("pfadd", Write, -2, K1),
+    cmd("pfcount", Write, -2, ALL),
+    cmd("pfdebug", Write, 3, K2),
+    cmd("pfmerge", Write, -2, ALL).with_writes(Writes::First),
+    cmd("pfselftest", Admin, 1, NONE),
+    cmd("ping", Connection, -1, NONE),
+    cmd("psetex", Write, 4, K1),
+    cmd("psubscribe", PubSub, -2, NONE).with_route(Route::Relay),
+    cmd("psync", Admin, -3, NONE).with_route(Route::Refuse),
+    cmd("pttl", Read, 2, K1),
+    cmd("publish", PubSub, 3, NONE),
+    cmd("pubsub", PubSub, -2, SUB).with_subcommands(PUBSUB_SUBCOMMANDS),
+    cmd("punsubscribe", PubSub, -1, NONE).with_route(Route::Unsubscribe),
+    cmd("quit", Connection, -1, NONE).with_route(Route::Quit),
+    cmd("randomkey", Read, 1, NONE),
+    cmd("readonly", Connection, 1, NONE),
+    cmd("readwrite", Connection, 1, NONE),
+    cmd("rename", Write, 3, range(1, 2, 1)),
+    cmd("renamenx", Write, 3, range(1, 2, 1)),
+    cmd("replconf", Admin, -1, NONE).with_route(Route::Refuse),
+    cmd("replicaof", Admin, 3, NONE),
+    cmd("reset", Connection, 1, NONE).with_route(Route::Reset),
+    cmd("restore", Write, -4, K1),
+    cmd("restore-asking", Write, -4, K1),
+    cmd("role", Admin, 1, NONE),
+    cmd("rpop", Write, -2, K1),
+    cmd("rpoplpush", Write, 3, range(1, 2, 1)),
+    cmd("rpush", Write, -3, K1),
+    cmd("rpushx", Write, -3, K1),
+    cmd("sadd", Write, -3, K1),
+    cmd("save", Admin, 1, NONE),
+    cmd("scan", Read, -2, NONE),
+    cmd("scard", Read, 2, K1),
+    cmd("script", Admin, -2, SUB).with_subcommands(SCRIPT_SUBCOMMANDS),
+    cmd("sdiff", Read, -2, ALL),
+    cmd("sdiffstore", Write, -3, ALL).with_writes(Writes::First),
+    cmd("select", Connection, 2, NONE).with_route(Route::Select),
+    cmd("set", Write, -3, K1),
+    cmd("setbit", Write, 4, K1),
+    cmd("setex", Write, 4, K1),
+    cmd("setnx", Write, 3, K1),
+    cmd("setrange", Write, 4, K1),
+    cmd("shutdown", Admin, -1, NONE),
+    cmd("sinter", Read, -2, ALL),
+    cmd("sintercard", Read, -3, numkeys(1)),
+    cmd("sinterstore", Write, -3, ALL).with_writes(Writes::First),
+    cmd("sismember", Read, 3, K1),
+    cmd("slaveof", Admin, 3, NONE),
+    cmd("slowlog", Admin, -2, SUB).with_subcommands(SLOWLOG_SUBCOMMANDS),
+    cmd("smembers", Read, 2, K1),
+    cmd("smismember", Read, -3, K1),
+    cmd("smove", Write, 4, range(1, 2, 1)),
+    cmd("sort", Write, -2, Keys::Custom(sort_keys)).with_writes(Writes::Rest),
+    cmd("sort_ro", Read, -2, K1),
+    cmd("spop", Write, -2, K1),
+    cmd("spublish", PubSub, 3, Keys::None),
+    cmd("srandmember", Read, -2, K1),
+    cmd("srem", Write, -3, K1),
+    cmd("sscan", Read, -3, K1),
+    cmd("ssubscribe", PubSub, -2, Keys::None).with_route(Route::Relay),
+    cmd("strlen", Read, 2, K1),
+    cmd("subscribe", PubSub, -2, NONE).with_route(Route::Relay),
+    cmd("substr", Read, 4, K1),
+    cmd("sunion", Read, -2, ALL),
+    cmd("sunionstore", Write, -3, ALL).with_writes(Writes::First),
+    cmd("sunsubscribe", PubSub, -1, Keys::None).with_route(Route::Unsubscribe),
+    cmd("swapdb", Write, 3, NONE),
+    cmd("sync", Admin, 1, NONE).with_route(Route::Refuse),
+    cmd("time", Admin, 1, NONE),
+    cmd("touch", Read, -2, ALL),
+    cmd("ttl", Read, 2, K1),
+    cmd("type", Read, 2, K1),
+    cmd("unlink", Write, -2, ALL),
+    cmd("unsubscribe", PubSub, -1, NONE).with_route(Route::Unsubscribe),
+    cmd("unwatch", Stateful, 1, NONE).with_route(Route::Unwatch),
+    cmd("wait", Blocking, 3, NONE).with_route(Route::Blocking),
+    cmd("waitaof", Blocking, 4, NONE).with_route(Route::Blocking),
+    cmd("watch", Stateful, -2, ALL).with_route(Route::Watch),
+    cmd("xack", Write, -4, K1),
+    cmd("xadd", Write, -5, K1),
+    cmd("xautoclaim", Write, -6, K1),
+    cmd("xclaim", Write, -6, K1),
+    cmd("xdel", Write, -3, K1),
+    cmd("xgroup", Write, -2, SUB).with_subcommands(XGROUP_SUBCOMMANDS),
+    cmd("xinfo", Read, -2, SUB).with_subcommands(XINFO_SUBCOMMANDS),
+    cmd("xlen", Read, 2, K1),
+    cmd("xpending", Read, -3, K1),
+    cmd("xrange", Read, -4, K1),
+    cmd("xread", Read, -4, Keys::Custom(xread_keys)),
+    cmd("xreadgroup", Write, -7, Keys::Custom(xread_keys)),
+    cmd("xrevrange", Read, -4, K1),
+    cmd("xsetid", Write, -3, K1),
+    cmd("xtrim", Write, -4, K1),
+    cmd("zadd", Write, -4, K1),
+    cmd("zcard", Read, 2, K1),
+    cmd("zcount", Read, 4, K1),
+    cmd("zdiff", Read, -3, numkeys(1)),
+    cmd("zdiffstore", Write, -4, numkeys_dest(2, 1)).with_writes(Writes::First),
+    cmd("zincrby", Write, 4, K1),
+    cmd("zinter", Read, -3, numkeys(1)),
+    cmd("zintercard", Read, -3, numkeys(1)),
+    cmd("zinterstore", Write, -4, numkeys_dest(2, 1)).with_writes(Writes::First),
+    cmd("zlexcount", Read, 4, K1),
+    cmd("zmpop", Write, -4, numkeys(1)),
+    cmd("zmscore", Read, -3, K1),
+    cmd("zpopmax", Write, -2, K1),
+    cmd("zpopmin", Write, -2, K1),
+    cmd("zrandmember", Read, -2, K1),
+    cmd("zrange", Read, -4, K1),
+    cmd("zrangebylex", Read, -4, K1),
+    cmd("zrangebyscore", Read, -4, K1),
+    cmd("zrangestore", Write, -5, range(1, 2, 1)).with_writes(Writes::First),
+    cmd("zrank", Read, -3, K1),
+    cmd("zrem", Write, -3, K1),
+    cmd("zremrangebylex", Write, 4, K1),
+    cmd("zremrangebyrank", Write, 4, K1),
+    cmd("zremrangebyscore", Write, 4, K1),
+    cmd("zrevrange", Read, -4, K1),
+    cmd("zrevrangebylex", Read, -4, K1),
+    cmd("zrevrangebyscore", Read, -4, K1),
+    cmd("zrevrank", Read, -3, K1),
+    cmd("zscan", Read, -3, K1),
+    cmd("zscore", Read, 3, K1),
+    cmd("zunion", Read, -3, numkeys(1)),
+    cmd("zunionstore", Write, -4, numkeys_dest(2, 1)).with_writes(Writes::First),
+];
+
+pub(super) static ACL_SUBCOMMANDS: &[Spec] = &[
+    cmd("acl|cat", Admin, -2, NONE),
+    cmd("acl|deluser", Admin, -3, NONE),
+    cmd("acl|dryrun", Admin, -4, NONE),
+    cmd("acl|genpass", Admin, -2, NONE),
+    cmd("acl|getuser", Admin, 3, NONE),
+    cmd("acl|help", Admin, 2, NONE),
+    cmd("acl|list", Admin, 2, NONE),
+    cmd("acl|load", Admin, 2, NONE),
+    cmd("acl|log", Admin, -2, NONE),
+    cmd("acl|save", Admin, 2, NONE),
+    cmd("acl|setuser", Admin, -3, NONE),
+    cmd("acl|users", Admin, 2, NONE),
+    cmd("acl|whoami", Admin, 2, NONE),
+];
+
+pub(super) static CLIENT_SUBCOMMANDS: &[Spec] = &[
+    cmd("client|caching", Connection, 3, NONE),
+    cmd("client|getname", Connection, 2, NONE).with_route(Route::ClientGetName),
+    cmd("client|getredir", Admin, 2, NONE),
+    cmd("client|help", Admin, 2, NONE),
+    cmd("client|id", Connection, 2, NONE).with_route(Route::ClientId),
+    cmd("client|info", Admin, 2, NONE),
+    cmd("client|kill", Admin, -3, NONE),
+    cmd("client|list", Admin, -2, NONE),
+    cmd("client|no-evict", Connection, 3, NONE).with_route(Route::ClientNoop),
+    cmd("client|no-touch", Connection, 3, NONE).with_route(Route::ClientNoop),
+    cmd("client|pause", Admin, -3, NONE),
+    cmd("client|reply", Connection, 3, NONE).with_route(Route::Relay),
+    cmd("client|setinfo", Connection, 4, NONE).with_route(Route::ClientSetInfo),
+    cmd("client|setname", Connection, 3, NONE).with_route(Route::ClientSetName),
+    cmd("client|tracking", Connection, -3, NONE).with_route(Route::Relay),
+    cmd("client|trackinginfo", Admin, 2, NONE),
+    cmd("client|unblock", Admin, -3, NONE),
+    cmd("client|unpause", Admin, 2, NONE),
+];
+
+pub(super) static CLUSTER_SUBCOMMANDS: &[Spec] = &[
+    cmd("cluster|addslots", Admin, -3, NONE),
+    cmd("cluster|addslotsrange", Admin, -4, NONE),
+    cmd("cluster|bumpepoch", Admin, 2, NONE),
+    cmd("cluster|count-failure-reports", Admin, 3, NONE),
+    cmd("cluster|countkeysinslot", Admin, 3, NONE),
+    cmd("cluster|delslots", Admin, -3, NONE),
+    cmd("cluster|delslotsrange", Admin, -4, NONE),
+    cmd("cluster|failover", Admin, -2, NONE),
+    cmd("cluster|flushslots", Admin, 2, NONE),
+    cmd("cluster|forget", Admin, 3, NONE),
+    cmd("cluster|getkeysinslot", Admin, 4, NONE),
+    cmd("cluster|help", Admin, 2, NONE),
+    cmd("cluster|info", Admin, 2, NONE),
+    cmd("cluster|keyslot", Admin, 3, NONE),
+    cmd("cluster|links", Admin, 2, NONE),
+    cmd("cluster|meet", Admin, -4, NONE),
+    cmd("cluster|myid", Admin, 2, NONE),
+    cmd("cluster|myshardid", Admin, 2, NONE),
+    cmd("cluster|nodes", Admin, 2, NONE),
+    cmd("cluster|replicas", Admin, 3, NONE),
+    cmd("cluster|replicate", Admin, 3, NONE),
+    cmd("cluster|reset", Admin, -2, NONE),
+    cmd("cluster|saveconfig", Admin, 2, NONE),
+    cmd("cluster|set-config-epoch", Admin, 3, NONE),
+    cmd("cluster|setslot", Admin, -4, NONE),
+    cmd("cluster|shards", Admin, 2, NONE),
+    cmd("cluster|slaves", Admin, 3, NONE),
+    cmd("cluster|slots", Admin, 2, NONE),
+];
+
+pub(super) static COMMAND_SUBCOMMANDS: &[Spec] = &[
+    cmd("command|count", Admin, 2, NONE),
+    cmd("command|docs", Admin, -2, NONE),
+    cmd("command|getkeys", Admin, -4, NONE),
+    cmd("command|getkeysandflags", Admin, -4, NONE),
+    cmd("command|help", Admin, 2, NONE),
+    cmd("command|info", Admin, -2, NONE),
+    cmd("command|list", Admin, -2, NONE),
+];
+
+pub(super) static CONFIG_SUBCOMMANDS: &[Spec] = &[
+    cmd("config|get", Admin, -3, NONE),
+    cmd("config|help", Admin, 2, NONE),
+    cmd("config|resetstat", Admin, 2, NONE),
+    cmd("config|rewrite", Admin, 2, NONE),
+    cmd("config|set", Admin, -4, NONE),
+];
+
+pub(super) static FUNCTION_SUBCOMMANDS: &[Spec] = &[
+    cmd("function|delete", Write, 3, NONE),
+    cmd("function|dump", Admin, 2, NONE),
+    cmd("function|flush", Write, -2, NONE),
+    cmd("function|help", Admin, 2, NONE),
+    cmd("function|kill", Admin, 2, NONE),
+    cmd("function|list", Admin, -2, NONE),
+    cmd("function|load", Write, -3, NONE),
+    cmd("function|restore", Write, -3, NONE),
+    cmd("function|stats", Admin, 2, NONE),
+];
+
+pub(super) static LATENCY_SUBCOMMANDS: &[Spec] = &[
+    cmd("latency|doctor", Admin, 2, NONE),
+    cmd("latency|graph", Admin, 3, NONE),
+    cmd("latency|help", Admin, 2, NONE),
+    cmd("latency|histogram", Admin, -2, NONE),
+    cmd("latency|history", Admin, 3, NONE),
+    cmd("latency|latest", Admin, 2, NONE),
+    cmd("latency|reset", Admin, -2, NONE),
+];
+
+pub(super) static MEMORY_SUBCOMMANDS: &[Spec] = &[
+    cmd("memory|doctor", Admin, 2, NONE),
+    cmd("memory|help", Admin, 2, NONE),
+    cmd("memory|malloc-stats", Admin, 2, NONE),
+    cmd("memory|purge", Admin, 2, NONE),
+    cmd("memory|stats", Admin, 2, NONE),
+    cmd("memory|usage", Read, -3, K2),
+];
+
+pub(super) static MODULE_SUBCOMMANDS: &[Spec] = &[
+    cmd("module|help", Admin, 2, NONE),
+    cmd("module|list", Admin, 2, NONE),
+    cmd("module|load", Admin, -3, NONE),
+    cmd("module|loadex", Admin, -3, NONE),
+    cmd("module|unload", Admin, 3, NONE),
+];
+
+pub(super) static OBJECT_SUBCOMMANDS: &[Spec] = &[
+    cmd("object|encoding", Read, 3, K2),
+    cmd("object|freq", Read, 3, K2),
+    cmd("object|help", Read, 2, NONE),
+    cmd("object|idletime", Read, 3, K2),
+    cmd("object|refcount", Read, 3, K2),
+];
+
+pub(super) static PUBSUB_SUBCOMMANDS: &[Spec] = &[
+    cmd("pubsub|channels", PubSub, -2, NONE),
+    cmd("pubsub|help", PubSub, 2, NONE),
+    cmd("pubsub|numpat", PubSub, 2, NONE),
+    cmd("pubsub|numsub", PubSub, -2, NONE),
+    cmd("pubsub|shardchannels", PubSub, -2, NONE),
+    cmd("pubsub|shardnumsub", PubSub, -2, NONE),
+];
+
+pub(super) static SCRIPT_SUBCOMMANDS: &[Spec] = &[
+    cmd("script|debug", Admin, 3, NONE),
+    cmd("script|exists", Admin, -3, NONE),
+    cmd("script|flush", Admin, -2, NONE),
+    cmd("script|help", Admin, 2, NONE),
+    cmd("script|kill", Admin, 2, NONE),
+    cmd("script|load", Admin, 3, NONE),
+];
+
+pub(super) static SLOWLOG_SUBCOMMANDS: &[Spec] = &[
+    cmd("slowlog|get", Admin, -2, NONE),
+    cmd("slowlog|help", Admin, 2, NONE),
+    cmd("slowlog|len", Admin, 2, NONE),
+    cmd("slowlog|reset", Admin, 2, NONE),
+];
+
+pub(super) static XGROUP_SUBCOMMANDS: &[Spec] = &[
+    cmd("xgroup|create", Write, -5, K2),
+    cmd("xgroup|createconsumer", Write, 5, K2),
+    cmd("xgroup|delconsumer", Write, 5, K2),
+    cmd("xgroup|destroy", Write, 4, K2),
+    cmd("xgroup|help", Read, 2, NONE),
+    cmd("xgroup|setid", Write, -5, K2),
+];
+
+pub(super) static XINFO_SUBCOMMANDS: &[Spec] = &[
+    cmd("xinfo|consumers", Read, 4, K2),
+    cmd("xinfo|groups", Read, 3, K2),
+    cmd("xinfo|help", Read, 2, NONE),
+    cmd("xinfo|stream", Read, -3, K2),
+];
+
+fn subcommand_keys(args: &[Bytes]) -> Vec<usize> {
+    let container = args.first().and_then(|name| super::lookup(name));
+    let sub = container.zip(args.get(1)).and_then(|(spec, sub)| spec.subcommand(sub));
+    sub.map_or_else(Vec::new, |sub| sub.keys.positions(args))
+}
+
+pub(super) fn is_xread(spec: &Spec) -> bool {
+    matches!(spec.name, "xread" | "xreadgroup")
+}
+
+/// What XREAD/XREADGROUP's options say before the streams.
+pub(super) struct XreadScan {
+    pub(super) block: bool,
+    /// Index of the STREAMS keyword.
+    pub(super) streams: Option<usize>,
+}
+
+/// Options of XREAD/XREADGROUP and how many arguments each spans. Walking them (rather
+/// than searching for STREAMS) keeps a group or consumer named "streams" from being
+/// taken for the keyword.
+const XREAD_OPTIONS: &[(&[u8], usize)] = &[(b"block", 2), (b"count", 2), (b"group", 3), (b"noack", 1)];
+
+pub(super) fn xread_scan(args: &[Bytes]) -> XreadScan {
+    let mut scan = XreadScan { block: false, streams: None };
+    let mut i = 1;
+    while let Some(arg) = args.get(i) {
+        if arg.eq_ignore_ascii_case(b"streams") {
+            scan.streams = Some(i);
+            break;
+        }
+        let Some(&(option, width)) = XREAD_OPTIONS.iter().find(|(o, _)| arg.eq_ignore_ascii_case(o)) else {
+            break;
+        };
+        scan.block |= option == b"block";
+        i += width;
+    }
+    scan
+}
+
+/// `STREAMS k1 k2 … id1 id2 …`: the first half after the keyword. An odd count is a
+/// syntax error in Redis and yields no keys.
+fn xread_keys(args: &[Bytes]) -> Vec<usize> {
+    let Some(streams) = xread_scan(args).streams else {
+        return Vec::new();
+    };
+    let rest = args.len() - streams - 1;
+    if rest % 2 != 0 {
+        return Vec::new();
+    }
+    (streams + 1..streams + 1 + rest / 2).collect()
+}
+
+/// `SORT key [BY p] [LIMIT o c] [GET p …] [ASC|DESC] [ALPHA] [STORE dest]`: the key and
+/// the last STORE destination, as Redis applies it.
+fn sort_keys(args: &[Bytes]) -> Vec<usize> {
+    let mut keys = single_key(args, 1);
+    let mut i = 2;
+    while let Some(arg) = args.get(i) {
+        i += if arg.eq_ignore_ascii_case(b"limit") {
+            3
+        } else if arg.eq_ignore_ascii_case(b"by") || arg.eq_ignore_ascii_case(b"get") {
+            2
+        } else if arg.eq_ignore_ascii_case(b"store") && i + 1 < args.len() {
+            keys.truncate(1);
+            keys.push(i + 1);
+            2
+        } else {
+            1
+        };
+    }
+    keys
+}
+
+/// `GEORADIUS key lon lat r unit … [STORE k] [STOREDIST k]` (and BYMEMBER): the key and
+/// the last STORE/STOREDIST destination, searched from index 5 as Redis does.
+fn georadius_keys(args: &[Bytes]) -> Vec<usize> {
+    let mut keys = single_key(args, 1);
+    let mut store = None;
+    let mut i = 5;
+    while let Some(arg) = args.get(i) {
+        let is_store = arg.eq_ignore_ascii_case(b"store") || arg.eq_ignore_ascii_case(b"storedist");
+        if is_store && i + 1 < args.len() {
+            store = Some(i + 1);
+            i += 1;
+        }
+        i += 1;
+    }
+    keys.extend(store);
+    keys
+}
+
+/// `MIGRATE host port key|"" db timeout [COPY] [REPLACE] [AUTH pw] [AUTH2 user pw]
+/// [KEYS k …]`: the key at 3, or the keys after KEYS when the key is empty.
+fn migrate_keys(args: &[Bytes]) -> Vec<usize> {
+    let mut i = 6;
+    while let Some(arg) = args.get(i) {
+        if arg.eq_ignore_ascii_case(b"keys") {
+            return match args.get(3) {
+                Some(key) if key.is_empty() => (i + 1..args.len()).collect(),
+                _ => Vec::new(),
+            };
+        }
+        i += if arg.eq_ignore_ascii_case(b"auth") {
+            2
+        } else if arg.eq_ignore_ascii_case(b"auth2") {
+            3
+        } else {
+            1
+        };
+    }
+    single_key(args, 3)
+}
+
+/// The single key at `at`, if present.
+fn single_key(args: &[Bytes], at: usize) -> Vec<usize> {
+    if at < args.len() { vec![at] } else { Vec::new() }
+}

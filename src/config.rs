@@ -1,0 +1,382 @@
+//! `proxy.toml`: serde structs with defaults, parsing separate from reading the file,
+//! and `validate()` that names the key (and line) at fault.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub l1: L1Config,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default, rename = "namespace")]
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address clients connect to.
+    pub listen: String,
+    /// Connections beyond this get `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// Largest bulk string a client may send (Redis: proto-max-bulk-len).
+    pub max_bulk_len: ByteSize,
+    /// Largest number of arguments in one command.
+    pub max_args: usize,
+    /// Largest inline command line (Redis: 64 KiB).
+    pub max_inline_len: ByteSize,
+    /// Commands of one client that may await their reply at once; past this the
+    /// proxy stops reading from that client until replies drain.
+    pub max_pipeline: usize,
+    /// Reply bytes buffered for one client before the proxy stops reading from it.
+    pub max_output_buffer: ByteSize,
+    /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6380".into(),
+            max_clients: 10_000,
+            max_bulk_len: ByteSize::mib(512),
+            max_args: 1024 * 1024,
+            max_inline_len: ByteSize::kib(64),
+            max_pipeline: 1024,
+            max_output_buffer: ByteSize::mib(16),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `redis://[user:pass@]host:port[/db]`.
+    pub url: String,
+    /// Shared pipelined connections per (db, user, protocol).
+    pub pool_size: usize,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A reply not received within this gets an error (blocking commands excepted).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// First reconnect delay; doubles up to `max_backoff`, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 4,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(2),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct L1Config {
+    pub max_memory: ByteSize,
+    pub coherence: Coherence,
+}
+
+impl Default for L1Config {
+    fn default() -> Self {
+        Self {
+            max_memory: ByteSize::mib(256),
+            coherence: Coherence::Tracking,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coherence {
+    Tracking,
+    TtlOnly,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the `/metrics`, `/healthz`, `/readyz` endpoint; none when unset.
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `respite=debug`; `RUST_LOG` wins.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One `[[namespace]]` rule. Parsed and validated now; applied by later stages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub pattern: String,
+    #[serde(default, with = "humantime_serde")]
+    pub ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_ttl: Option<Duration>,
+    #[serde(default)]
+    pub l1: bool,
+    #[serde(default, with = "humantime_serde")]
+    pub l1_ttl: Option<Duration>,
+    #[serde(default)]
+    pub compress: Option<String>,
+    #[serde(default)]
+    pub compress_min_size: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    pub stale_if_error: Option<Duration>,
+    #[serde(default)]
+    pub lease: bool,
+}
+
+/// A configuration problem, with the key at fault and its line when known.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid `{key}`{}: {reason}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Invalid {
+        key: String,
+        line: Option<usize>,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads, parses, applies environment overrides and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = Self::parse(&text)?;
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate(&text)?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without validating.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string().trim_end().to_owned()))
+    }
+
+    /// `RESPITE_LISTEN` and `RESPITE_UPSTREAM` override the file (for containers).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(listen) = get("RESPITE_LISTEN") {
+            self.server.listen = listen;
+        }
+        if let Some(url) = get("RESPITE_UPSTREAM") {
+            self.upstream.url = url;
+        }
+    }
+
+    /// Checks values serde cannot; `text` is the file, used to name the line at fault.
+    pub fn validate(&self, text: &str) -> Result<(), ConfigError> {
+        let invalid = |section: &str, key: &str, reason: String| ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            line: find_line(text, section, key),
+            reason,
+        };
+        if self.server.listen.parse::<SocketAddr>().is_err() {
+            return Err(invalid(
+                "server",
+                "listen",
+                format!("`{}` is not host:port", self.server.listen),
+            ));
+        }
+        for (key, value) in [
+            ("max_clients", self.server.max_clients),
+            ("max_args", self.server.max_args),
+            ("max_pipeline", self.server.max_pipeline),
+        ] {
+            if value == 0 {
+                return Err(invalid("server", key, "must be at least 1".into()));
+            }
+        }
+        if let Err(e) = crate::upstream::UpstreamAddr::parse(&self.upstream.url) {
+            return Err(invalid("upstream", "url", e));
+        }
+        if self.upstream.pool_size == 0 || self.upstream.pool_size > 1024 {
+            return Err(invalid(
+                "upstream",
+                "pool_size",
+                "must be between 1 and 1024".into(),
+            ));
+        }
+        if self.upstream.connect_timeout.is_zero() {
+            return Err(invalid("upstream", "connect_timeout", "must be > 0".into()));
+        }
+        if self.upstream.request_timeout.is_zero() {
+            return Err(invalid("upstream", "request_timeout", "must be > 0".into()));
+        }
+        if let Some(listen) = &self.metrics.listen
+            && listen.parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "metrics",
+                "listen",
+                format!("`{listen}` is not host:port"),
+            ));
+        }
+        self.validate_namespaces(text)
+    }
+
+    fn validate_namespaces(&self, text: &str) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            let invalid = |key: &str, reason: String| ConfigError::Invalid {
+                key: format!("namespace[{i}].{key} (rule `{}`)", ns.name),
+                line: find_line(text, "namespace", key).or_else(|| find_line(text, "namespace", "name")),
+                reason,
+            };
+            if ns.name.is_empty() {
+                return Err(invalid("name", "must not be empty".into()));
+            }
+            if !names.insert(ns.name.as_str()) {
+                return Err(invalid("name", format!("duplicate name `{}`", ns.name)));
+            }
+            if ns.pattern.is_empty() {
+                return Err(invalid("match", "must not be empty".into()));
+            }
+            if let (Some(ttl), Some(max)) = (ns.ttl, ns.max_ttl)
+                && ttl > max
+            {
+                return Err(invalid("ttl", "must not exceed max_ttl".into()));
+            }
+            if let Some(c) = &ns.compress
+                && !matches!(c.as_str(), "zstd" | "lz4" | "none")
+            {
+                return Err(invalid(
+                    "compress",
+                    format!("`{c}` is not one of zstd, lz4, none"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of `key = …` inside `[section]` (or `[[section]]`), if present.
+fn find_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            current = line.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+        } else if current == section
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::parse("").unwrap();
+        c.validate("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:6380");
+        assert_eq!(c.upstream.pool_size, 4);
+    }
+
+    #[test]
+    fn reference_file_is_valid() {
+        let text = include_str!("../proxy.toml");
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap();
+        assert!(!c.namespaces.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line() {
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n";
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.contains("bogus"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_names_key_and_line() {
+        let text = "[upstream]\nurl = \"redis://x:1\"\npool_size = 0\n";
+        let c = Config::parse(text).unwrap();
+        let err = c.validate(text).unwrap_err().to_string();
+        assert!(err.contains("upstream.pool_size"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn ttl_above_max_ttl_is_refused() {
+        let text = "[[namespace]]\nname = \"a\"\nmatch = \"a:*\"\nttl = \"2h\"\nmax_ttl = \"1h\"\n";
+        let c = Config::parse(text).unwrap();
+        let err = c.validate(text).unwrap_err().to_string();
+        assert!(err.contains("ttl") && err.contains("`a`"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::parse("").unwrap();
+        c.apply_env(|k| match k {
+            "RESPITE_LISTEN" => Some("0.0.0.0:7000".into()),
+            "RESPITE_UPSTREAM" => Some("redis://r:6379/2".into()),
+            _ => None,
+        });
+        assert_eq!(c.server.listen, "0.0.0.0:7000");
+        assert_eq!(c.upstream.url, "redis://r:6379/2");
+    }
+}

@@ -1,0 +1,22 @@
+//! respite: a transparent Redis-protocol caching proxy.
+//!
+//! A command travels through these components, in order:
+//!
+//! - [`server`]: accepts client connections, enforces `max_clients`, drains on shutdown.
+//! - [`session`]: one task per client: RESP2/RESP3 framing ([`protocol`]), pipelining with
+//!   replies in request order, per-client state (db, user, protocol, MULTI, WATCH, pub/sub).
+//! - [`command`]: the command table: name -> kind, routing and key positions.
+//! - [`upstream`]: pooled pipelined connections to Redis (one pool per db, user and
+//!   protocol), dedicated connections for stateful clients, reconnect with backoff.
+//!
+//! Configuration lives in [`config`] (`proxy.toml`).
+
+pub mod command;
+pub mod config;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::run;

@@ -1,0 +1,332 @@
+//! One client connection: framing, pipelining with replies in request order, and the
+//! client's state (db, user, protocol, name, MULTI/WATCH, pub/sub).
+//!
+//! A session is one task. Each turn of its loop dispatches every complete command
+//! read so far (each becomes a [`Pending`] reply, in order), moves finished replies
+//! into the output buffer, then waits for whichever comes first: the oldest reply,
+//! its timeout, the socket becoming writable, or more input. Reading stops while too
+//! many replies are outstanding or too much output is buffered, so a client that does
+//! not read cannot grow the proxy's memory.
+//!
+//! Commands that switch upstream connection (MULTI, WATCH, blocking commands, SELECT,
+//! AUTH, HELLO, pub/sub) first wait until every earlier reply is in (a barrier), so
+//! Redis sees the client's commands in the order it sent them.
+
+mod connection;
+mod dispatch;
+mod relay;
+
+use std::{
+    collections::VecDeque,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{oneshot, watch},
+    time::{Instant, Sleep},
+};
+use tracing::debug;
+
+use crate::{
+    protocol::request::{Limits, Request, RequestParser},
+    server::Shared,
+    upstream::{Conn, Pool, PoolKey, Reply, UpstreamError},
+};
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A reply owed to the client, in request order.
+enum Pending {
+    Ready(Bytes),
+    Upstream {
+        rx: oneshot::Receiver<Reply>,
+        /// None for commands that block by design.
+        deadline: Option<Instant>,
+        effect: Effect,
+    },
+}
+
+/// Session state that changes only once Redis has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    None,
+    /// SELECT on a pinned connection: the db changes if Redis says OK.
+    Select(u32),
+    /// EXEC of a transaction that queued a SELECT: the db changes if EXEC ran.
+    ExecSelect(u32),
+}
+
+/// A dedicated upstream connection held by this client.
+struct Pinned {
+    conn: Conn,
+    key: PoolKey,
+    state: PinState,
+    /// The connection's state may differ from `key` (AUTH inside MULTI…): never reuse.
+    dirty: bool,
+    /// A SELECT queued inside the current MULTI.
+    queued_select: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinState {
+    Multi,
+    Watching,
+    /// The state has ended (EXEC, DISCARD, UNWATCH, a blocking command was sent):
+    /// release once its replies are in.
+    Done,
+}
+
+/// What dispatching asks of the loop.
+enum Flow {
+    Continue,
+    /// Enter streaming mode with this command (SUBSCRIBE, MONITOR…).
+    Relay(Request),
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    id: u64,
+    key: PoolKey,
+    pool: Arc<Pool>,
+    name: Option<Bytes>,
+    pinned: Option<Pinned>,
+    /// The pool must be looked up again (the db changed inside a transaction).
+    repool: bool,
+    pending: VecDeque<Pending>,
+    /// A command that waits for every earlier reply (the barrier) before dispatch.
+    deferred: Option<Request>,
+    parser: RequestParser,
+    inbuf: BytesMut,
+    out: BytesMut,
+    /// No more input will be read (QUIT, protocol error, EOF, shutdown).
+    closing: bool,
+    timeout: Duration,
+}
+
+/// Serves one client until it disconnects, quits, or the proxy shuts down.
+pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, stop: watch::Receiver<bool>) {
+    let limits = Limits {
+        max_bulk_len: shared.config.server.max_bulk_len.as_u64() as usize,
+        max_args: shared.config.server.max_args,
+        max_inline_len: shared.config.server.max_inline_len.as_u64() as usize,
+    };
+    let upstream = &shared.upstream;
+    let mut session = Session {
+        id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+        key: upstream.initial_key(),
+        pool: upstream.initial_pool(),
+        timeout: upstream.request_timeout(),
+        shared: shared.clone(),
+        name: None,
+        pinned: None,
+        repool: false,
+        pending: VecDeque::new(),
+        deferred: None,
+        parser: RequestParser::new(limits),
+        inbuf: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::with_capacity(16 * 1024),
+        closing: false,
+    };
+    debug!(client_id = session.id, "connected");
+    let result = session.run(&mut stream, stop).await;
+    debug!(client_id = session.id, ?result, "disconnected");
+}
+
+impl Session {
+    async fn run(
+        &mut self,
+        stream: &mut TcpStream,
+        mut stop: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::ZERO));
+        let mut timer_for: Option<Instant> = None;
+        let max_pipeline = self.shared.config.server.max_pipeline;
+        let max_out = self.shared.config.server.max_output_buffer.as_u64() as usize;
+        loop {
+            if let Some(req) = self.dispatch_input().await {
+                self.flush(stream).await?;
+                match relay::run(self, stream, &mut stop, req).await? {
+                    relay::End::Closed => return Ok(()),
+                    relay::End::Resume => continue,
+                }
+            }
+            self.collect_ready();
+            if self.closing && self.pending.is_empty() && self.deferred.is_none() {
+                self.flush(stream).await?;
+                return stream.shutdown().await;
+            }
+            let deadline = self.front_deadline();
+            if deadline != timer_for {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d);
+                }
+                timer_for = deadline;
+            }
+            let can_read = !self.closing
+                && self.deferred.is_none()
+                && self.pending.len() < max_pipeline
+                && self.out.len() < max_out;
+            let (mut rd, mut wr) = stream.split();
+            tokio::select! {
+                biased;
+                reply = front_reply(&mut self.pending) => self.complete_front(reply),
+                () = &mut timer, if timer_for.is_some() => {
+                    timer_for = None;
+                    self.complete_front(Err(UpstreamError::Timeout(self.timeout)));
+                }
+                written = wr.write_buf(&mut self.out), if !self.out.is_empty() => { written?; }
+                read = rd.read_buf(&mut self.inbuf), if can_read => {
+                    if read? == 0 {
+                        self.closing = true; // EOF: answer what was sent, then close
+                    }
+                }
+                _ = stop.changed(), if !self.closing => self.closing = true,
+            }
+        }
+    }
+
+    /// Parses and dispatches every complete command in the input buffer. Returns a
+    /// command that puts the session in streaming mode.
+    async fn dispatch_input(&mut self) -> Option<Request> {
+        let max_pipeline = self.shared.config.server.max_pipeline;
+        loop {
+            let req = match self.deferred.take() {
+                Some(req) => req,
+                None => {
+                    if self.pending.len() >= max_pipeline || (self.closing && self.inbuf.is_empty()) {
+                        return None;
+                    }
+                    match self.parser.next(&mut self.inbuf) {
+                        Ok(Some(req)) => req,
+                        Ok(None) => return None,
+                        Err(e) => {
+                            self.reply(crate::protocol::reply::error(&e.to_string()));
+                            self.inbuf.clear();
+                            self.closing = true;
+                            return None;
+                        }
+                    }
+                }
+            };
+            match self.dispatch(req).await {
+                Some(Flow::Continue) => {}
+                Some(Flow::Relay(req)) => return Some(req),
+                None => return None, // deferred until earlier replies are in
+            }
+        }
+    }
+
+    /// Queues a reply that needs no upstream round trip.
+    fn reply(&mut self, frame: Bytes) {
+        if self.pending.is_empty() {
+            self.out.extend_from_slice(&frame);
+        } else {
+            self.pending.push_back(Pending::Ready(frame));
+        }
+    }
+
+    /// Sends `req` on `conn` and queues its reply.
+    fn forward(&mut self, conn: &Conn, req: &Request, deadline: Option<Instant>, effect: Effect) {
+        self.pending.push_back(Pending::Upstream {
+            rx: conn.request(req.raw.clone()),
+            deadline,
+            effect,
+        });
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        Some(Instant::now() + self.timeout)
+    }
+
+    /// True when no reply is outstanding, i.e. a connection switch keeps order.
+    fn drained(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Moves every reply that is already in from the front of the queue to the output.
+    fn collect_ready(&mut self) {
+        while let Some(front) = self.pending.front_mut() {
+            let reply = match front {
+                Pending::Ready(_) => match self.pending.pop_front() {
+                    Some(Pending::Ready(frame)) => {
+                        self.out.extend_from_slice(&frame);
+                        continue;
+                    }
+                    _ => unreachable!("front was Ready"),
+                },
+                Pending::Upstream { rx, .. } => match rx.try_recv() {
+                    Ok(reply) => reply,
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    Err(oneshot::error::TryRecvError::Closed) => Err(UpstreamError::ConnectionLost),
+                },
+            };
+            self.complete_front(reply);
+        }
+    }
+
+    /// Pops the front entry with its reply (or error), applying its effect.
+    fn complete_front(&mut self, reply: Reply) {
+        let Some(Pending::Upstream { effect, .. }) = self.pending.pop_front() else {
+            return;
+        };
+        match reply {
+            Ok(frame) => {
+                self.apply(effect, &frame);
+                self.out.extend_from_slice(&frame);
+            }
+            Err(e) => {
+                if matches!(e, UpstreamError::Timeout(_) | UpstreamError::ConnectionLost) {
+                    // A dedicated connection with a reply outstanding is out of step.
+                    if let Some(p) = &mut self.pinned {
+                        p.dirty = true;
+                    }
+                }
+                self.out.extend_from_slice(&e.to_reply());
+            }
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, frame: &[u8]) {
+        let db = match effect {
+            Effect::None => return,
+            Effect::Select(db) if frame.starts_with(b"+OK") => db,
+            Effect::ExecSelect(db) if frame.first() == Some(&b'*') && frame != b"*-1\r\n" => db,
+            _ => return,
+        };
+        self.key.db = db;
+        if let Some(p) = &mut self.pinned {
+            p.key.db = db;
+        }
+        self.repool = true;
+    }
+
+    fn front_deadline(&self) -> Option<Instant> {
+        match self.pending.front() {
+            Some(Pending::Upstream { deadline, .. }) => *deadline,
+            _ => None,
+        }
+    }
+
+    async fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            stream.write_all_buf(&mut self.out).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits for the reply at the front of the queue (forever if there is none).
+async fn front_reply(pending: &mut VecDeque<Pending>) -> Reply {
+    match pending.front_mut() {
+        Some(Pending::Upstream { rx, .. }) => rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)),
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,255 @@
+//! Connection-state commands: SELECT, AUTH, HELLO, RESET and the CLIENT subcommands
+//! the proxy answers itself. Redis checks credentials and db numbers (the pool for
+//! the new state is opened with them); the proxy mirrors Redis's argument errors for
+//! the parts it must parse before anything reaches Redis.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{Effect, Session, dispatch::parse_db};
+use crate::{
+    protocol::{reply, request::Request},
+    upstream::{Credentials, PoolKey},
+};
+
+impl Session {
+    /// `SELECT n`: moves the client to the pool of db n (Redis validates n).
+    pub(super) async fn select(&mut self, req: Request) {
+        let Some(db) = parse_db(&req) else {
+            // Malformed: Redis answers with the exact error and changes nothing.
+            return self.forward_to_pool(&req);
+        };
+        let key = PoolKey {
+            db,
+            ..self.key.clone()
+        };
+        let frame = match self.switch_key(key).await {
+            Ok(()) => Bytes::from_static(reply::OK),
+            Err(frame) => frame,
+        };
+        self.reply(frame);
+    }
+
+    /// `AUTH [user] pass`: checked by Redis on a connection of the new user's pool.
+    pub(super) async fn auth(&mut self, req: Request) {
+        let creds = match req.args.len() {
+            2 => Credentials {
+                user: None,
+                pass: lossy(&req.args[1]),
+            },
+            3 => Credentials {
+                user: Some(lossy(&req.args[1])),
+                pass: lossy(&req.args[2]),
+            },
+            _ => return self.forward_to_pool(&req),
+        };
+        let frame = match self.authenticate(creds, self.key.resp3).await {
+            Ok(()) => Bytes::from_static(reply::OK),
+            Err(frame) => frame,
+        };
+        self.reply(frame);
+    }
+
+    /// Moves to the pool of `creds`. An existing pool proves nothing about this
+    /// password, so AUTH is also sent there (a failed AUTH leaves a connection as it was).
+    async fn authenticate(&mut self, creds: Credentials, resp3: bool) -> Result<(), Bytes> {
+        let mut args = vec![Bytes::from_static(b"AUTH")];
+        if let Some(user) = &creds.user {
+            args.push(Bytes::from(user.clone()));
+        }
+        args.push(Bytes::from(creds.pass.clone()));
+        let key = PoolKey {
+            creds: Some(Arc::new(creds)),
+            resp3,
+            ..self.key.clone()
+        };
+        let pool = self
+            .shared
+            .upstream
+            .pool(&key)
+            .await
+            .map_err(|e| e.to_reply())?;
+        let check = pool.conn(self.id).request(Request::from_args(args).raw);
+        match check.await {
+            Ok(Ok(frame)) if frame.starts_with(b"+OK") => {
+                self.pool = pool;
+                self.key = key;
+                Ok(())
+            }
+            Ok(Ok(frame)) => Err(frame),
+            Ok(Err(e)) => Err(e.to_reply()),
+            Err(_) => Err(crate::upstream::UpstreamError::ConnectionLost.to_reply()),
+        }
+    }
+
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`.
+    pub(super) async fn hello(&mut self, req: Request) {
+        let hello = match Hello::parse(&req.args) {
+            Ok(h) => h,
+            Err(frame) => return self.reply(frame),
+        };
+        let resp3 = hello.protover.map_or(self.key.resp3, |v| v == 3);
+        let switched = match hello.auth {
+            Some(creds) => self.authenticate(creds, resp3).await,
+            None => {
+                let key = PoolKey {
+                    resp3,
+                    ..self.key.clone()
+                };
+                self.switch_key(key).await
+            }
+        };
+        if let Err(frame) = switched {
+            return self.reply(frame);
+        }
+        if let Some(name) = hello.setname {
+            self.name = (!name.is_empty()).then_some(name);
+        }
+        // The server's own HELLO map, in the new protocol, from a connection already in it.
+        let plain = Request::from_args([Bytes::from_static(b"HELLO")]);
+        self.forward_to_pool(&plain);
+    }
+
+    /// `RESET`: back to the state of a new connection.
+    pub(super) fn reset(&mut self) {
+        self.reset_state();
+        self.reply(reply::simple("RESET"));
+    }
+
+    /// The state of a new connection (without a reply).
+    pub(super) fn reset_state(&mut self) {
+        if let Some(p) = &mut self.pinned {
+            p.dirty = true;
+        }
+        self.release_pinned();
+        self.key = self.shared.upstream.initial_key();
+        self.pool = self.shared.upstream.initial_pool();
+        self.name = None;
+        self.repool = false;
+    }
+
+    pub(super) fn set_name(&mut self, name: &Bytes) -> Bytes {
+        if !valid_name(name) {
+            return reply::error(
+                "Client names cannot contain spaces, newlines or special characters.",
+            );
+        }
+        self.name = (!name.is_empty()).then(|| name.clone());
+        Bytes::from_static(reply::OK)
+    }
+
+    /// `CLIENT SETINFO LIB-NAME|LIB-VER value` (Redis 7.2): accepted whatever the
+    /// upstream version, since client libraries send it on every connect.
+    pub(super) fn set_info(attr: &Bytes) -> Bytes {
+        if attr.eq_ignore_ascii_case(b"lib-name") || attr.eq_ignore_ascii_case(b"lib-ver") {
+            Bytes::from_static(reply::OK)
+        } else {
+            reply::error(&format!("Unrecognized option '{}'", lossy(attr)))
+        }
+    }
+
+    fn forward_to_pool(&mut self, req: &Request) {
+        let conn = self.pool.conn(self.id).clone();
+        let deadline = self.deadline();
+        self.forward(&conn, req, deadline, Effect::None);
+    }
+}
+
+/// A parsed HELLO, refused locally with Redis's own error texts.
+struct Hello {
+    protover: Option<i64>,
+    auth: Option<Credentials>,
+    setname: Option<Bytes>,
+}
+
+impl Hello {
+    fn parse(args: &[Bytes]) -> Result<Self, Bytes> {
+        let mut hello = Hello {
+            protover: None,
+            auth: None,
+            setname: None,
+        };
+        let Some(ver) = args.get(1) else {
+            return Ok(hello);
+        };
+        let ver: i64 = std::str::from_utf8(ver)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| reply::error("Protocol version is not an integer or out of range"))?;
+        if !(2..=3).contains(&ver) {
+            return Err(reply::error("NOPROTO unsupported protocol version"));
+        }
+        hello.protover = Some(ver);
+        let mut i = 2;
+        while i < args.len() {
+            let more = args.len() - 1 - i;
+            let opt = &args[i];
+            if opt.eq_ignore_ascii_case(b"AUTH") && more >= 2 {
+                hello.auth = Some(Credentials {
+                    user: Some(lossy(&args[i + 1])),
+                    pass: lossy(&args[i + 2]),
+                });
+                i += 3;
+            } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
+                if !valid_name(&args[i + 1]) {
+                    return Err(reply::error(
+                        "Client names cannot contain spaces, newlines or special characters.",
+                    ));
+                }
+                hello.setname = Some(args[i + 1].clone());
+                i += 2;
+            } else {
+                return Err(reply::error(&format!(
+                    "Syntax error in HELLO option '{}'",
+                    lossy(opt)
+                )));
+            }
+        }
+        Ok(hello)
+    }
+}
+
+/// Redis allows client names of printable ASCII without spaces.
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|a| Bytes::from(a.to_owned())).collect()
+    }
+
+    #[test]
+    fn hello_parsing_mirrors_redis() {
+        let h = Hello::parse(&args("HELLO 3 AUTH u p SETNAME n")).unwrap();
+        assert_eq!(h.protover, Some(3));
+        assert_eq!(h.auth.unwrap().user.as_deref(), Some("u"));
+        assert_eq!(&h.setname.unwrap()[..], b"n");
+        let err = |s| String::from_utf8(Hello::parse(&args(s)).err().unwrap().to_vec()).unwrap();
+        assert_eq!(err("HELLO 4"), "-NOPROTO unsupported protocol version\r\n");
+        assert_eq!(
+            err("HELLO x"),
+            "-ERR Protocol version is not an integer or out of range\r\n"
+        );
+        assert_eq!(
+            err("HELLO 3 AUTH u"),
+            "-ERR Syntax error in HELLO option 'AUTH'\r\n"
+        );
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name(b"worker-1"));
+        assert!(valid_name(b""));
+        assert!(!valid_name(b"a b"));
+        assert!(!valid_name(b"a\nb"));
+    }
+}

@@ -1,0 +1,228 @@
+//! Routing one command: to the client's shared pool connection, to a dedicated
+//! connection (MULTI, WATCH, blocking), to streaming mode, or answered here.
+
+use super::{Effect, Flow, PinState, Pinned, Session};
+use crate::{
+    command::{self, Route},
+    protocol::{reply, request::Request},
+    upstream::PoolKey,
+};
+
+impl Session {
+    /// Dispatches one command. `None`: it must wait for earlier replies (it is kept as
+    /// `deferred` and retried once they are in).
+    pub(super) async fn dispatch(&mut self, req: Request) -> Option<Flow> {
+        let route = command::classify(&req.args).route;
+        if let Some(flow) = self.local(&req, route) {
+            return Some(flow);
+        }
+        if self.pinned.as_ref().is_some_and(|p| p.state != PinState::Done) {
+            return self.dispatch_pinned(req, route).await;
+        }
+        let switches = !matches!(
+            route,
+            Route::Forward | Route::Unsubscribe | Route::Exec | Route::Discard | Route::Unwatch
+        );
+        let keeps_blocking_conn = route == Route::Blocking && self.pinned.is_some();
+        if (self.pinned.is_some() || self.repool || switches) && !keeps_blocking_conn {
+            if !self.drained() {
+                self.deferred = Some(req);
+                return None;
+            }
+            self.release_pinned();
+            if self.repool && !self.refresh_pool().await {
+                return Some(Flow::Continue);
+            }
+        }
+        Some(self.dispatch_unpinned(req, route).await)
+    }
+
+    /// Commands answered by the proxy whatever the connection state.
+    fn local(&mut self, req: &Request, route: Route) -> Option<Flow> {
+        let in_multi = self.pinned.as_ref().is_some_and(|p| p.state == PinState::Multi);
+        let frame = match route {
+            Route::Quit => {
+                self.closing = true;
+                reply::simple("OK")
+            }
+            Route::Refuse => reply::error(&format!(
+                "{} is not supported through respite (replication must connect to Redis directly)",
+                String::from_utf8_lossy(req.name()).to_uppercase()
+            )),
+            // Inside MULTI Redis queues these; only the proxy-only ones stay local.
+            _ if in_multi => return None,
+            Route::ClientId => reply::integer(self.id as i64),
+            Route::ClientGetName if req.args.len() == 2 => match &self.name {
+                Some(n) => reply::bulk(n),
+                None => reply::null(self.key.resp3),
+            },
+            Route::ClientSetName if req.args.len() == 3 => self.set_name(&req.args[2]),
+            Route::ClientSetInfo if req.args.len() == 4 => Self::set_info(&req.args[2]),
+            Route::ClientNoop if req.args.len() == 3 => reply::simple("OK"),
+            _ => return None,
+        };
+        self.reply(frame);
+        Some(Flow::Continue)
+    }
+
+    /// With a MULTI or WATCH open, everything goes to the dedicated connection, where
+    /// Redis queues or runs it in order.
+    async fn dispatch_pinned(&mut self, req: Request, route: Route) -> Option<Flow> {
+        let mut deadline = self.deadline();
+        let pinned = self.pinned.as_mut().expect("pinned");
+        let mut effect = Effect::None;
+        match (pinned.state, route) {
+            (PinState::Multi, Route::Exec) => {
+                pinned.state = PinState::Done;
+                if let Some(db) = pinned.queued_select.take() {
+                    effect = Effect::ExecSelect(db);
+                }
+            }
+            (PinState::Multi, Route::Discard) => {
+                pinned.state = PinState::Done;
+                pinned.queued_select = None;
+            }
+            (PinState::Multi, Route::Select) => pinned.queued_select = parse_db(&req),
+            (PinState::Multi, Route::Auth | Route::Hello | Route::Reset | Route::ClientSetName) => {
+                pinned.dirty = true;
+            }
+            (PinState::Multi, _) => {}
+            (PinState::Watching, Route::Multi) => pinned.state = PinState::Multi,
+            (PinState::Watching, Route::Exec | Route::Discard | Route::Unwatch) => {
+                pinned.state = PinState::Done;
+            }
+            (PinState::Watching, Route::Select) => {
+                if let Some(db) = parse_db(&req) {
+                    effect = Effect::Select(db);
+                }
+            }
+            (PinState::Watching, Route::Blocking) => deadline = None,
+            (
+                PinState::Watching,
+                Route::Relay | Route::Auth | Route::Hello | Route::Reset,
+            ) => {
+                // These change the whole connection: leave WATCH (as a disconnect would).
+                if !self.drained() {
+                    self.deferred = Some(req);
+                    return None;
+                }
+                self.pinned.as_mut().expect("pinned").dirty = true;
+                self.release_pinned();
+                return Some(self.dispatch_unpinned(req, route).await);
+            }
+            (PinState::Watching, _) => {}
+            (PinState::Done, _) => unreachable!("dispatch_pinned needs an open state"),
+        }
+        let conn = self.pinned.as_ref().expect("pinned").conn.clone();
+        self.forward(&conn, &req, deadline, effect);
+        Some(Flow::Continue)
+    }
+
+    /// Routes a command when no MULTI/WATCH is open (earlier replies are in whenever
+    /// the command switches connection).
+    async fn dispatch_unpinned(&mut self, req: Request, route: Route) -> Flow {
+        match route {
+            Route::Multi => self.pin_and_send(req, PinState::Multi).await,
+            Route::Watch => self.pin_and_send(req, PinState::Watching).await,
+            Route::Blocking => self.send_blocking(req).await,
+            Route::Relay => return Flow::Relay(req),
+            Route::Select => self.select(req).await,
+            Route::Auth => self.auth(req).await,
+            Route::Hello => self.hello(req).await,
+            Route::Reset => self.reset(),
+            _ => {
+                let conn = self.pool.conn(self.id).clone();
+                let deadline = self.deadline();
+                self.forward(&conn, &req, deadline, Effect::None);
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn pin_and_send(&mut self, req: Request, state: PinState) {
+        let key = self.key.clone();
+        match self.shared.upstream.dedicated(&key).await {
+            Ok(conn) => {
+                let deadline = self.deadline();
+                self.forward(&conn, &req, deadline, Effect::None);
+                self.pinned = Some(Pinned::new(conn, key, state));
+            }
+            Err(e) => self.reply(e.to_reply()),
+        }
+    }
+
+    /// Blocking commands wait on a connection of their own, without a timeout; a
+    /// client that keeps blocking keeps its connection.
+    async fn send_blocking(&mut self, req: Request) {
+        if let Some(p) = &self.pinned {
+            let conn = p.conn.clone();
+            self.forward(&conn, &req, None, Effect::None);
+            return;
+        }
+        let key = self.key.clone();
+        match self.shared.upstream.dedicated(&key).await {
+            Ok(conn) => {
+                self.forward(&conn, &req, None, Effect::None);
+                self.pinned = Some(Pinned::new(conn, key, PinState::Done));
+            }
+            Err(e) => self.reply(e.to_reply()),
+        }
+    }
+
+    /// Gives the dedicated connection back (or closes it if its state is unknown).
+    pub(super) fn release_pinned(&mut self) {
+        if let Some(p) = self.pinned.take()
+            && !p.dirty
+            && p.state == PinState::Done
+        {
+            self.shared.upstream.release(&p.key, p.conn);
+        }
+    }
+
+    /// Looks up the pool for the current key; on failure the error is the reply.
+    pub(super) async fn refresh_pool(&mut self) -> bool {
+        self.repool = false;
+        match self.shared.upstream.pool(&self.key).await {
+            Ok(pool) => {
+                self.pool = pool;
+                true
+            }
+            Err(e) => {
+                self.reply(e.to_reply());
+                false
+            }
+        }
+    }
+
+    /// Switches to the pool of `key`, checking it with Redis.
+    pub(super) async fn switch_key(&mut self, key: PoolKey) -> Result<(), bytes::Bytes> {
+        match self.shared.upstream.pool(&key).await {
+            Ok(pool) => {
+                self.pool = pool;
+                self.key = key;
+                Ok(())
+            }
+            Err(e) => Err(e.to_reply()),
+        }
+    }
+}
+
+impl Pinned {
+    fn new(conn: crate::upstream::Conn, key: PoolKey, state: PinState) -> Self {
+        Self {
+            conn,
+            key,
+            state,
+            dirty: false,
+            queued_select: None,
+        }
+    }
+}
+
+/// The db of a well-formed `SELECT n`.
+pub(super) fn parse_db(req: &Request) -> Option<u32> {
+    if req.args.len() != 2 {
+        return None;
+    }
+    std::str::from_utf8(&req.args[1]).ok()?.parse().ok()
+}

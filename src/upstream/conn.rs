@@ -1,0 +1,289 @@
+//! One upstream connection: requests from many clients are pipelined onto it, written
+//! in as few syscalls as possible, and replies are matched to them in FIFO order.
+//!
+//! A connection is a task owning the socket plus a cheap [`Conn`] handle. Shared pool
+//! connections reconnect forever with exponential backoff and jitter; dedicated ones
+//! (MULTI, WATCH, blocking commands) die with their socket.
+
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU8, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use rand::Rng;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::{mpsc, oneshot},
+};
+use tracing::{debug, info, warn};
+
+use super::{PoolKey, UpstreamAddr, UpstreamError, handshake};
+use crate::protocol::reply::{ReplyScanner, is_push};
+
+/// What a request gets back: the reply frame's exact bytes, or why there is none.
+pub type Reply = Result<Bytes, UpstreamError>;
+
+/// One command to send; `reply: None` means the reply is read and dropped.
+pub struct Job {
+    pub cmd: Bytes,
+    pub reply: Option<oneshot::Sender<Reply>>,
+}
+
+const CONNECTING: u8 = 0;
+const UP: u8 = 1;
+const DOWN: u8 = 2;
+
+/// Bytes queued for the socket before the connection stops taking more requests.
+const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+struct State {
+    phase: AtomicU8,
+    last_error: Mutex<Option<UpstreamError>>,
+}
+
+/// Handle to a connection task. Cloning shares the connection; the task ends when the
+/// last handle is dropped.
+#[derive(Clone)]
+pub struct Conn {
+    tx: mpsc::UnboundedSender<Job>,
+    state: Arc<State>,
+}
+
+/// How the task behaves when its socket fails.
+#[derive(Clone)]
+pub struct Settings {
+    pub addr: Arc<UpstreamAddr>,
+    pub key: PoolKey,
+    pub connect_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Reconnect after failures (pool connections) or end (dedicated ones).
+    pub reconnect: bool,
+}
+
+impl Conn {
+    /// Starts a connection task. `first` learns how the first connection attempt went.
+    pub fn spawn(settings: Settings) -> (Self, oneshot::Receiver<Result<(), UpstreamError>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(State {
+            phase: AtomicU8::new(CONNECTING),
+            last_error: Mutex::new(None),
+        });
+        let (first_tx, first_rx) = oneshot::channel();
+        tokio::spawn(run(settings, rx, state.clone(), first_tx));
+        (Self { tx, state }, first_rx)
+    }
+
+    /// Queues a request. Fails at once while the upstream is known to be down.
+    pub fn send(&self, job: Job) -> Result<(), UpstreamError> {
+        if self.state.phase.load(Ordering::Acquire) == DOWN {
+            return Err(self.down_error());
+        }
+        self.tx.send(job).map_err(|_| self.down_error())
+    }
+
+    /// Sends one command and returns the receiver of its reply.
+    pub fn request(&self, cmd: Bytes) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.send(Job {
+            cmd,
+            reply: Some(tx),
+        }) {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(e));
+            return rx;
+        }
+        rx
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state.phase.load(Ordering::Acquire) == UP && !self.tx.is_closed()
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.state.phase.load(Ordering::Acquire) == DOWN || self.tx.is_closed()
+    }
+
+    fn down_error(&self) -> UpstreamError {
+        self.state
+            .last_error
+            .lock()
+            .expect("state lock")
+            .clone()
+            .unwrap_or_else(|| UpstreamError::unavailable("connection closed"))
+    }
+}
+
+async fn run(
+    settings: Settings,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    state: Arc<State>,
+    first: oneshot::Sender<Result<(), UpstreamError>>,
+) {
+    let mut first = Some(first);
+    let mut backoff = settings.min_backoff;
+    let mut was_up = false;
+    loop {
+        let failure =
+            match handshake::connect(&settings.addr, &settings.key, settings.connect_timeout).await
+            {
+                Ok(stream) => {
+                    state.phase.store(UP, Ordering::Release);
+                    if let Some(f) = first.take() {
+                        let _ = f.send(Ok(()));
+                    }
+                    if was_up {
+                        info!(db = settings.key.db, "upstream connection re-established");
+                    }
+                    was_up = true;
+                    backoff = settings.min_backoff;
+                    match serve(stream, &mut rx).await {
+                        Ok(()) => return, // every handle dropped
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+        if first.is_none() && was_up {
+            warn!(error = %failure, "upstream connection failed");
+        } else {
+            debug!(error = %failure, "upstream connect failed");
+        }
+        *state.last_error.lock().expect("state lock") = Some(failure.clone());
+        state.phase.store(DOWN, Ordering::Release);
+        if let Some(f) = first.take() {
+            let _ = f.send(Err(failure.clone()));
+        }
+        if !settings.reconnect {
+            rx.close();
+            fail_all(&mut rx, &failure);
+            return;
+        }
+        let delay = jitter(backoff);
+        backoff = (backoff * 2).min(settings.max_backoff);
+        if !wait_failing(&mut rx, delay, &failure).await {
+            return;
+        }
+    }
+}
+
+/// Sleeps for `delay` while answering queued requests with `err`. False once every
+/// handle is gone.
+async fn wait_failing(
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    delay: Duration,
+    err: &UpstreamError,
+) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            () = &mut sleep => return true,
+            job = rx.recv() => match job {
+                Some(job) => answer(job.reply, Err(err.clone())),
+                None => return false,
+            },
+        }
+    }
+}
+
+fn fail_all(rx: &mut mpsc::UnboundedReceiver<Job>, err: &UpstreamError) {
+    while let Ok(job) = rx.try_recv() {
+        answer(job.reply, Err(err.clone()));
+    }
+}
+
+/// Full jitter over the upper half: spreads reconnects of many proxies.
+fn jitter(d: Duration) -> Duration {
+    let half = d / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+fn answer(to: Option<oneshot::Sender<Reply>>, reply: Reply) {
+    if let Some(tx) = to {
+        let _ = tx.send(reply);
+    }
+}
+
+/// Pipelines requests until the socket fails (`Err`) or every handle is dropped (`Ok`).
+async fn serve(
+    mut stream: TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+) -> Result<(), UpstreamError> {
+    let (mut rd, mut wr) = stream.split();
+    let mut inflight: VecDeque<Option<oneshot::Sender<Reply>>> = VecDeque::new();
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanner = ReplyScanner::default();
+    let mut batch = Vec::with_capacity(64);
+    let result = loop {
+        tokio::select! {
+            biased;
+            n = rx.recv_many(&mut batch, 256), if wbuf.len() < WRITE_HIGH_WATER => {
+                if n == 0 {
+                    break Ok(());
+                }
+                for job in batch.drain(..) {
+                    wbuf.extend_from_slice(&job.cmd);
+                    inflight.push_back(job.reply);
+                }
+            }
+            written = wr.write_buf(&mut wbuf), if !wbuf.is_empty() => {
+                if let Err(e) = written {
+                    break Err(lost(e));
+                }
+            }
+            read = rd.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break Err(UpstreamError::unavailable("connection closed by Redis")),
+                    Err(e) => break Err(lost(e)),
+                    Ok(_) => {}
+                }
+                if let Err(e) = dispatch(&mut rbuf, &mut scanner, &mut inflight) {
+                    break Err(e);
+                }
+                if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+                    rbuf.reserve(READ_CHUNK);
+                }
+            }
+        }
+    };
+    // Requests sent or queued on a failed socket may or may not have been applied.
+    for reply in inflight.drain(..) {
+        answer(reply, Err(UpstreamError::ConnectionLost));
+    }
+    result
+}
+
+/// Hands every complete reply in `rbuf` to the oldest waiting request.
+fn dispatch(
+    rbuf: &mut BytesMut,
+    scanner: &mut ReplyScanner,
+    inflight: &mut VecDeque<Option<oneshot::Sender<Reply>>>,
+) -> Result<(), UpstreamError> {
+    while let Some(len) = scanner
+        .scan(rbuf)
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+    {
+        let frame = rbuf.split_to(len).freeze();
+        if is_push(&frame) {
+            continue; // shared connections never subscribe; ignore stray pushes
+        }
+        match inflight.pop_front() {
+            Some(to) => answer(to, Ok(frame)),
+            None => return Err(UpstreamError::Protocol("reply without a request".into())),
+        }
+    }
+    Ok(())
+}
+
+fn lost(e: std::io::Error) -> UpstreamError {
+    UpstreamError::unavailable(format!("connection lost: {e}"))
+}

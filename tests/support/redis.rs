@@ -1,0 +1,171 @@
+//! A real `redis-server` on a free loopback port, killed when dropped.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use super::client::Client;
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `--option value` arguments.
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir().expect("tempdir for redis"),
+        };
+        // A port picked this way can be taken by someone else before Redis binds it:
+        // try a few.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start redis-server: {last_error}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A new direct connection to this Redis.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr())
+    }
+
+    /// Kills the server (SIGKILL: an outage, not a clean shutdown).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, with the same options (and no data).
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            match self.spawn() {
+                Ok(()) => return,
+                // The old socket may linger for a moment; retry until the deadline.
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("redis restart on port {} failed, retrying: {e}", self.port);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("could not restart redis on port {}: {e}", self.port),
+            }
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Polls `INFO clients` until `blocked_clients` equals `n`.
+    pub fn wait_blocked_clients(&self, n: usize, within: Duration) {
+        let mut c = self.client();
+        let ok = super::wait_until(within, || info_field(&mut c, "clients", "blocked_clients") == Some(n as i64));
+        assert!(
+            ok,
+            "redis did not reach blocked_clients:{n} within {within:?} (now {:?})",
+            info_field(&mut c, "clients", "blocked_clients")
+        );
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("redis.log");
+        let mut cmd = Command::new(REDIS_SERVER);
+        cmd.args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(|e| format!("spawn {REDIS_SERVER}: {e}"))?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("redis-server exited with {status}: {log}"));
+            }
+            if ping(self.addr()) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server on port {} did not answer PING", self.port));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+fn ping(addr: SocketAddr) -> bool {
+    let Ok(mut c) = Client::try_connect(addr) else {
+        return false;
+    };
+    c.set_read_timeout(Duration::from_millis(500));
+    c.try_send_raw(b"*1\r\n$4\r\nPING\r\n").is_ok()
+        && c.try_read_reply().is_ok_and(|r| r == b"+PONG\r\n")
+}
+
+/// An integer field of `INFO <section>`.
+pub fn info_field(c: &mut Client, section: &str, field: &str) -> Option<i64> {
+    let reply = c.call(&["INFO", section]);
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+}
