@@ -11,10 +11,12 @@
 //! - [`Keys`] says where the keys are, so the cache can invalidate what a write
 //!   touches and the policy layer can find each key's namespace rule.
 //!
-//! The table itself lives in [`table`]: one static slice per level, sorted by name, with
-//! the top level covering every command of Redis 7.2 (Sentinel excepted). Container
-//! commands (CLIENT, CONFIG, OBJECT, XGROUP, …) carry a second sorted slice of
-//! subcommands whose kind, route and keys override the container's. Key positions
+//! The table itself lives in `command/table.rs` ([`commands`]): one static slice per
+//! level, sorted by name, the top level covering every command of Redis 7.2 (Sentinel
+//! excepted). Container commands (CLIENT, CONFIG, OBJECT, XGROUP, …) carry a second
+//! sorted slice of subcommands ([`Spec::subcommands`]) whose kind, route, writes and
+//! keys override the container's; [`classify`] reports both. [`Writes`] says which keys
+//! a command may modify, for [`write_keys`]. Key positions
 //! follow Redis's own conventions (`COMMAND INFO` first/last/step, `numkeys`
 //! arguments, keyword searches) and are checked against a real `redis-server`'s
 //! `COMMAND GETKEYS` in the tests.
@@ -25,7 +27,8 @@
 //! and never refuses it.
 //!
 //! Shard channels (SPUBLISH, SSUBSCRIBE, SUNSUBSCRIBE) are not keys and are not
-//! reported as such, matching `COMMAND GETKEYS`.
+//! reported as such, matching `COMMAND GETKEYS`. Commands newer than 7.2 (such as the
+//! 7.4 hash-field expiry family) are unknown here: forwarded, with no known keys.
 
 mod table;
 
@@ -152,10 +155,17 @@ pub enum Keys {
     None,
     /// Redis's (first, last, step) convention: `last = -1` means the last argument,
     /// `-2` the one before, …
-    Range { first: usize, last: isize, step: usize },
+    Range {
+        first: usize,
+        last: isize,
+        step: usize,
+    },
     /// The key count is at `args[at]` and that many keys follow it (EVAL, FCALL, LMPOP,
     /// ZUNION, …); `dest` is a fixed key before the count (ZUNIONSTORE's destination).
-    NumKeys { at: usize, dest: Option<usize> },
+    NumKeys {
+        at: usize,
+        dest: Option<usize>,
+    },
     /// Anything that needs parsing: keyword searches (XREAD STREAMS, SORT STORE,
     /// GEORADIUS STORE, MIGRATE KEYS) and container commands, whose keys are those of
     /// the subcommand.
@@ -171,7 +181,7 @@ impl Keys {
             Keys::None => Vec::new(),
             Keys::Range { first, last, step } => range_positions(args.len(), first, last, step),
             Keys::NumKeys { at, dest } => numkeys_positions(args, at, dest),
-            Keys::Custom(find) => find(args),
+            Keys::Custom(keys) => keys(args),
         }
     }
 }
@@ -229,7 +239,15 @@ impl Spec {
             _ => Writes::None,
         };
         let route = Route::Forward;
-        Spec { name, kind, arity, keys, route, writes, subcommands: &[] }
+        Spec {
+            name,
+            kind,
+            arity,
+            keys,
+            route,
+            writes,
+            subcommands: &[],
+        }
     }
 
     pub const fn with_route(mut self, route: Route) -> Spec {
@@ -250,7 +268,11 @@ impl Spec {
     /// Whether `argc` arguments (the name included) satisfy the arity.
     pub fn arity_ok(&self, argc: usize) -> bool {
         let need = self.arity.unsigned_abs() as usize;
-        if self.arity < 0 { argc >= need } else { argc == need }
+        if self.arity < 0 {
+            argc >= need
+        } else {
+            argc == need
+        }
     }
 
     /// The subcommand part of a `container|sub` name, else the whole name.
@@ -260,7 +282,8 @@ impl Spec {
 
     /// This container's subcommand `sub` (any case).
     pub fn subcommand(&self, sub: &[u8]) -> Option<&'static Spec> {
-        find(self.subcommands, sub)
+        // Subcommand names all start with "<container>|", which the search skips.
+        find(self.subcommands, sub, self.name.len() + 1)
     }
 }
 
@@ -276,8 +299,12 @@ pub struct Classified {
 }
 
 impl Classified {
-    const UNKNOWN: Classified =
-        Classified { spec: None, sub: None, kind: Kind::Unknown, route: Route::Forward };
+    const UNKNOWN: Classified = Classified {
+        spec: None,
+        sub: None,
+        kind: Kind::Unknown,
+        route: Route::Forward,
+    };
 
     /// The most specific spec: the subcommand if known, else the command.
     pub fn effective(&self) -> Option<&'static Spec> {
@@ -317,7 +344,7 @@ impl<'a> Command<'a> {
 
 /// The top-level command called `name` (any case). Never allocates.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    find(table::COMMANDS, name)
+    find(table::COMMANDS, name, 0)
 }
 
 /// Classifies a command: its spec, kind and route, looking at the subcommand of
@@ -334,13 +361,20 @@ pub fn classify(args: &[Bytes]) -> Classified {
     } else {
         (base.kind, base.route)
     };
-    Classified { spec: Some(spec), sub, kind, route }
+    Classified {
+        spec: Some(spec),
+        sub,
+        kind,
+        route,
+    }
 }
 
 /// Indexes into `args` of every key the command touches, in argument order. Empty for
 /// unknown commands; tolerant of short or malformed ones.
 pub fn key_positions(args: &[Bytes]) -> Vec<usize> {
-    classify(args).effective().map_or_else(Vec::new, |spec| spec.keys.positions(args))
+    classify(args)
+        .effective()
+        .map_or_else(Vec::new, |spec| spec.keys.positions(args))
 }
 
 /// The subset of [`key_positions`] the command may modify. Empty for read-only
@@ -352,14 +386,22 @@ pub fn write_keys(args: &[Bytes]) -> Vec<usize> {
     spec.writes.select(spec.keys.positions(args))
 }
 
-fn find(specs: &'static [Spec], name: &[u8]) -> Option<&'static Spec> {
-    let found = specs.binary_search_by(|spec| cmp_lowered(spec.short_name().as_bytes(), name));
+/// Binary search of a sorted table, comparing `name` with each spec's name past `skip`
+/// bytes.
+fn find(specs: &'static [Spec], name: &[u8], skip: usize) -> Option<&'static Spec> {
+    let found = specs.binary_search_by(|spec| {
+        let table_name = spec.name.as_bytes().get(skip..).unwrap_or_default();
+        cmp_lowered(table_name, name)
+    });
     found.ok().map(|i| &specs[i])
 }
 
 /// Compares a lower-case table name with a name as sent, ignoring ASCII case.
 fn cmp_lowered(table_name: &[u8], sent: &[u8]) -> Ordering {
-    table_name.iter().copied().cmp(sent.iter().map(u8::to_ascii_lowercase))
+    table_name
+        .iter()
+        .copied()
+        .cmp(sent.iter().map(u8::to_ascii_lowercase))
 }
 
 fn range_positions(argc: usize, first: usize, last: isize, step: usize) -> Vec<usize> {
@@ -394,7 +436,6 @@ fn parse_count(arg: &[u8]) -> Option<usize> {
     std::str::from_utf8(arg).ok()?.parse().ok()
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
@@ -403,12 +444,20 @@ mod tests {
 
     /// Splits a command line on spaces; `""` stands for an empty argument.
     fn args(line: &str) -> Vec<Bytes> {
-        let word = |w: &str| if w == "\"\"" { Bytes::new() } else { Bytes::copy_from_slice(w.as_bytes()) };
+        let word = |w: &str| {
+            if w == "\"\"" {
+                Bytes::new()
+            } else {
+                Bytes::copy_from_slice(w.as_bytes())
+            }
+        };
         line.split_whitespace().map(word).collect()
     }
 
     fn all_specs() -> impl Iterator<Item = &'static Spec> {
-        commands().iter().flat_map(|spec| std::iter::once(spec).chain(spec.subcommands))
+        commands()
+            .iter()
+            .flat_map(|spec| std::iter::once(spec).chain(spec.subcommands))
     }
 
     #[test]
@@ -416,10 +465,24 @@ mod tests {
         for name in ["get", "GET", "GeT", "gEt"] {
             assert_eq!(lookup(name.as_bytes()).map(|s| s.name), Some("get"));
         }
-        assert_eq!(lookup(b"GEORADIUSBYMEMBER_RO").map(|s| s.name), Some("georadiusbymember_ro"));
-        assert_eq!(lookup(b"Restore-Asking").map(|s| s.name), Some("restore-asking"));
-        let garbage: [&[u8]; 8] =
-            [b"", b"\xff\xfe", b"g\xc3\xa9t", b"get ", b" get", b"client|setname", b"getx", &[0u8; 64]];
+        assert_eq!(
+            lookup(b"GEORADIUSBYMEMBER_RO").map(|s| s.name),
+            Some("georadiusbymember_ro")
+        );
+        assert_eq!(
+            lookup(b"Restore-Asking").map(|s| s.name),
+            Some("restore-asking")
+        );
+        let garbage: [&[u8]; 8] = [
+            b"",
+            b"\xff\xfe",
+            b"g\xc3\xa9t",
+            b"get ",
+            b" get",
+            b"client|setname",
+            b"getx",
+            &[0u8; 64],
+        ];
         for name in garbage {
             assert!(lookup(name).is_none(), "{name:?}");
         }
@@ -428,8 +491,14 @@ mod tests {
     #[test]
     fn subcommands_ignore_case() {
         let client = lookup(b"client").unwrap();
-        assert_eq!(client.subcommand(b"SetName").map(|s| s.name), Some("client|setname"));
-        assert_eq!(client.subcommand(b"NO-EVICT").map(|s| s.name), Some("client|no-evict"));
+        assert_eq!(
+            client.subcommand(b"SetName").map(|s| s.name),
+            Some("client|setname")
+        );
+        assert_eq!(
+            client.subcommand(b"NO-EVICT").map(|s| s.name),
+            Some("client|no-evict")
+        );
         assert!(client.subcommand(b"\xff").is_none());
         assert!(client.subcommand(b"").is_none());
     }
@@ -453,14 +522,26 @@ mod tests {
             ("BZMPOP 0 1 a MIN", Blocking, Route::Blocking),
             ("WAIT 1 0", Blocking, Route::Blocking),
             ("WAITAOF 1 0 0", Blocking, Route::Blocking),
-            ("XREAD COUNT 1 BLOCK 0 STREAMS a 0", Blocking, Route::Blocking),
+            (
+                "XREAD COUNT 1 BLOCK 0 STREAMS a 0",
+                Blocking,
+                Route::Blocking,
+            ),
             ("xread block 10 streams a $", Blocking, Route::Blocking),
             ("XREAD STREAMS a 0", Read, Route::Forward),
             ("XREAD COUNT 5 STREAMS block 0", Read, Route::Forward),
             ("XREAD STREAMS BLOCK 0", Read, Route::Forward),
-            ("XREADGROUP GROUP g c BLOCK 0 STREAMS a >", Blocking, Route::Blocking),
+            (
+                "XREADGROUP GROUP g c BLOCK 0 STREAMS a >",
+                Blocking,
+                Route::Blocking,
+            ),
             ("XREADGROUP GROUP g c STREAMS a >", Write, Route::Forward),
-            ("XREADGROUP GROUP block c NOACK STREAMS a >", Write, Route::Forward),
+            (
+                "XREADGROUP GROUP block c NOACK STREAMS a >",
+                Write,
+                Route::Forward,
+            ),
             ("MULTI", Stateful, Route::Multi),
             ("EXEC", Stateful, Route::Exec),
             ("DISCARD", Stateful, Route::Discard),
@@ -489,7 +570,11 @@ mod tests {
             ("CLIENT ID", Connection, Route::ClientId),
             ("client setname app", Connection, Route::ClientSetName),
             ("CLIENT GetName", Connection, Route::ClientGetName),
-            ("CLIENT SETINFO LIB-NAME x", Connection, Route::ClientSetInfo),
+            (
+                "CLIENT SETINFO LIB-NAME x",
+                Connection,
+                Route::ClientSetInfo,
+            ),
             ("CLIENT NO-EVICT on", Connection, Route::ClientNoop),
             ("CLIENT no-touch on", Connection, Route::ClientNoop),
             ("CLIENT TRACKING on", Connection, Route::Relay),
@@ -587,11 +672,14 @@ mod tests {
             ("SORT k STORE d1 STORE d2", &[1, 5]),
             ("SORT_RO k BY x", &[1]),
             ("MIGRATE host 6379 \"\" 0 5000 KEYS a b", &[7, 8]),
-            ("MIGRATE host 6379 \"\" 0 5000 COPY AUTH2 keys pw KEYS a", &[11]),
+            (
+                "MIGRATE host 6379 \"\" 0 5000 COPY AUTH2 keys pw KEYS a",
+                &[11],
+            ),
             ("MIGRATE host 6379 key 0 5000", &[3]),
             ("MIGRATE host 6379 key 0 5000 KEYS a", &[]),
             ("GEORADIUS k 0 0 10 m STORE d", &[1, 7]),
-            ("GEORADIUS k 0 0 10 m STORE d STOREDIST e", &[1, 9]),
+            ("GEORADIUS k 0 0 10 m STORE d STOREDIST e", &[1, 7, 9]),
             ("GEORADIUSBYMEMBER k m 10 km STOREDIST d", &[1, 6]),
             ("OBJECT ENCODING k", &[2]),
             ("OBJECT HELP", &[]),
@@ -628,7 +716,7 @@ mod tests {
             ("LCS a", &[1]),
             ("EVAL", &[]),
             ("EVAL s", &[]),
-            ("EVAL s 5 a", &[3]),
+            ("EVAL s 5 a", &[3]), // too few keys: Redis refuses it; we report what is there
             ("EVAL s -1 a", &[]),
             ("EVAL s +1 a", &[]),
             ("EVAL s x a", &[]),
@@ -728,12 +816,21 @@ mod tests {
         let mut seen = HashSet::new();
         for spec in all_specs() {
             assert!(seen.insert(spec.name), "duplicate {}", spec.name);
-            assert!(!spec.name.bytes().any(|b| b.is_ascii_uppercase()), "{}", spec.name);
+            assert!(
+                !spec.name.bytes().any(|b| b.is_ascii_uppercase()),
+                "{}",
+                spec.name
+            );
             assert_ne!(spec.arity, 0, "{}", spec.name);
         }
         for level in std::iter::once(commands()).chain(commands().iter().map(|s| s.subcommands)) {
             for pair in level.windows(2) {
-                assert!(pair[0].short_name() < pair[1].short_name(), "{} !< {}", pair[0].name, pair[1].name);
+                assert!(
+                    pair[0].short_name() < pair[1].short_name(),
+                    "{} !< {}",
+                    pair[0].name,
+                    pair[1].name
+                );
             }
         }
     }
@@ -743,7 +840,11 @@ mod tests {
         for spec in commands().iter().filter(|s| !s.subcommands.is_empty()) {
             assert!(matches!(spec.keys, Keys::Custom(_)), "{}", spec.name);
             for sub in spec.subcommands {
-                assert!(sub.name.starts_with(&format!("{}|", spec.name)), "{}", sub.name);
+                assert!(
+                    sub.name.starts_with(&format!("{}|", spec.name)),
+                    "{}",
+                    sub.name
+                );
                 assert!(sub.subcommands.is_empty(), "{}", sub.name);
                 assert!(!matches!(sub.keys, Keys::Custom(_)), "{}", sub.name);
             }
@@ -753,13 +854,33 @@ mod tests {
 
     #[test]
     fn kinds_agree_with_routes() {
-        let stateful = [Route::Multi, Route::Exec, Route::Discard, Route::Watch, Route::Unwatch];
+        let stateful = [
+            Route::Multi,
+            Route::Exec,
+            Route::Discard,
+            Route::Watch,
+            Route::Unwatch,
+        ];
         for spec in all_specs() {
-            assert_eq!(spec.kind == Kind::Blocking, spec.route == Route::Blocking, "{}", spec.name);
-            assert_eq!(spec.kind == Kind::Stateful, stateful.contains(&spec.route), "{}", spec.name);
+            assert_eq!(
+                spec.kind == Kind::Blocking,
+                spec.route == Route::Blocking,
+                "{}",
+                spec.name
+            );
+            assert_eq!(
+                spec.kind == Kind::Stateful,
+                stateful.contains(&spec.route),
+                "{}",
+                spec.name
+            );
             assert_ne!(spec.kind, Kind::Unknown, "{}", spec.name);
             if spec.writes != Writes::None {
-                assert!(matches!(spec.kind, Kind::Write | Kind::Blocking), "{}", spec.name);
+                assert!(
+                    matches!(spec.kind, Kind::Write | Kind::Blocking),
+                    "{}",
+                    spec.name
+                );
             }
         }
     }
@@ -788,11 +909,33 @@ mod tests {
 
     fn random_arg(rng: &mut Rng, names: &[&str]) -> Bytes {
         const WORDS: &[&str] = &[
-            "STREAMS", "BLOCK", "COUNT", "GROUP", "NOACK", "STORE", "STOREDIST", "KEYS", "AUTH",
-            "AUTH2", "LIMIT", "BY", "GET", "0", "1", "2", "3", "-1", "", "99999999999999999999",
+            "STREAMS",
+            "BLOCK",
+            "COUNT",
+            "GROUP",
+            "NOACK",
+            "STORE",
+            "STOREDIST",
+            "KEYS",
+            "AUTH",
+            "AUTH2",
+            "LIMIT",
+            "BY",
+            "GET",
+            "0",
+            "1",
+            "2",
+            "3",
+            "-1",
+            "",
+            "99999999999999999999",
         ];
         match rng.below(4) {
-            0 => Bytes::copy_from_slice(names[rng.below(names.len())].to_ascii_uppercase().as_bytes()),
+            0 => Bytes::copy_from_slice(
+                names[rng.below(names.len())]
+                    .to_ascii_uppercase()
+                    .as_bytes(),
+            ),
             1 => Bytes::from_static(WORDS[rng.below(WORDS.len())].as_bytes()),
             2 => (0..rng.below(4)).map(|_| rng.next() as u8).collect(),
             _ => Bytes::copy_from_slice(names[rng.below(names.len())].as_bytes()),
@@ -806,12 +949,15 @@ mod tests {
         for _ in 0..50_000 {
             let len = rng.below(12);
             let mut cmd: Vec<Bytes> = (0..len).map(|_| random_arg(&mut rng, &names)).collect();
-            if let Some(first) = cmd.first_mut() {
+            if let Some(first) = cmd.first_mut().filter(|_| rng.below(8) != 0) {
                 *first = Bytes::copy_from_slice(names[rng.below(names.len())].as_bytes());
             }
             let keys = key_positions(&cmd);
             assert!(keys.windows(2).all(|w| w[0] < w[1]), "{cmd:?} -> {keys:?}");
-            assert!(keys.iter().all(|&k| k >= 1 && k < cmd.len()), "{cmd:?} -> {keys:?}");
+            assert!(
+                keys.iter().all(|&k| k >= 1 && k < cmd.len()),
+                "{cmd:?} -> {keys:?}"
+            );
             let writes = write_keys(&cmd);
             assert!(writes.iter().all(|w| keys.contains(w)), "{cmd:?}");
             let c = classify(&cmd);

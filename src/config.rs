@@ -276,7 +276,8 @@ impl Config {
         for (i, ns) in self.namespaces.iter().enumerate() {
             let invalid = |key: &str, reason: String| ConfigError::Invalid {
                 key: format!("namespace[{i}].{key} (rule `{}`)", ns.name),
-                line: find_line(text, "namespace", key).or_else(|| find_line(text, "namespace", "name")),
+                line: find_line(text, "namespace", key)
+                    .or_else(|| find_line(text, "namespace", "name")),
                 reason,
             };
             if ns.name.is_empty() {
@@ -312,7 +313,10 @@ fn find_line(text: &str, section: &str, key: &str) -> Option<usize> {
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.starts_with('[') {
-            current = line.trim_matches(|c| c == '[' || c == ']').trim().to_owned();
+            current = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_owned();
         } else if current == section
             && let Some((k, _)) = line.split_once('=')
             && k.trim() == key

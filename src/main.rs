@@ -52,7 +52,8 @@ fn main() -> ExitCode {
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
-    let explicit = std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
+    let explicit =
+        std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
     if !explicit && !cli.config.exists() {
         // No file: defaults plus environment overrides.
         let mut config = Config::default();
@@ -66,7 +67,10 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 fn print_check(cli: &Cli, config: &Config) {
     println!("{}: ok", cli.config.display());
     println!("listen    {}", config.server.listen);
-    println!("upstream  {} (pool_size {})", config.upstream.url, config.upstream.pool_size);
+    println!(
+        "upstream  {} (pool_size {})",
+        config.upstream.url, config.upstream.pool_size
+    );
     for ns in &config.namespaces {
         println!("namespace {:<16} match {:?}", ns.name, ns.pattern);
     }

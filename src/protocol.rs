@@ -1,5 +1,7 @@
 //! The wire: client requests in ([`request`]), replies framed and built ([`reply`]).
 
+#[cfg(test)]
+mod proptests;
 pub mod reply;
 pub mod request;
 

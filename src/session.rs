@@ -201,7 +201,8 @@ impl Session {
             let req = match self.deferred.take() {
                 Some(req) => req,
                 None => {
-                    if self.pending.len() >= max_pipeline || (self.closing && self.inbuf.is_empty()) {
+                    if self.pending.len() >= max_pipeline || (self.closing && self.inbuf.is_empty())
+                    {
                         return None;
                     }
                     match self.parser.next(&mut self.inbuf) {
@@ -326,7 +327,9 @@ impl Session {
 /// Waits for the reply at the front of the queue (forever if there is none).
 async fn front_reply(pending: &mut VecDeque<Pending>) -> Reply {
     match pending.front_mut() {
-        Some(Pending::Upstream { rx, .. }) => rx.await.unwrap_or(Err(UpstreamError::ConnectionLost)),
+        Some(Pending::Upstream { rx, .. }) => {
+            rx.await.unwrap_or(Err(UpstreamError::ConnectionLost))
+        }
         _ => std::future::pending().await,
     }
 }

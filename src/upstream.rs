@@ -40,7 +40,11 @@ impl UpstreamAddr {
             .ok_or_else(|| format!("`{s}` has no host"))?
             .trim_matches(|c| c == '[' || c == ']')
             .to_owned();
-        let decode = |p: &str| percent_encoding::percent_decode_str(p).decode_utf8_lossy().into_owned();
+        let decode = |p: &str| {
+            percent_encoding::percent_decode_str(p)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let creds = url.password().map(|pass| {
             Arc::new(Credentials {
                 user: Some(decode(url.username())).filter(|u| !u.is_empty()),
@@ -234,7 +238,13 @@ impl Upstream {
 
     /// A connection for one client alone (MULTI, WATCH, blocking commands).
     pub async fn dedicated(&self, key: &PoolKey) -> Result<Conn, UpstreamError> {
-        while let Some(conn) = self.idle.lock().expect("idle").get_mut(key).and_then(Vec::pop) {
+        while let Some(conn) = self
+            .idle
+            .lock()
+            .expect("idle")
+            .get_mut(key)
+            .and_then(Vec::pop)
+        {
             if conn.is_up() {
                 return Ok(conn);
             }

@@ -11,7 +11,7 @@
 use bytes::Bytes;
 
 use super::Kind::{Admin, Blocking, Connection, PubSub, Read, Stateful, Write};
-use super::{Kind, Keys, Route, Spec, Writes};
+use super::{Keys, Kind, Route, Spec, Writes};
 
 const fn cmd(name: &'static str, kind: Kind, arity: i32, keys: Keys) -> Spec {
     Spec::new(name, kind, arity, keys)
@@ -26,7 +26,10 @@ const fn numkeys(at: usize) -> Keys {
 }
 
 const fn numkeys_dest(at: usize, dest: usize) -> Keys {
-    Keys::NumKeys { at, dest: Some(dest) }
+    Keys::NumKeys {
+        at,
+        dest: Some(dest),
+    }
 }
 
 const NONE: Keys = Keys::None;
@@ -96,6 +99,7 @@ pub(super) static COMMANDS: &[Spec] = &[
     cmd("geodist", Read, -4, K1),
     cmd("geohash", Read, -2, K1),
     cmd("geopos", Read, -2, K1),
+    // Writes only with STORE/STOREDIST, like SORT.
     cmd("georadius", Write, -6, Keys::Custom(georadius_keys)).with_writes(Writes::Rest),
     cmd("georadius_ro", Read, -6, K1),
     cmd("georadiusbymember", Write, -5, Keys::Custom(georadius_keys)).with_writes(Writes::Rest),
@@ -162,6 +166,7 @@ pub(super) static COMMANDS: &[Spec] = &[
     cmd("pexpireat", Write, -3, K1),
     cmd("pexpiretime", Read, 2, K1),
     cmd("pfadd", Write, -2, K1),
+    // Redis flags it read-only, but it may rewrite the HyperLogLog's cached cardinality.
     cmd("pfcount", Write, -2, ALL),
     cmd("pfdebug", Write, 3, K2),
     cmd("pfmerge", Write, -2, ALL).with_writes(Writes::First),
@@ -213,20 +218,22 @@ pub(super) static COMMANDS: &[Spec] = &[
     cmd("smembers", Read, 2, K1),
     cmd("smismember", Read, -3, K1),
     cmd("smove", Write, 4, range(1, 2, 1)),
+    // Writes only with STORE: the destination is every key but the first.
     cmd("sort", Write, -2, Keys::Custom(sort_keys)).with_writes(Writes::Rest),
     cmd("sort_ro", Read, -2, K1),
     cmd("spop", Write, -2, K1),
-    cmd("spublish", PubSub, 3, Keys::None),
+    // Shard channels are not keys (COMMAND GETKEYS agrees).
+    cmd("spublish", PubSub, 3, NONE),
     cmd("srandmember", Read, -2, K1),
     cmd("srem", Write, -3, K1),
     cmd("sscan", Read, -3, K1),
-    cmd("ssubscribe", PubSub, -2, Keys::None).with_route(Route::Relay),
+    cmd("ssubscribe", PubSub, -2, NONE).with_route(Route::Relay),
     cmd("strlen", Read, 2, K1),
     cmd("subscribe", PubSub, -2, NONE).with_route(Route::Relay),
     cmd("substr", Read, 4, K1),
     cmd("sunion", Read, -2, ALL),
     cmd("sunionstore", Write, -3, ALL).with_writes(Writes::First),
-    cmd("sunsubscribe", PubSub, -1, Keys::None).with_route(Route::Unsubscribe),
+    cmd("sunsubscribe", PubSub, -1, NONE).with_route(Route::Unsubscribe),
     cmd("swapdb", Write, 3, NONE),
     cmd("sync", Admin, 1, NONE).with_route(Route::Refuse),
     cmd("time", Admin, 1, NONE),
@@ -249,6 +256,7 @@ pub(super) static COMMANDS: &[Spec] = &[
     cmd("xlen", Read, 2, K1),
     cmd("xpending", Read, -3, K1),
     cmd("xrange", Read, -4, K1),
+    // With BLOCK, classify() makes both kind and route Blocking.
     cmd("xread", Read, -4, Keys::Custom(xread_keys)),
     cmd("xreadgroup", Write, -7, Keys::Custom(xread_keys)),
     cmd("xrevrange", Read, -4, K1),
@@ -464,7 +472,9 @@ pub(super) static XINFO_SUBCOMMANDS: &[Spec] = &[
 
 fn subcommand_keys(args: &[Bytes]) -> Vec<usize> {
     let container = args.first().and_then(|name| super::lookup(name));
-    let sub = container.zip(args.get(1)).and_then(|(spec, sub)| spec.subcommand(sub));
+    let sub = container
+        .zip(args.get(1))
+        .and_then(|(spec, sub)| spec.subcommand(sub));
     sub.map_or_else(Vec::new, |sub| sub.keys.positions(args))
 }
 
@@ -482,17 +492,24 @@ pub(super) struct XreadScan {
 /// Options of XREAD/XREADGROUP and how many arguments each spans. Walking them (rather
 /// than searching for STREAMS) keeps a group or consumer named "streams" from being
 /// taken for the keyword.
-const XREAD_OPTIONS: &[(&[u8], usize)] = &[(b"block", 2), (b"count", 2), (b"group", 3), (b"noack", 1)];
+const XREAD_OPTIONS: &[(&[u8], usize)] =
+    &[(b"block", 2), (b"count", 2), (b"group", 3), (b"noack", 1)];
 
 pub(super) fn xread_scan(args: &[Bytes]) -> XreadScan {
-    let mut scan = XreadScan { block: false, streams: None };
+    let mut scan = XreadScan {
+        block: false,
+        streams: None,
+    };
     let mut i = 1;
     while let Some(arg) = args.get(i) {
         if arg.eq_ignore_ascii_case(b"streams") {
             scan.streams = Some(i);
             break;
         }
-        let Some(&(option, width)) = XREAD_OPTIONS.iter().find(|(o, _)| arg.eq_ignore_ascii_case(o)) else {
+        let Some(&(option, width)) = XREAD_OPTIONS
+            .iter()
+            .find(|(o, _)| arg.eq_ignore_ascii_case(o))
+        else {
             break;
         };
         scan.block |= option == b"block";
@@ -501,16 +518,13 @@ pub(super) fn xread_scan(args: &[Bytes]) -> XreadScan {
     scan
 }
 
-/// `STREAMS k1 k2 … id1 id2 …`: the first half after the keyword. An odd count is a
-/// syntax error in Redis and yields no keys.
+/// `STREAMS k1 k2 … id1 id2 …`: the first half after the keyword (rounded down for an
+/// odd count, a syntax error that `COMMAND GETKEYS` answers the same way).
 fn xread_keys(args: &[Bytes]) -> Vec<usize> {
     let Some(streams) = xread_scan(args).streams else {
         return Vec::new();
     };
     let rest = args.len() - streams - 1;
-    if rest % 2 != 0 {
-        return Vec::new();
-    }
     (streams + 1..streams + 1 + rest / 2).collect()
 }
 
@@ -536,20 +550,20 @@ fn sort_keys(args: &[Bytes]) -> Vec<usize> {
 }
 
 /// `GEORADIUS key lon lat r unit … [STORE k] [STOREDIST k]` (and BYMEMBER): the key and
-/// the last STORE/STOREDIST destination, searched from index 5 as Redis does.
+/// every STORE/STOREDIST destination after index 5. Redis writes only the last one but
+/// `COMMAND GETKEYS` reports all, and an extra key is harmless where a missing one
+/// would leave a stale cache entry.
 fn georadius_keys(args: &[Bytes]) -> Vec<usize> {
     let mut keys = single_key(args, 1);
-    let mut store = None;
     let mut i = 5;
     while let Some(arg) = args.get(i) {
         let is_store = arg.eq_ignore_ascii_case(b"store") || arg.eq_ignore_ascii_case(b"storedist");
         if is_store && i + 1 < args.len() {
-            store = Some(i + 1);
+            keys.push(i + 1);
             i += 1;
         }
         i += 1;
     }
-    keys.extend(store);
     keys
 }
 
@@ -577,5 +591,413 @@ fn migrate_keys(args: &[Bytes]) -> Vec<usize> {
 
 /// The single key at `at`, if present.
 fn single_key(args: &[Bytes], at: usize) -> Vec<usize> {
-    if at < args.len() { vec![at] } else { Vec::new() }
+    if at < args.len() {
+        vec![at]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Checks against a real `redis-server` (7.0 or later; `REDIS_SERVER` overrides the
+/// binary): the table covers every command it knows, with its arity, and
+/// `key_positions` agrees with `COMMAND GETKEYS`.
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::io::{BufRead, BufReader, Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::super::{Keys, key_positions, lookup};
+    use super::*;
+
+    /// Commands of Redis 7.2 that a 7.0 server does not know.
+    const NEWER_THAN_7_0: &[&str] = &[
+        "waitaof",
+        "client|no-touch",
+        "client|setinfo",
+        "cluster|myshardid",
+    ];
+    /// Arities that changed in 7.2 (ZRANK/ZREVRANK gained WITHSCORE).
+    const ARITY_CHANGED: &[&str] = &["zrank", "zrevrank"];
+    /// Shard channels: Redis's legacy first/last/step cover them, but they are not keys.
+    const CHANNELS_NOT_KEYS: &[&str] = &["spublish", "ssubscribe", "sunsubscribe"];
+
+    /// COMMAND GETKEYS errors meaning "no keys here": none by design, or a malformed
+    /// key layout (which `key_positions` answers with no keys as well).
+    const NO_KEYS_ERRORS: &[&str] = &["has no key arguments", "Invalid arguments specified"];
+
+    #[derive(Debug)]
+    enum Reply {
+        Status(String),
+        Error(String),
+        Int(i64),
+        Bulk(Option<Vec<u8>>),
+        Array(Option<Vec<Reply>>),
+    }
+
+    impl Reply {
+        fn items(&self) -> &[Reply] {
+            match self {
+                Reply::Array(Some(items)) => items,
+                other => panic!("expected an array, got {other:?}"),
+            }
+        }
+
+        fn text(&self) -> String {
+            match self {
+                Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+                Reply::Status(s) => s.clone(),
+                other => panic!("expected a string, got {other:?}"),
+            }
+        }
+
+        fn int(&self) -> i64 {
+            match self {
+                Reply::Int(n) => *n,
+                other => panic!("expected an integer, got {other:?}"),
+            }
+        }
+    }
+
+    /// A `redis-server` child process on a free port, killed on drop.
+    struct Server {
+        child: Child,
+        port: u16,
+    }
+
+    impl Server {
+        fn start() -> Server {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+            let port_arg = port.to_string();
+            let args = [
+                "--port",
+                &port_arg,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ];
+            let child = Command::new(&bin)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {bin} (set REDIS_SERVER): {e}"));
+            Server { child, port }
+        }
+
+        fn connect(&self) -> Conn {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match TcpStream::connect(("127.0.0.1", self.port)) {
+                    Ok(stream) => return Conn::new(stream),
+                    Err(e) if Instant::now() > deadline => {
+                        panic!("redis-server not reachable: {e}")
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    struct Conn {
+        writer: TcpStream,
+        reader: BufReader<TcpStream>,
+    }
+
+    impl Conn {
+        fn new(stream: TcpStream) -> Conn {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            Conn {
+                reader: BufReader::new(stream.try_clone().unwrap()),
+                writer: stream,
+            }
+        }
+
+        fn call(&mut self, args: &[Bytes]) -> Reply {
+            let mut out = format!("*{}\r\n", args.len()).into_bytes();
+            for arg in args {
+                out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+                out.extend_from_slice(arg);
+                out.extend_from_slice(b"\r\n");
+            }
+            self.writer.write_all(&out).unwrap();
+            self.read()
+        }
+
+        fn call_str(&mut self, line: &str) -> Reply {
+            self.call(&words(line))
+        }
+
+        fn line(&mut self) -> String {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            line.trim_end_matches("\r\n").to_owned()
+        }
+
+        fn read(&mut self) -> Reply {
+            let line = self.line();
+            let (tag, rest) = line.split_at(1);
+            match tag {
+                "+" => Reply::Status(rest.to_owned()),
+                "-" => Reply::Error(rest.to_owned()),
+                ":" => Reply::Int(rest.parse().unwrap()),
+                "$" => Reply::Bulk(self.bulk(rest.parse().unwrap())),
+                "*" => {
+                    let n: i64 = rest.parse().unwrap();
+                    Reply::Array((n >= 0).then(|| (0..n).map(|_| self.read()).collect()))
+                }
+                _ => panic!("unexpected reply line {line:?}"),
+            }
+        }
+
+        fn bulk(&mut self, len: i64) -> Option<Vec<u8>> {
+            let len = usize::try_from(len).ok()?;
+            let mut buf = vec![0; len + 2];
+            self.reader.read_exact(&mut buf).unwrap();
+            buf.truncate(len);
+            Some(buf)
+        }
+    }
+
+    /// Splits a command line on spaces; `""` stands for an empty argument.
+    fn words(line: &str) -> Vec<Bytes> {
+        let word = |w: &str| {
+            if w == "\"\"" {
+                Bytes::new()
+            } else {
+                Bytes::copy_from_slice(w.as_bytes())
+            }
+        };
+        line.split_whitespace().map(word).collect()
+    }
+
+    fn all_specs() -> impl Iterator<Item = &'static Spec> {
+        COMMANDS
+            .iter()
+            .flat_map(|spec| std::iter::once(spec).chain(spec.subcommands))
+    }
+
+    /// Commands for COMMAND GETKEYS, `;`-separated: at least one per keyed command of
+    /// Redis 7.0, plus option and malformed-input variants.
+    const GETKEYS_SAMPLES: &str = r#"
+        APPEND k v; BITCOUNT k; BITFIELD k GET u8 0; BITFIELD_RO k GET u8 0; BITOP AND d a b;
+        BITPOS k 1; BLMOVE a b LEFT RIGHT 0; BLMPOP 0 2 a b LEFT; BLPOP a b 0; BRPOP a b 0;
+        BRPOPLPUSH a b 0; BZMPOP 0 2 a b MIN; BZPOPMAX a b 0; BZPOPMIN a b 0; COPY a b;
+        COPY a b DB 1 REPLACE; DECR k; DECRBY k 1; DEL a b c; DUMP k; EVAL s 2 a b x;
+        EVAL s 0; EVAL_RO s 1 a; EVALSHA h 2 a b; EVALSHA_RO h 1 a; EXISTS a b; EXPIRE k 10;
+        EXPIREAT k 10; EXPIRETIME k; FCALL f 2 a b x; FCALL_RO f 1 a; GEOADD k 0 0 m;
+        GEODIST k a b; GEOHASH k a; GEOPOS k a; GEORADIUS k 0 0 1 m;
+        GEORADIUS k 0 0 1 m STORE d; GEORADIUS k 0 0 1 m STOREDIST d; GEORADIUS_RO k 0 0 1 m;
+        GEORADIUSBYMEMBER k m 1 km; GEORADIUSBYMEMBER k m 1 km STORE d;
+        GEORADIUSBYMEMBER_RO k m 1 km; GEOSEARCH k FROMMEMBER m BYRADIUS 1 m;
+        GEOSEARCHSTORE d s FROMMEMBER m BYRADIUS 1 m; GET k; GETBIT k 0; GETDEL k; GETEX k;
+        GETEX k EX 10; GETRANGE k 0 1; GETSET k v; HDEL k f; HEXISTS k f; HGET k f;
+        HGETALL k; HINCRBY k f 1; HINCRBYFLOAT k f 1; HKEYS k; HLEN k; HMGET k f g;
+        HMSET k f v; HRANDFIELD k; HSCAN k 0; HSET k f v; HSETNX k f v; HSTRLEN k f; HVALS k;
+        INCR k; INCRBY k 1; INCRBYFLOAT k 1; LCS a b; LINDEX k 0; LINSERT k BEFORE p v;
+        LLEN k; LMOVE a b LEFT RIGHT; LMPOP 2 a b LEFT; LPOP k; LPOS k v; LPUSH k v;
+        LPUSHX k v; LRANGE k 0 1; LREM k 0 v; LSET k 0 v; LTRIM k 0 1; MGET a b;
+        MIGRATE h 1 k 0 5000; MIGRATE h 1 "" 0 5000 KEYS a b;
+        MIGRATE h 1 "" 0 5000 COPY REPLACE AUTH pw KEYS a b;
+        MIGRATE h 1 "" 0 5000 AUTH2 u pw KEYS a; MOVE k 1; MSET a 1 b 2; MSETNX a 1 b 2;
+        PERSIST k; PEXPIRE k 1; PEXPIREAT k 1; PEXPIRETIME k; PFADD k a; PFCOUNT a b;
+        PFDEBUG GETREG k; PFMERGE d a b; PSETEX k 1 v; PTTL k; RENAME a b; RENAMENX a b;
+        RESTORE k 0 x; RESTORE-ASKING k 0 x; RPOP k; RPOPLPUSH a b; RPUSH k v; RPUSHX k v;
+        SADD k m; SCARD k; SDIFF a b; SDIFFSTORE d a b; SET k v; SET k v EX 10 GET;
+        SETBIT k 0 1; SETEX k 1 v; SETNX k v; SETRANGE k 0 v; SINTER a b;
+        SINTERCARD 2 a b LIMIT 1; SINTERSTORE d a b; SISMEMBER k m; SMEMBERS k;
+        SMISMEMBER k m; SMOVE a b m; SORT k; SORT k BY p STORE d;
+        SORT k LIMIT 0 1 GET p ALPHA STORE d; SORT_RO k; SPOP k; SRANDMEMBER k; SREM k m;
+        SSCAN k 0; STRLEN k; SUBSTR k 0 1; SUNION a b; SUNIONSTORE d a b; TOUCH a b; TTL k;
+        TYPE k; UNLINK a b; WATCH a b; XACK k g 0-1; XADD k * f v; XAUTOCLAIM k g c 0 0;
+        XCLAIM k g c 0 0-1; XDEL k 0-1; XLEN k; XPENDING k g; XRANGE k - +;
+        XREAD COUNT 1 BLOCK 0 STREAMS a b 0 0; XREAD STREAMS a 0;
+        XREADGROUP GROUP g c STREAMS a >;
+        XREADGROUP GROUP g c COUNT 1 BLOCK 0 NOACK STREAMS a b > >; XREVRANGE k + -;
+        XSETID k 0-1; XTRIM k MAXLEN 1; ZADD k 1 m; ZCARD k; ZCOUNT k 0 1; ZDIFF 2 a b;
+        ZDIFFSTORE d 2 a b; ZINCRBY k 1 m; ZINTER 2 a b; ZINTERCARD 2 a b;
+        ZINTERSTORE d 2 a b; ZLEXCOUNT k - +; ZMPOP 2 a b MIN; ZMSCORE k m; ZPOPMAX k;
+        ZPOPMIN k; ZRANDMEMBER k; ZRANGE k 0 1; ZRANGEBYLEX k - +; ZRANGEBYSCORE k 0 1;
+        ZRANGESTORE d s 0 1; ZRANK k m; ZREM k m; ZREMRANGEBYLEX k - +;
+        ZREMRANGEBYRANK k 0 1; ZREMRANGEBYSCORE k 0 1; ZREVRANGE k 0 1; ZREVRANGEBYLEX k + -;
+        ZREVRANGEBYSCORE k 1 0; ZREVRANK k m; ZSCAN k 0; ZSCORE k m; ZUNION 2 a b;
+        ZUNIONSTORE d 2 a b WEIGHTS 1 2; OBJECT ENCODING k; OBJECT FREQ k; OBJECT IDLETIME k;
+        OBJECT REFCOUNT k; OBJECT HELP; MEMORY USAGE k; MEMORY USAGE k SAMPLES 5;
+        XINFO CONSUMERS k g; XINFO GROUPS k; XINFO STREAM k; XINFO STREAM k FULL;
+        XGROUP CREATE k g $; XGROUP CREATECONSUMER k g c; XGROUP DELCONSUMER k g c;
+        XGROUP DESTROY k g; XGROUP SETID k g $; PING x; PUBLISH c m; SPUBLISH c m;
+        SSUBSCRIBE c; KEYS *; FLUSHDB ASYNC; CONFIG GET maxmemory;
+        MIGRATE h 1 k 0 5000 KEYS a; XREAD STREAMS a b 0;
+        XREADGROUP GROUP streams c STREAMS a >; XREAD COUNT 1 STREAMS streams 0;
+        SORT k STORE d1 STORE d2; SORT k STORE; GEORADIUS k 0 0 1 m STORE d STOREDIST e;
+        GEORADIUSBYMEMBER k m 1 km STOREDIST d; GEORADIUS k 0 0 1 m STORE; MSET k v k;
+        BLPOP a 0; EVAL s -1 a
+    "#;
+
+    fn getkeys_samples() -> impl Iterator<Item = &'static str> {
+        GETKEYS_SAMPLES
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn sample_name(sample: &str) -> String {
+        let mut words = sample.split_whitespace().map(str::to_ascii_lowercase);
+        let name = words.next().unwrap();
+        match lookup(name.as_bytes()) {
+            Some(spec) if !spec.subcommands.is_empty() => {
+                format!("{name}|{}", words.next().unwrap())
+            }
+            _ => name,
+        }
+    }
+
+    #[test]
+    fn key_positions_match_command_getkeys() {
+        let server = Server::start();
+        let mut conn = server.connect();
+        for sample in getkeys_samples() {
+            let args = words(sample);
+            let mut query = words("COMMAND GETKEYS");
+            query.extend(args.iter().cloned());
+            let want: Vec<String> = match conn.call(&query) {
+                Reply::Error(e) if NO_KEYS_ERRORS.iter().any(|no| e.contains(no)) => Vec::new(),
+                Reply::Error(e) => panic!("{sample}: {e}"),
+                reply => reply.items().iter().map(Reply::text).collect(),
+            };
+            let got: Vec<String> = key_positions(&args)
+                .iter()
+                .map(|&i| String::from_utf8_lossy(&args[i]).into_owned())
+                .collect();
+            assert_eq!(got, want, "{sample}");
+        }
+    }
+
+    #[test]
+    fn every_keyed_command_has_a_getkeys_sample() {
+        let sampled: HashSet<String> = getkeys_samples().map(sample_name).collect();
+        for spec in all_specs() {
+            let keyed = !matches!(spec.keys, Keys::None) && spec.subcommands.is_empty();
+            assert!(
+                !keyed || sampled.contains(spec.name),
+                "no GETKEYS sample for {}",
+                spec.name
+            );
+        }
+    }
+
+    #[test]
+    fn table_covers_command_list() {
+        let server = Server::start();
+        let mut conn = server.connect();
+        let listed: HashSet<String> = conn
+            .call_str("COMMAND LIST")
+            .items()
+            .iter()
+            .map(Reply::text)
+            .collect();
+        let ours: HashSet<String> = all_specs().map(|s| s.name.to_owned()).collect();
+        let mut missing: Vec<&String> = listed.difference(&ours).collect();
+        missing.sort();
+        assert!(missing.is_empty(), "missing from the table: {missing:?}");
+        let extra = ours
+            .iter()
+            .filter(|n| !listed.contains(*n) && !NEWER_THAN_7_0.contains(&n.as_str()));
+        assert_eq!(
+            extra.collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "unknown to redis-server"
+        );
+    }
+
+    #[test]
+    fn table_agrees_with_command_info() {
+        let server = Server::start();
+        let mut conn = server.connect();
+        let info = conn.call_str("COMMAND INFO");
+        for entry in info.items() {
+            check_info(entry);
+            for sub in entry.items()[9].items() {
+                check_info(sub);
+            }
+        }
+    }
+
+    /// One COMMAND INFO entry: name, arity, flags, first, last, step, ….
+    fn check_info(entry: &Reply) {
+        let fields = entry.items();
+        let name = fields[0].text();
+        let spec = find_spec(&name).unwrap_or_else(|| panic!("{name} missing from the table"));
+        if !ARITY_CHANGED.contains(&name.as_str()) {
+            assert_eq!(i64::from(spec.arity), fields[1].int(), "arity of {name}");
+        }
+        let flags: HashSet<String> = fields[2].items().iter().map(Reply::text).collect();
+        check_kind(spec, &flags);
+        let range = (fields[3].int(), fields[4].int(), fields[5].int());
+        check_range(spec, range, flags.contains("movablekeys"));
+    }
+
+    fn find_spec(name: &str) -> Option<&'static Spec> {
+        all_specs().find(|s| s.name == name)
+    }
+
+    fn check_kind(spec: &Spec, flags: &HashSet<String>) {
+        let name = spec.name;
+        let kind = spec.kind;
+        if flags.contains("write") {
+            assert!(
+                matches!(kind, Write | Blocking),
+                "{name} is a write, not {kind:?}"
+            );
+        }
+        if flags.contains("readonly") && name != "pfcount" {
+            assert!(!matches!(kind, Write), "{name} is read-only");
+        }
+        if flags.contains("blocking") && !is_xread(spec) {
+            assert_eq!(kind, Blocking, "{name}");
+        }
+        if flags.contains("pubsub") {
+            assert_eq!(kind, PubSub, "{name}");
+        }
+    }
+
+    fn check_range(spec: &Spec, (first, last, step): (i64, i64, i64), movable: bool) {
+        let name = spec.name;
+        if let Keys::Range {
+            first: f,
+            last: l,
+            step: s,
+        } = spec.keys
+        {
+            assert_eq!(
+                (f as i64, l as i64, s as i64),
+                (first, last, step),
+                "key range of {name}"
+            );
+        } else if first != 0 && !movable {
+            assert!(
+                CHANNELS_NOT_KEYS.contains(&name),
+                "{name} should use its key range"
+            );
+        }
+    }
 }

@@ -195,8 +195,8 @@ impl RequestParser {
         let line = buf.split_to(nl + 1);
         let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let args = split_inline(line)
-            .ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
+        let args =
+            split_inline(line).ok_or_else(|| ProtocolError::new("unbalanced quotes in request"))?;
         if args.is_empty() {
             return Ok(Parsed::Skip(0));
         }
@@ -247,9 +247,10 @@ fn double_quoted(line: &[u8], mut i: usize, cur: &mut Vec<u8>) -> Option<usize> 
         let &c = line.get(i)?;
         match c {
             b'"' => return closing(line, i),
-            b'\\' if line.get(i + 1) == Some(&b'x')
-                && line.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-                && line.get(i + 3).is_some_and(u8::is_ascii_hexdigit) =>
+            b'\\'
+                if line.get(i + 1) == Some(&b'x')
+                    && line.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+                    && line.get(i + 3).is_some_and(u8::is_ascii_hexdigit) =>
             {
                 let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
                 cur.push(u8::from_str_radix(hex, 16).ok()?);
@@ -317,7 +318,10 @@ mod tests {
     #[test]
     fn multibulk_and_pipeline() {
         let cmds = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n$4\r\nPING\r\n").unwrap();
-        assert_eq!(cmds, vec![vec![b"GET".to_vec(), b"a".to_vec()], vec![b"PING".to_vec()]]);
+        assert_eq!(
+            cmds,
+            vec![vec![b"GET".to_vec(), b"a".to_vec()], vec![b"PING".to_vec()]]
+        );
     }
 
     #[test]
@@ -360,7 +364,10 @@ mod tests {
     fn redis_error_texts() {
         let err = |input: &[u8]| parse_all(input).unwrap_err().to_string();
         assert_eq!(err(b"*abc\r\n"), "Protocol error: invalid multibulk length");
-        assert_eq!(err(b"*1\r\n:5\r\n"), "Protocol error: expected '$', got ':'");
+        assert_eq!(
+            err(b"*1\r\n:5\r\n"),
+            "Protocol error: expected '$', got ':'"
+        );
         assert_eq!(err(b"*1\r\n$-5\r\n"), "Protocol error: invalid bulk length");
         assert_eq!(
             err(b"*1\r\n$1000000000\r\n"),
@@ -398,7 +405,12 @@ mod tests {
         let cmds = parse_all(b"SET k \"a b\\n\\x41\" 'it\\'s'\r\n").unwrap();
         assert_eq!(
             cmds[0],
-            vec![b"SET".to_vec(), b"k".to_vec(), b"a b\nA".to_vec(), b"it's".to_vec()]
+            vec![
+                b"SET".to_vec(),
+                b"k".to_vec(),
+                b"a b\nA".to_vec(),
+                b"it's".to_vec()
+            ]
         );
         assert!(split_inline(b"\"ab\"c").is_none());
         assert_eq!(split_inline(b"").unwrap().len(), 0);

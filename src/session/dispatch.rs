@@ -16,7 +16,16 @@ impl Session {
         if let Some(flow) = self.local(&req, route) {
             return Some(flow);
         }
-        if self.pinned.as_ref().is_some_and(|p| p.state != PinState::Done) {
+        if self.pinned.as_ref().is_some_and(|p| p.conn.is_down()) && self.drained() {
+            // Redis dropped the dedicated connection and with it the MULTI/WATCH state,
+            // as it would for a direct client that reconnects.
+            self.pinned = None;
+        }
+        if self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.state != PinState::Done)
+        {
             return self.dispatch_pinned(req, route).await;
         }
         let switches = !matches!(
@@ -39,7 +48,10 @@ impl Session {
 
     /// Commands answered by the proxy whatever the connection state.
     fn local(&mut self, req: &Request, route: Route) -> Option<Flow> {
-        let in_multi = self.pinned.as_ref().is_some_and(|p| p.state == PinState::Multi);
+        let in_multi = self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.state == PinState::Multi);
         let frame = match route {
             Route::Quit => {
                 self.closing = true;
@@ -97,10 +109,7 @@ impl Session {
                 }
             }
             (PinState::Watching, Route::Blocking) => deadline = None,
-            (
-                PinState::Watching,
-                Route::Relay | Route::Auth | Route::Hello | Route::Reset,
-            ) => {
+            (PinState::Watching, Route::Relay | Route::Auth | Route::Hello | Route::Reset) => {
                 // These change the whole connection: leave WATCH (as a disconnect would).
                 if !self.drained() {
                     self.deferred = Some(req);

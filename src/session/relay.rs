@@ -109,9 +109,7 @@ fn take_client_commands(session: &mut Session, to_redis: &mut BytesMut) -> Resul
             }
             Ok(None) => return Ok(false),
             Err(e) => {
-                session
-                    .out
-                    .extend_from_slice(&reply::error(&e.to_string()));
+                session.out.extend_from_slice(&reply::error(&e.to_string()));
                 return Err(());
             }
         }
