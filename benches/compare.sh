@@ -292,6 +292,12 @@ fi
 
 # --- start everything ---------------------------------------------------------------
 
+# Other work on this machine skews the numbers; say so up front and in the header.
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+if awk -v l="${LOAD_AT_START%% *}" -v n="$(nproc)" 'BEGIN {exit !(l + 0 > n / 2)}'; then
+    log "warning: load average is $LOAD_AT_START on $(nproc) CPUs; results will be noisy"
+fi
+
 start_redis
 start_twemproxy
 start_respite respite respite
@@ -304,9 +310,9 @@ log "ready: $(for i in "${!TARGET_IDS[@]}"; do printf '%s=127.0.0.1:%s ' "${TARG
 
 STAMP="$(date -u +%Y%m%d-%H%M%S)"
 OUT_DIR="${CARGO_TARGET_DIR:-$REPO/target}/bench"
-mkdir -p "$OUT_DIR"
-RAW="$OUT_DIR/compare-$STAMP.csv"
-: >"$RAW"
+# Collected in the temp dir, copied to OUT_DIR only when the run completes.
+RAW_TMP="$TMP/raw.csv"
+: >"$RAW_TMP"
 
 # run_bench PORT OUT ERR ARGS...: redis-benchmark against PORT, bounded by BENCH_TIMEOUT.
 # It runs in the background and is waited for, so a signal to this script interrupts
@@ -343,7 +349,7 @@ run_cell() { # TARGET_INDEX PIPELINE REPEAT
         ((rc == 124)) && die "redis-benchmark against ${TARGET_LABELS[$i]} P$p timed out after ${BENCH_TIMEOUT}s"
         die "redis-benchmark against ${TARGET_LABELS[$i]} P$p failed (exit $rc)"
     fi
-    python3 "$HELPER" append "$RAW" "${TARGET_LABELS[$i]}" "${TARGET_IDS[$i]}" \
+    python3 "$HELPER" append "$RAW_TMP" "${TARGET_LABELS[$i]}" "${TARGET_IDS[$i]}" \
         "$p" "$rep" "$n" "$out.csv"
     log "run $rep/$REPEAT P$p ${TARGET_LABELS[$i]}: $(awk -F'"' '$2 == "SET" || $2 == "GET" {printf "%s %s ops/s  ", $2, $4}' "$out.csv")"
 }
@@ -392,9 +398,12 @@ done
 mapfile -t p1_args < <(bench_args "$N_P1" 1)
 mapfile -t pn_args < <(bench_args "$N_PIPE" "${PIPELINES[-1]}")
 
+mkdir -p "$OUT_DIR"
+RAW="$OUT_DIR/compare-$STAMP.csv"
+cp "$RAW_TMP" "$RAW"
 REPORT="$OUT_DIR/compare-$STAMP.md"
 {
-    echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r) · redis-server ${redis_version:-?} · nutcracker ${nutcracker_version:-?} · respite: $RESPITE_BIN ($RESPITE_BIN_SOURCE) · $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load avg at start $LOAD_AT_START · redis-server ${redis_version:-?} · nutcracker ${nutcracker_version:-?} · respite: $RESPITE_BIN ($RESPITE_BIN_SOURCE) · $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Command: \`$cmd\` — each cell runs \`redis-benchmark ${p1_args[*]}\` (and \`${pn_args[*]}\`) $REPEAT time(s), after prefilling all $KEYSPACE keys."
     echo

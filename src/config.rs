@@ -45,6 +45,20 @@ pub struct ServerConfig {
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Worker threads; 0 = half the CPUs (at least one), leaving the rest to Redis
+    /// and the application, which usually share the machine.
+    pub threads: usize,
+}
+
+impl ServerConfig {
+    /// The number of worker threads to run.
+    pub fn worker_threads(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cpus / 2).max(1)
+    }
 }
 
 impl Default for ServerConfig {
@@ -58,6 +72,7 @@ impl Default for ServerConfig {
             max_pipeline: 1024,
             max_output_buffer: ByteSize::mib(16),
             shutdown_grace: Duration::from_secs(10),
+            threads: 0,
         }
     }
 }

@@ -79,6 +79,7 @@ fn print_check(cli: &Cli, config: &Config) {
 fn serve(config: Config) -> anyhow::Result<()> {
     init_tracing(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.worker_threads())
         .enable_all()
         .build()
         .context("starting the runtime")?;

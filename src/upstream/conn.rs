@@ -230,9 +230,19 @@ async fn serve(
                 if n == 0 {
                     break Ok(());
                 }
+                let fresh = wbuf.is_empty();
                 for job in batch.drain(..) {
                     wbuf.extend_from_slice(&job.cmd);
                     inflight.push_back(job.reply);
+                }
+                if fresh {
+                    // Let the other clients whose requests are ready run first, so their
+                    // commands share this write (twemproxy gets this from its event loop).
+                    tokio::task::yield_now().await;
+                    while let Ok(job) = rx.try_recv() {
+                        wbuf.extend_from_slice(&job.cmd);
+                        inflight.push_back(job.reply);
+                    }
                 }
             }
             written = wr.write_buf(&mut wbuf), if !wbuf.is_empty() => {

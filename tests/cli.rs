@@ -1,0 +1,156 @@
+//! The `respite` binary: config errors exit 64 naming the key, environment overrides,
+//! and SIGTERM lets in-flight requests finish before exiting.
+
+mod support;
+
+use std::{
+    io::Write,
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::{client::Client, redis::RedisServer, wait_until};
+
+fn respite() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_respite"))
+}
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the binary and waits until it answers PING on `port`.
+fn spawn_ready(cmd: &mut Command, port: u16) -> (Child, Client) {
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            client = Client::try_connect(addr).ok();
+            client.is_some()
+        }),
+        "respite did not start listening on {port}"
+    );
+    let mut client = client.unwrap();
+    assert_eq!(client.call(&["PING"]), b"+PONG\r\n");
+    (child, client)
+}
+
+#[test]
+fn invalid_config_exits_64_naming_key_and_line() {
+    let cfg = write_config("[server]\nlisten = \"127.0.0.1:1\"\n\n[upstream]\npool_size = 0\n");
+    let out = respite().arg("--config").arg(cfg.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("upstream.pool_size"), "{stderr}");
+    assert!(stderr.contains("line 5"), "{stderr}");
+
+    let cfg = write_config("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+    let out = respite().arg("--config").arg(cfg.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lisen") && stderr.contains("line 3"),
+        "{stderr}"
+    );
+
+    let out = respite()
+        .args(["--config", "/nonexistent/proxy.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn check_prints_effective_settings() {
+    let cfg = write_config(include_str!("../proxy.toml"));
+    let out = respite()
+        .arg("check")
+        .arg("--config")
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("quran") && stdout.contains("127.0.0.1:6380"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn environment_overrides_listen_and_upstream() {
+    let redis = RedisServer::start();
+    let port = free_port();
+    // The file points nowhere useful; the environment wins.
+    let cfg = write_config(
+        "[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\nurl = \"redis://127.0.0.1:1\"\n",
+    );
+    let (mut child, mut client) = spawn_ready(
+        respite()
+            .arg("--config")
+            .arg(cfg.path())
+            .env("RESPITE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RESPITE_UPSTREAM", redis.url()),
+        port,
+    );
+    assert_eq!(client.call(&["SET", "env", "yes"]), b"+OK\r\n");
+    assert_eq!(redis.client().call(&["GET", "env"]), b"$3\r\nyes\r\n");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits() {
+    let redis = RedisServer::start();
+    let port = free_port();
+    let cfg = write_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\n[upstream]\nurl = \"{}\"\n",
+        redis.url()
+    ));
+    let (mut child, mut client) = spawn_ready(respite().arg("--config").arg(cfg.path()), port);
+    // A request Redis takes 500 ms to answer is in flight when SIGTERM arrives.
+    client.send(&["DEBUG", "SLEEP", "0.5"]);
+    let mut direct = redis.client();
+    assert!(wait_until(Duration::from_secs(5), || {
+        support::contains(&direct.call(&["CLIENT", "LIST"]), b"cmd=debug")
+    }));
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        client.read_reply(),
+        b"+OK\r\n",
+        "in-flight reply lost on shutdown"
+    );
+    assert!(
+        client.closed_within(Duration::from_secs(5)),
+        "connection not closed after drain"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // New connections are refused once shutdown started.
+    assert!(Client::try_connect(format!("127.0.0.1:{port}").parse().unwrap()).is_err());
+}
