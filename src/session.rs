@@ -38,7 +38,7 @@ use tracing::debug;
 use crate::{
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
-    upstream::{Conn, Pool, PoolKey, Reply, UpstreamError},
+    upstream::{Conn, Detached, Pool, PoolKey, Reply, UpstreamError},
 };
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -73,6 +73,8 @@ struct Pinned {
     dirty: bool,
     /// A SELECT queued inside the current MULTI.
     queued_select: Option<u32>,
+    /// A streaming command (SUBSCRIBE…) queued inside the current MULTI.
+    queued_stream: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,10 @@ pub struct Session {
     out: BytesMut,
     /// No more input will be read (QUIT, protocol error, EOF, shutdown).
     closing: bool,
+    /// The client is gone or the proxy is stopping: do not wait for blocking commands.
+    abandon_blocking: bool,
+    /// A dedicated connection being handed over for streaming mode after EXEC.
+    detaching: Option<oneshot::Receiver<Detached>>,
     timeout: Duration,
 }
 
@@ -134,6 +140,8 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, stop: watch::Rece
         inbuf: BytesMut::with_capacity(16 * 1024),
         out: BytesMut::with_capacity(16 * 1024),
         closing: false,
+        abandon_blocking: false,
+        detaching: None,
     };
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
@@ -151,14 +159,24 @@ impl Session {
         let max_pipeline = self.shared.config.server.max_pipeline;
         let max_out = self.shared.config.server.max_output_buffer.as_u64() as usize;
         loop {
-            if let Some(req) = self.dispatch_input().await {
+            let relay = match self.detaching.take() {
+                Some(rx) if self.drained() => Some(relay::Start::Detached(rx)),
+                detaching => {
+                    self.detaching = detaching;
+                    self.dispatch_input().await.map(relay::Start::Command)
+                }
+            };
+            if let Some(start) = relay {
                 self.flush(stream).await?;
-                match relay::run(self, stream, &mut stop, req).await? {
+                match relay::run(self, stream, &mut stop, start).await? {
                     relay::End::Closed => return Ok(()),
                     relay::End::Resume => continue,
                 }
             }
             self.collect_ready();
+            if self.abandon_blocking && self.waits_on_blocking() {
+                return Ok(()); // as Redis does, a vanished client's blocking call is dropped
+            }
             if self.closing && self.pending.is_empty() && self.deferred.is_none() {
                 self.flush(stream).await?;
                 return stream.shutdown().await;
@@ -185,10 +203,15 @@ impl Session {
                 written = wr.write_buf(&mut self.out), if !self.out.is_empty() => { written?; }
                 read = rd.read_buf(&mut self.inbuf), if can_read => {
                     if read? == 0 {
-                        self.closing = true; // EOF: answer what was sent, then close
+                        // EOF: answer what was sent (half-closed clients read it), then close.
+                        self.closing = true;
+                        self.abandon_blocking = true;
                     }
                 }
-                _ = stop.changed(), if !self.closing => self.closing = true,
+                _ = stop.changed(), if !self.abandon_blocking => {
+                    self.closing = true;
+                    self.abandon_blocking = true;
+                }
             }
         }
     }
@@ -307,6 +330,13 @@ impl Session {
             p.key.db = db;
         }
         self.repool = true;
+    }
+
+    /// True if a blocking command (no deadline) is among the outstanding replies.
+    fn waits_on_blocking(&self) -> bool {
+        self.pending
+            .iter()
+            .any(|p| matches!(p, Pending::Upstream { deadline: None, .. }))
     }
 
     fn front_deadline(&self) -> Option<Instant> {

@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-pub use conn::{Conn, Job, Reply};
+pub use conn::{Conn, Detached, Job, Reply};
 
 use crate::{config::UpstreamConfig, protocol::reply};
 

@@ -12,6 +12,11 @@ impl Session {
     /// Dispatches one command. `None`: it must wait for earlier replies (it is kept as
     /// `deferred` and retried once they are in).
     pub(super) async fn dispatch(&mut self, req: Request) -> Option<Flow> {
+        if self.detaching.is_some() {
+            // The transaction turned the connection into a stream: wait for EXEC.
+            self.deferred = Some(req);
+            return None;
+        }
         let route = command::classify(&req.args).route;
         if let Some(flow) = self.local(&req, route) {
             return Some(flow);
@@ -54,7 +59,9 @@ impl Session {
             .is_some_and(|p| p.state == PinState::Multi);
         let frame = match route {
             Route::Quit => {
+                // Like Redis, nothing sent after QUIT runs.
                 self.closing = true;
+                self.inbuf.clear();
                 reply::simple("OK")
             }
             Route::Refuse => reply::error(&format!(
@@ -63,7 +70,6 @@ impl Session {
             )),
             // Inside MULTI Redis queues these; only the proxy-only ones stay local.
             _ if in_multi => return None,
-            Route::ClientId => reply::integer(self.id as i64),
             Route::ClientGetName if req.args.len() == 2 => match &self.name {
                 Some(n) => reply::bulk(n),
                 None => reply::null(self.key.resp3),
@@ -89,6 +95,15 @@ impl Session {
                 if let Some(db) = pinned.queued_select.take() {
                     effect = Effect::ExecSelect(db);
                 }
+                if pinned.queued_stream {
+                    // SUBSCRIBE (or MONITOR…) ran inside the transaction: after EXEC the
+                    // connection streams, so the client keeps it in streaming mode.
+                    let conn = pinned.conn.clone();
+                    self.forward(&conn, &req, deadline, effect);
+                    self.detaching = Some(conn.detach());
+                    self.pinned = None;
+                    return Some(Flow::Continue);
+                }
             }
             (PinState::Multi, Route::Discard) => {
                 pinned.state = PinState::Done;
@@ -97,6 +112,10 @@ impl Session {
             (PinState::Multi, Route::Select) => pinned.queued_select = parse_db(&req),
             (PinState::Multi, Route::Auth | Route::Hello | Route::Reset | Route::ClientSetName) => {
                 pinned.dirty = true;
+            }
+            (PinState::Multi, Route::Relay) => {
+                pinned.dirty = true;
+                pinned.queued_stream = true;
             }
             (PinState::Multi, _) => {}
             (PinState::Watching, Route::Multi) => pinned.state = PinState::Multi,
@@ -134,7 +153,9 @@ impl Session {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
             Route::Watch => self.pin_and_send(req, PinState::Watching).await,
             Route::Blocking => self.send_blocking(req).await,
-            Route::Relay => return Flow::Relay(req),
+            // A real CLIENT ID needs a connection of the client's own: it is what
+            // CLIENT TRACKING … REDIRECT, CLIENT KILL ID and CLIENT UNBLOCK refer to.
+            Route::Relay | Route::ClientId => return Flow::Relay(req),
             Route::Select => self.select(req).await,
             Route::Auth => self.auth(req).await,
             Route::Hello => self.hello(req).await,
@@ -224,6 +245,7 @@ impl Pinned {
             state,
             dirty: false,
             queued_select: None,
+            queued_stream: false,
         }
     }
 }

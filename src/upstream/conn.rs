@@ -29,11 +29,20 @@ use crate::protocol::reply::{ReplyScanner, is_push};
 /// What a request gets back: the reply frame's exact bytes, or why there is none.
 pub type Reply = Result<Bytes, UpstreamError>;
 
-/// One command to send; `reply: None` means the reply is read and dropped.
-pub struct Job {
-    pub cmd: Bytes,
-    pub reply: Option<oneshot::Sender<Reply>>,
+/// One command to send (`reply: None`: its reply is read and dropped), or a request
+/// to hand the socket over once every earlier reply is in.
+pub enum Job {
+    Request {
+        cmd: Bytes,
+        reply: Option<oneshot::Sender<Reply>>,
+    },
+    Detach(oneshot::Sender<Detached>),
 }
+
+/// A socket taken out of its connection task, with bytes already read past the last
+/// reply (for a client that turned the connection into a stream, e.g. SUBSCRIBE
+/// inside MULTI).
+pub type Detached = (TcpStream, BytesMut);
 
 const CONNECTING: u8 = 0;
 const UP: u8 = 1;
@@ -92,7 +101,7 @@ impl Conn {
     /// Sends one command and returns the receiver of its reply.
     pub fn request(&self, cmd: Bytes) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.send(Job {
+        if let Err(e) = self.send(Job::Request {
             cmd,
             reply: Some(tx),
         }) {
@@ -100,6 +109,14 @@ impl Conn {
             let _ = tx.send(Err(e));
             return rx;
         }
+        rx
+    }
+
+    /// Asks the task to give up its socket after the replies already requested; the
+    /// task then ends. The receiver gets nothing if the connection failed first.
+    pub fn detach(&self) -> oneshot::Receiver<Detached> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(Job::Detach(tx));
         rx
     }
 
@@ -187,7 +204,7 @@ async fn wait_failing(
         tokio::select! {
             () = &mut sleep => return true,
             job = rx.recv() => match job {
-                Some(job) => answer(job.reply, Err(err.clone())),
+                Some(job) => fail(job, err),
                 None => return false,
             },
         }
@@ -196,7 +213,13 @@ async fn wait_failing(
 
 fn fail_all(rx: &mut mpsc::UnboundedReceiver<Job>, err: &UpstreamError) {
     while let Ok(job) = rx.try_recv() {
-        answer(job.reply, Err(err.clone()));
+        fail(job, err);
+    }
+}
+
+fn fail(job: Job, err: &UpstreamError) {
+    if let Job::Request { reply, .. } = job {
+        answer(reply, Err(err.clone()));
     }
 }
 
@@ -212,86 +235,129 @@ fn answer(to: Option<oneshot::Sender<Reply>>, reply: Reply) {
     }
 }
 
-/// Pipelines requests until the socket fails (`Err`) or every handle is dropped (`Ok`).
+/// Pipelines requests until the socket fails (`Err`), or every handle is dropped or
+/// the socket was handed over (`Ok`).
 async fn serve(
     mut stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<Job>,
 ) -> Result<(), UpstreamError> {
-    let (mut rd, mut wr) = stream.split();
-    let mut inflight: VecDeque<Option<oneshot::Sender<Reply>>> = VecDeque::new();
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut scanner = ReplyScanner::default();
+    let mut io = Pipeline::default();
+    let mut detach = None;
     let mut batch = Vec::with_capacity(64);
+    let (mut rd, mut wr) = stream.split();
     let result = loop {
+        if detach.is_some() && io.inflight.is_empty() && io.wbuf.is_empty() {
+            break Ok(());
+        }
         tokio::select! {
             biased;
-            n = rx.recv_many(&mut batch, 256), if wbuf.len() < WRITE_HIGH_WATER => {
+            n = rx.recv_many(&mut batch, 256), if detach.is_none() && io.wbuf.len() < WRITE_HIGH_WATER => {
                 if n == 0 {
                     break Ok(());
                 }
-                let fresh = wbuf.is_empty();
-                for job in batch.drain(..) {
-                    wbuf.extend_from_slice(&job.cmd);
-                    inflight.push_back(job.reply);
-                }
-                if fresh {
+                let fresh = io.wbuf.is_empty();
+                batch.drain(..).for_each(|job| io.take(job, &mut detach));
+                if fresh && detach.is_none() {
                     // Let the other clients whose requests are ready run first, so their
                     // commands share this write (twemproxy gets this from its event loop).
                     tokio::task::yield_now().await;
-                    while let Ok(job) = rx.try_recv() {
-                        wbuf.extend_from_slice(&job.cmd);
-                        inflight.push_back(job.reply);
+                    while detach.is_none() && let Ok(job) = rx.try_recv() {
+                        io.take(job, &mut detach);
                     }
                 }
             }
-            written = wr.write_buf(&mut wbuf), if !wbuf.is_empty() => {
+            written = wr.write_buf(&mut io.wbuf), if !io.wbuf.is_empty() => {
                 if let Err(e) = written {
                     break Err(lost(e));
                 }
             }
-            read = rd.read_buf(&mut rbuf) => {
+            read = rd.read_buf(&mut io.rbuf), if detach.is_none() || !io.inflight.is_empty() => {
                 match read {
                     Ok(0) => break Err(UpstreamError::unavailable("connection closed by Redis")),
                     Err(e) => break Err(lost(e)),
                     Ok(_) => {}
                 }
-                if let Err(e) = dispatch(&mut rbuf, &mut scanner, &mut inflight) {
+                if let Err(e) = io.dispatch(detach.is_some()) {
                     break Err(e);
                 }
-                if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
-                    rbuf.reserve(READ_CHUNK);
+                if io.rbuf.capacity() - io.rbuf.len() < READ_CHUNK / 4 {
+                    io.rbuf.reserve(READ_CHUNK);
                 }
             }
         }
     };
     // Requests sent or queued on a failed socket may or may not have been applied.
-    for reply in inflight.drain(..) {
+    for reply in io.inflight.drain(..) {
         answer(reply, Err(UpstreamError::ConnectionLost));
+    }
+    if let (Ok(()), Some(to)) = (&result, detach) {
+        let _ = to.send((stream, io.rbuf));
     }
     result
 }
 
-/// Hands every complete reply in `rbuf` to the oldest waiting request.
-fn dispatch(
-    rbuf: &mut BytesMut,
-    scanner: &mut ReplyScanner,
-    inflight: &mut VecDeque<Option<oneshot::Sender<Reply>>>,
-) -> Result<(), UpstreamError> {
-    while let Some(len) = scanner
-        .scan(rbuf)
-        .map_err(|e| UpstreamError::Protocol(e.to_string()))?
-    {
-        let frame = rbuf.split_to(len).freeze();
-        if is_push(&frame) {
-            continue; // shared connections never subscribe; ignore stray pushes
-        }
-        match inflight.pop_front() {
-            Some(to) => answer(to, Ok(frame)),
-            None => return Err(UpstreamError::Protocol("reply without a request".into())),
+/// Buffers and FIFO of one pipelined socket.
+struct Pipeline {
+    inflight: VecDeque<Option<oneshot::Sender<Reply>>>,
+    wbuf: BytesMut,
+    rbuf: BytesMut,
+    scanner: ReplyScanner,
+    /// RESP3 pushes waiting to go out in front of the next reply.
+    pushes: BytesMut,
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self {
+            inflight: VecDeque::new(),
+            wbuf: BytesMut::with_capacity(16 * 1024),
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            scanner: ReplyScanner::default(),
+            pushes: BytesMut::new(),
         }
     }
-    Ok(())
+}
+
+impl Pipeline {
+    fn take(&mut self, job: Job, detach: &mut Option<oneshot::Sender<Detached>>) {
+        match job {
+            Job::Request { cmd, reply } => {
+                self.wbuf.extend_from_slice(&cmd);
+                self.inflight.push_back(reply);
+            }
+            Job::Detach(to) => *detach = Some(to),
+        }
+    }
+
+    /// Hands every complete reply read so far to the oldest waiting request. When a
+    /// handover is pending, bytes after the last awaited reply are left for the new owner.
+    fn dispatch(&mut self, detaching: bool) -> Result<(), UpstreamError> {
+        while !(detaching && self.inflight.is_empty())
+            && let Some(len) = self
+                .scanner
+                .scan(&self.rbuf)
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+        {
+            let frame = self.rbuf.split_to(len).freeze();
+            if is_push(&frame) {
+                // Shared connections never subscribe, so a push (DEBUG PROTOCOL push,
+                // say) belongs to the client whose reply comes next.
+                self.pushes.extend_from_slice(&frame);
+                continue;
+            }
+            let frame = if self.pushes.is_empty() {
+                frame
+            } else {
+                self.pushes.extend_from_slice(&frame);
+                self.pushes.split().freeze()
+            };
+            match self.inflight.pop_front() {
+                Some(to) => answer(to, Ok(frame)),
+                None => return Err(UpstreamError::Protocol("reply without a request".into())),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn lost(e: std::io::Error) -> UpstreamError {

@@ -32,7 +32,9 @@ impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadError::Closed(0) => write!(f, "connection closed"),
-            ReadError::Closed(n) => write!(f, "connection closed with {n} bytes of a partial reply"),
+            ReadError::Closed(n) => {
+                write!(f, "connection closed with {n} bytes of a partial reply")
+            }
             ReadError::TimedOut => write!(f, "no reply within the read timeout"),
             ReadError::Io(e) => write!(f, "i/o error: {e}"),
             ReadError::Protocol(e) => write!(f, "unparsable reply: {e}"),
@@ -109,13 +111,8 @@ impl Client {
     /// Sends a command and returns the raw bytes of its reply.
     pub fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Vec<u8> {
         self.send(args);
-        self.try_read_reply().unwrap_or_else(|e| {
-            panic!(
-                "{} via {}: {e}",
-                resp::show_command(args),
-                self.addr
-            )
-        })
+        self.try_read_reply()
+            .unwrap_or_else(|e| panic!("{} via {}: {e}", resp::show_command(args), self.addr))
     }
 
     /// `call` for whitespace-separated text arguments: `c.cmd("SET k v")`.
@@ -127,10 +124,20 @@ impl Client {
     /// Asserts the raw reply of `line` equals `expected`.
     pub fn assert_cmd(&mut self, line: &str, expected: &[u8]) {
         let got = self.cmd(line);
-        assert_eq!(
-            got,
-            expected,
+        assert!(
+            got == expected,
             "{line}: got {}, expected {}",
+            resp::show(&got),
+            resp::show(expected)
+        );
+    }
+
+    /// Reads one reply and asserts it is `expected`.
+    pub fn assert_reply(&mut self, expected: &[u8]) {
+        let got = self.read_reply();
+        assert!(
+            got == expected,
+            "got {}, expected {}",
             resp::show(&got),
             resp::show(expected)
         );
@@ -139,21 +146,7 @@ impl Client {
     /// True when the peer closes the connection within `within` (pending replies
     /// are read and discarded).
     pub fn closed_within(&mut self, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        let mut chunk = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            match self.stream.read(&mut chunk) {
-                Ok(0) => break true,
-                Ok(_) => continue,
-                Err(e) if is_timeout(&e) => break false,
-                Err(_) => break true,
-            }
-        }
+        self.read_available(within).1
     }
 
     /// True when nothing arrives and the connection stays open for `quiet`.
@@ -173,6 +166,28 @@ impl Client {
         };
         self.stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         silent
+    }
+
+    /// Everything that arrives within `within` (unparsed bytes included), and whether
+    /// the peer closed the connection.
+    pub fn read_available(&mut self, within: Duration) -> (Vec<u8>, bool) {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0u8; 4096];
+        let closed = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if is_timeout(&e) => break false,
+                Err(_) => break true,
+            }
+        };
+        let _ = self.stream.set_read_timeout(Some(READ_TIMEOUT));
+        (std::mem::take(&mut self.buf), closed)
     }
 
     fn fill(&mut self) -> Result<(), ReadError> {

@@ -38,7 +38,7 @@ struct State {
 impl FaultProxy {
     /// Listens on a free loopback port and forwards every connection to `target`.
     pub fn start(target: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fault proxy");
+        let listener = super::ports::bind_loopback();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             target,

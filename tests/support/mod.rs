@@ -3,10 +3,18 @@
 //! and the differential script runner.
 //!
 //! Each test file includes this with `mod support;` and uses a part of it.
-#![allow(dead_code)]
+//!
+//! Environment knobs, for diagnosing a failure (never needed to run the suite):
+//! - `RUST_LOG=respite=debug` shows the proxy's logs in a failing test's output.
+//! - `RESPITE_TEST_SHOW_REPLIES=1` prints every reply of a differential script's
+//!   direct run (to review what a script really checks).
+//! - `RESPITE_TEST_DIRECT=redis` points "proxy" clients straight at Redis, to check
+//!   what real Redis answers to a test; proxy-only tests (limits, faults) then fail.
+#![allow(dead_code, unused_imports)]
 
 pub mod client;
 pub mod fault;
+pub mod ports;
 pub mod proxy;
 pub mod redis;
 pub mod resp;
@@ -34,6 +42,11 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// True when `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Logs from the proxy when `RUST_LOG` is set (captured per test by the harness).
 pub fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -57,7 +70,12 @@ impl Stack {
 
     /// `extra_toml` is merged over the proxy's base configuration.
     pub fn start_with(extra_toml: &str) -> Stack {
-        let redis = RedisServer::start();
+        Self::start_with_redis(&[], extra_toml)
+    }
+
+    /// Also passes `redis_args` (`--option value` pairs) to `redis-server`.
+    pub fn start_with_redis(redis_args: &[&str], extra_toml: &str) -> Stack {
+        let redis = RedisServer::start_with(redis_args);
         let proxy = Proxy::start(&redis.url(), extra_toml);
         Stack { proxy, redis }
     }

@@ -1,12 +1,7 @@
 //! respite itself, run in-process by `respite::run` on its own tokio runtime in a
 //! background thread, listening on a free loopback port.
 
-use std::{
-    net::SocketAddr,
-    sync::mpsc,
-    thread::JoinHandle,
-    time::Duration,
-};
+use std::{net::SocketAddr, sync::mpsc, thread::JoinHandle, time::Duration};
 
 use super::client::Client;
 
@@ -32,7 +27,7 @@ impl Proxy {
         if std::env::var(DIRECT_ENV).is_ok_and(|v| v == "redis") {
             return Self::direct(redis_url);
         }
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy port");
+        let std_listener = super::ports::bind_loopback();
         let addr = std_listener.local_addr().unwrap();
         let config_text = config_text(addr, redis_url, extra_toml);
         let config = respite::Config::parse(&config_text)
@@ -126,9 +121,9 @@ impl Proxy {
                 }
                 Ok(result)
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                Err(format!("respite::run did not return within {within:?} of shutdown"))
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "respite::run did not return within {within:?} of shutdown"
+            )),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 Err("the proxy thread panicked".to_string())
             }

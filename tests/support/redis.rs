@@ -1,7 +1,7 @@
 //! A real `redis-server` on a free loopback port, killed when dropped.
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -35,10 +35,13 @@ impl RedisServer {
         // try a few.
         let mut last_error = String::new();
         for _ in 0..5 {
-            server.port = free_port();
+            server.port = super::ports::reserve();
             match server.spawn() {
                 Ok(()) => return server,
-                Err(e) => last_error = e,
+                Err(e) => {
+                    super::ports::release(server.port);
+                    last_error = e;
+                }
             }
         }
         panic!("could not start redis-server: {last_error}");
@@ -93,7 +96,9 @@ impl RedisServer {
     /// Polls `INFO clients` until `blocked_clients` equals `n`.
     pub fn wait_blocked_clients(&self, n: usize, within: Duration) {
         let mut c = self.client();
-        let ok = super::wait_until(within, || info_field(&mut c, "clients", "blocked_clients") == Some(n as i64));
+        let ok = super::wait_until(within, || {
+            info_field(&mut c, "clients", "blocked_clients") == Some(n as i64)
+        });
         assert!(
             ok,
             "redis did not reach blocked_clients:{n} within {within:?} (now {:?})",
@@ -109,6 +114,8 @@ impl RedisServer {
             .args(["--save", ""])
             .args(["--appendonly", "no"])
             .args(["--daemonize", "no"])
+            // DEBUG SLEEP/PROTOCOL help tests hold a request in flight or see every type.
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(self.dir.path())
             .arg("--logfile")
@@ -117,7 +124,9 @@ impl RedisServer {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = cmd.spawn().map_err(|e| format!("spawn {REDIS_SERVER}: {e}"))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {REDIS_SERVER}: {e}"))?;
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -131,7 +140,10 @@ impl RedisServer {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("redis-server on port {} did not answer PING", self.port));
+                return Err(format!(
+                    "redis-server on port {} did not answer PING",
+                    self.port
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -141,15 +153,14 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
+        super::ports::release(self.port);
     }
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now (and that no stopped Redis of this process is
+/// waiting to restart on).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    super::ports::bind_loopback().local_addr().unwrap().port()
 }
 
 fn ping(addr: SocketAddr) -> bool {
@@ -158,7 +169,9 @@ fn ping(addr: SocketAddr) -> bool {
     };
     c.set_read_timeout(Duration::from_millis(500));
     c.try_send_raw(b"*1\r\n$4\r\nPING\r\n").is_ok()
-        && c.try_read_reply().is_ok_and(|r| r == b"+PONG\r\n")
+        // With --requirepass, NOAUTH also shows the server is up.
+        && c.try_read_reply()
+            .is_ok_and(|r| r == b"+PONG\r\n" || r.starts_with(b"-NOAUTH"))
 }
 
 /// An integer field of `INFO <section>`.

@@ -1,0 +1,216 @@
+//! Per-client state on shared upstream connections: what one client changes (db,
+//! protocol, name, MULTI, WATCH, CLIENT REPLY) must never show up for another client,
+//! even when all of them share a single pooled connection, and replies must reach the
+//! right client in the right order under concurrency.
+
+mod support;
+
+use std::{thread, time::Duration};
+
+use support::{Client, Proxy, RedisServer, Stack, resp::encode_command, show};
+
+/// Every client shares one pooled upstream connection, so leaks are visible.
+const ONE_POOLED: &str = "[upstream]\npool_size = 1";
+
+#[test]
+fn db_protocol_and_name_stay_with_their_client() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    let mut b = stack.client();
+    a.assert_cmd("SELECT 5", b"+OK\r\n");
+    assert!(a.cmd("HELLO 3").starts_with(b"%"));
+    a.assert_cmd("CLIENT SETNAME alpha", b"+OK\r\n");
+    for i in 0..20 {
+        a.assert_cmd(&format!("SET k{i} in-db5"), b"+OK\r\n");
+        b.assert_cmd(&format!("GET k{i}"), b"$-1\r\n");
+        a.assert_cmd("GET nope", b"_\r\n");
+        b.assert_cmd("CLIENT GETNAME", b"$-1\r\n");
+    }
+    b.assert_cmd("DBSIZE", b":0\r\n");
+    a.assert_cmd("DBSIZE", b":20\r\n");
+    drop(a);
+    // A client arriving after one that changed its state starts from the defaults.
+    let mut c = stack.client();
+    c.assert_cmd("GET k0", b"$-1\r\n");
+    c.assert_cmd("GET nope", b"$-1\r\n");
+    c.assert_cmd("CLIENT GETNAME", b"$-1\r\n");
+    c.assert_cmd("SELECT 5", b"+OK\r\n");
+    c.assert_cmd("GET k0", b"$6\r\nin-db5\r\n");
+}
+
+#[test]
+fn abandoned_transaction_does_not_leak() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    a.assert_cmd("MULTI", b"+OK\r\n");
+    a.assert_cmd("SET leaked 1", b"+QUEUED\r\n");
+    drop(a);
+    let mut b = stack.client();
+    b.assert_cmd("SET other 2", b"+OK\r\n");
+    b.assert_cmd("GET leaked", b"$-1\r\n");
+    b.assert_cmd("EXEC", b"-ERR EXEC without MULTI\r\n");
+    stack.direct().assert_cmd("EXISTS leaked", b":0\r\n");
+}
+
+#[test]
+fn abandoned_watch_does_not_abort_another_clients_transaction() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    a.assert_cmd("WATCH w", b"+OK\r\n");
+    drop(a);
+    let mut b = stack.client();
+    stack.direct().assert_cmd("SET w changed", b"+OK\r\n");
+    b.assert_cmd("MULTI", b"+OK\r\n");
+    b.assert_cmd("SET w mine", b"+QUEUED\r\n");
+    b.assert_cmd("EXEC", b"*1\r\n+OK\r\n");
+}
+
+#[test]
+fn abandoned_client_reply_off_does_not_silence_others() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    a.send(&["CLIENT", "REPLY", "OFF"]);
+    a.send(&["SET", "quiet", "1"]);
+    drop(a);
+    let mut b = stack.client();
+    b.set_read_timeout(Duration::from_secs(3));
+    b.assert_cmd("PING", b"+PONG\r\n");
+    b.assert_cmd("SET loud 2", b"+OK\r\n");
+    b.assert_cmd("GET loud", b"$1\r\n2\r\n");
+}
+
+#[test]
+fn client_reply_off_on_the_same_client() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    let mut b = stack.client();
+    a.send(&["CLIENT", "REPLY", "OFF"]);
+    a.send(&["SET", "r", "1"]);
+    b.assert_cmd("PING", b"+PONG\r\n");
+    a.assert_cmd("CLIENT REPLY ON", b"+OK\r\n");
+    a.assert_cmd("GET r", b"$1\r\n1\r\n");
+}
+
+#[test]
+fn concurrent_pipelined_clients_get_their_own_replies_in_order() {
+    let stack = Stack::start_with("[upstream]\npool_size = 2");
+    let addr = stack.proxy.addr();
+    let workers: Vec<_> = (0..8)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let key = format!("ctr{t}");
+                let mut batch = Vec::new();
+                for i in 0..500 {
+                    batch.extend(encode_command(&["INCR", &key]));
+                    batch.extend(encode_command(&["ECHO", &format!("{t}:{i}")]));
+                }
+                c.send_raw(&batch);
+                for i in 1..=500 {
+                    let n = c.read_reply();
+                    assert!(
+                        n == format!(":{i}\r\n").as_bytes(),
+                        "client {t}: {}",
+                        show(&n)
+                    );
+                    let echo = c.read_reply();
+                    let expected = format!("{t}:{}", i - 1);
+                    assert!(
+                        echo == format!("${}\r\n{expected}\r\n", expected.len()).as_bytes(),
+                        "client {t}: {}",
+                        show(&echo)
+                    );
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join()
+            .expect("a client got someone else's reply or out of order");
+    }
+    let mut direct = stack.direct();
+    for t in 0..8 {
+        direct.assert_cmd(&format!("GET ctr{t}"), b"$3\r\n500\r\n");
+    }
+}
+
+#[test]
+fn concurrent_transactions_and_plain_commands() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let addr = stack.proxy.addr();
+    let workers: Vec<_> = (0..6)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                for i in 0..100 {
+                    if t % 2 == 0 {
+                        c.assert_cmd("MULTI", b"+OK\r\n");
+                        c.assert_cmd("INCR shared", b"+QUEUED\r\n");
+                        c.assert_cmd(&format!("SET t{t} {i}"), b"+QUEUED\r\n");
+                        let exec = c.cmd("EXEC");
+                        assert!(
+                            exec.starts_with(b"*2\r\n:"),
+                            "client {t}: EXEC {}",
+                            show(&exec)
+                        );
+                    } else {
+                        let n = c.cmd("INCR shared");
+                        assert!(n.starts_with(b":"), "client {t}: {}", show(&n));
+                        c.assert_cmd(&format!("SET t{t} {i}"), b"+OK\r\n");
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("worker failed");
+    }
+    stack.direct().assert_cmd("GET shared", b"$3\r\n600\r\n");
+}
+
+#[test]
+fn upstream_url_db_is_where_clients_start() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&format!("{}/3", redis.url()), "");
+    let mut c = proxy.client();
+    c.assert_cmd("SET in3 yes", b"+OK\r\n");
+    let mut direct = redis.client();
+    direct.assert_cmd("EXISTS in3", b":0\r\n");
+    direct.assert_cmd("SELECT 3", b"+OK\r\n");
+    direct.assert_cmd("GET in3", b"$3\r\nyes\r\n");
+    c.assert_cmd("SELECT 0", b"+OK\r\n");
+    c.assert_cmd("GET in3", b"$-1\r\n");
+}
+
+#[test]
+fn upstream_credentials_from_the_url() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let proxy = Proxy::start(&format!("redis://:s3cret@127.0.0.1:{}", redis.port()), "");
+    let mut c = proxy.client();
+    c.assert_cmd("SET authed yes", b"+OK\r\n");
+    c.assert_cmd("GET authed", b"$3\r\nyes\r\n");
+    let mut direct = redis.client();
+    direct.assert_cmd("AUTH s3cret", b"+OK\r\n");
+    direct.assert_cmd("GET authed", b"$3\r\nyes\r\n");
+    // A user in the URL.
+    direct.assert_cmd("ACL SETUSER app on >apppw ~* &* +@all", b"+OK\r\n");
+    let as_app = Proxy::start(&format!("redis://app:apppw@127.0.0.1:{}", redis.port()), "");
+    let mut a = as_app.client();
+    a.assert_cmd("ACL WHOAMI", b"$3\r\napp\r\n");
+    a.assert_cmd("GET authed", b"$3\r\nyes\r\n");
+}
+
+#[test]
+fn replies_for_clients_that_left_are_not_delivered_to_others() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let big = vec![b'B'; 2 << 20];
+    stack.direct().call(&[b"SET".as_slice(), b"big", &big]);
+    let mut steady = stack.client();
+    for i in 0..30 {
+        let mut leaver = stack.client();
+        leaver.send_raw(&encode_command(&["GET", "big"]).repeat(3));
+        drop(leaver);
+        steady.assert_cmd(&format!("SET s{i} small"), b"+OK\r\n");
+        steady.assert_cmd(&format!("GET s{i}"), b"$5\r\nsmall\r\n");
+    }
+}
