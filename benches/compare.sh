@@ -240,7 +240,6 @@ start_respite() {
 listen = "127.0.0.1:$PORT"
 [upstream]
 url = "redis://127.0.0.1:$REDIS_PORT"
-pool_size = 4
 [log]
 level = "warn"
 EOF

@@ -100,7 +100,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
-            pool_size: 4,
+            pool_size: 2,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
             min_backoff: Duration::from_millis(50),
@@ -351,7 +351,7 @@ mod tests {
         let c = Config::parse("").unwrap();
         c.validate("").unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:6380");
-        assert_eq!(c.upstream.pool_size, 4);
+        assert_eq!(c.upstream.pool_size, 2);
     }
 
     #[test]
