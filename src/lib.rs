@@ -13,6 +13,8 @@
 
 pub mod command;
 pub mod config;
+pub mod l1;
+pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod session;

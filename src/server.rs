@@ -10,12 +10,26 @@ use tokio::{
 };
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::{config::Config, session, upstream::Upstream};
+use crate::{
+    config::{Coherence, Config},
+    l1::{
+        L1,
+        tracking::{self, TrackingState},
+    },
+    policy::Policy,
+    session,
+    upstream::Upstream,
+};
 
 /// What every session shares.
 pub struct Shared {
     pub config: Config,
     pub upstream: Arc<Upstream>,
+    pub policy: Policy,
+    /// Present when some namespace has `l1 = true`.
+    pub l1: Option<Arc<L1>>,
+    /// Present with `coherence = "tracking"` and an L1.
+    pub tracking: Option<Arc<TrackingState>>,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -27,13 +41,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upstream = Upstream::new(&config.upstream).map_err(std::io::Error::other)?;
+    let policy = Policy::compile(&config.namespaces).map_err(std::io::Error::other)?;
+    upstream.warm_up();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tracked = config.l1.coherence == Coherence::Tracking;
+    let l1 = policy
+        .has_l1()
+        .then(|| L1::new(config.l1.max_memory.as_u64(), !tracked));
+    let tracking = l1.as_ref().filter(|_| tracked).map(|l1| {
+        tracking::spawn(
+            l1.clone(),
+            upstream.clone(),
+            policy.tracking_prefixes(),
+            stop_rx.clone(),
+        )
+    });
     let shared = Arc::new(Shared {
         config: config.clone(),
         upstream,
+        policy,
+        l1,
+        tracking,
     });
-    shared.upstream.warm_up();
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
 

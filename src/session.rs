@@ -12,6 +12,8 @@
 //! AUTH, HELLO, pub/sub) first wait until every earlier reply is in (a barrier), so
 //! Redis sees the client's commands in the order it sent them.
 
+mod admin;
+mod cache;
 mod connection;
 mod dispatch;
 mod relay;
@@ -54,14 +56,19 @@ enum Pending {
     },
 }
 
-/// Session state that changes only once Redis has answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What changes once Redis has answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Effect {
     None,
     /// SELECT on a pinned connection: the db changes if Redis says OK.
     Select(u32),
     /// EXEC of a transaction that queued a SELECT: the db changes if EXEC ran.
     ExecSelect(u32),
+    /// A write was acknowledged (or may have been applied): L1 generations move again.
+    Invalidate(Vec<Bytes>),
+    FlushDbs(Vec<u32>),
+    FlushAll,
+    Many(Vec<Effect>),
 }
 
 /// A dedicated upstream connection held by this client.
@@ -75,6 +82,8 @@ struct Pinned {
     queued_select: Option<u32>,
     /// A streaming command (SUBSCRIBE…) queued inside the current MULTI.
     queued_stream: bool,
+    /// L1 effects of the writes queued inside the current MULTI, applied at EXEC.
+    queued_writes: Vec<Effect>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +316,7 @@ impl Session {
                 self.out.extend_from_slice(&frame);
             }
             Err(e) => {
+                self.apply_l1(&effect); // the write may have been applied
                 if matches!(e, UpstreamError::Timeout(_) | UpstreamError::ConnectionLost) {
                     // A dedicated connection with a reply outstanding is out of step.
                     if let Some(p) = &mut self.pinned {
@@ -323,7 +333,11 @@ impl Session {
             Effect::None => return,
             Effect::Select(db) if frame.starts_with(b"+OK") => db,
             Effect::ExecSelect(db) if frame.first() == Some(&b'*') && frame != b"*-1\r\n" => db,
-            _ => return,
+            Effect::Select(_) | Effect::ExecSelect(_) => return,
+            Effect::Many(effects) => {
+                return effects.into_iter().for_each(|e| self.apply(e, frame));
+            }
+            other => return self.apply_l1(&other),
         };
         self.key.db = db;
         if let Some(p) = &mut self.pinned {

@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use tokio::net::TcpStream;
 
-pub use conn::{Conn, Detached, Job, Reply};
+pub use conn::{Conn, Detached, Job, Reply, ReplyTo};
 
 use crate::{config::UpstreamConfig, protocol::reply};
 
@@ -269,6 +269,11 @@ impl Upstream {
     /// A raw connection set up for `key`, for clients that stream (pub/sub, MONITOR).
     pub async fn connect_raw(&self, key: &PoolKey) -> Result<TcpStream, UpstreamError> {
         handshake::connect(&self.addr, key, self.config.connect_timeout).await
+    }
+
+    /// The reconnect backoff range.
+    pub fn backoff(&self) -> (Duration, Duration) {
+        (self.config.min_backoff, self.config.max_backoff)
     }
 
     pub fn request_timeout(&self) -> Duration {

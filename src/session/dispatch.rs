@@ -3,7 +3,7 @@
 
 use super::{Effect, Flow, PinState, Pinned, Session};
 use crate::{
-    command::{self, Route},
+    command::{self, Classified, Kind, Route},
     protocol::{reply, request::Request},
     upstream::PoolKey,
 };
@@ -17,7 +17,13 @@ impl Session {
             self.deferred = Some(req);
             return None;
         }
-        let route = command::classify(&req.args).route;
+        if req.name().eq_ignore_ascii_case(b"RESPITE") {
+            let frame = self.admin(&req);
+            self.reply(frame);
+            return Some(Flow::Continue);
+        }
+        let class = command::classify(&req.args);
+        let route = class.route;
         if let Some(flow) = self.local(&req, route) {
             return Some(flow);
         }
@@ -31,7 +37,7 @@ impl Session {
             .as_ref()
             .is_some_and(|p| p.state != PinState::Done)
         {
-            return self.dispatch_pinned(req, route).await;
+            return self.dispatch_pinned(req, class).await;
         }
         let switches = !matches!(
             route,
@@ -48,7 +54,7 @@ impl Session {
                 return Some(Flow::Continue);
             }
         }
-        Some(self.dispatch_unpinned(req, route).await)
+        Some(self.dispatch_unpinned(req, class).await)
     }
 
     /// Commands answered by the proxy whatever the connection state.
@@ -85,16 +91,19 @@ impl Session {
 
     /// With a MULTI or WATCH open, everything goes to the dedicated connection, where
     /// Redis queues or runs it in order.
-    async fn dispatch_pinned(&mut self, req: Request, route: Route) -> Option<Flow> {
+    async fn dispatch_pinned(&mut self, req: Request, class: Classified) -> Option<Flow> {
+        let route = class.route;
         let mut deadline = self.deadline();
+        let mut effect = self.invalidate_writes(&req.args, class.kind);
         let pinned = self.pinned.as_mut().expect("pinned");
-        let mut effect = Effect::None;
         match (pinned.state, route) {
             (PinState::Multi, Route::Exec) => {
                 pinned.state = PinState::Done;
+                let mut effects = std::mem::take(&mut pinned.queued_writes);
                 if let Some(db) = pinned.queued_select.take() {
-                    effect = Effect::ExecSelect(db);
+                    effects.push(Effect::ExecSelect(db));
                 }
+                effect = Effect::Many(effects);
                 if pinned.queued_stream {
                     // SUBSCRIBE (or MONITOR…) ran inside the transaction: after EXEC the
                     // connection streams, so the client keeps it in streaming mode.
@@ -108,6 +117,7 @@ impl Session {
             (PinState::Multi, Route::Discard) => {
                 pinned.state = PinState::Done;
                 pinned.queued_select = None;
+                pinned.queued_writes.clear();
             }
             (PinState::Multi, Route::Select) => pinned.queued_select = parse_db(&req),
             (PinState::Multi, Route::Auth | Route::Hello | Route::Reset | Route::ClientSetName) => {
@@ -117,7 +127,10 @@ impl Session {
                 pinned.dirty = true;
                 pinned.queued_stream = true;
             }
-            (PinState::Multi, _) => {}
+            // Queued writes take effect at EXEC.
+            (PinState::Multi, _) => pinned
+                .queued_writes
+                .push(std::mem::replace(&mut effect, Effect::None)),
             (PinState::Watching, Route::Multi) => pinned.state = PinState::Multi,
             (PinState::Watching, Route::Exec | Route::Discard | Route::Unwatch) => {
                 pinned.state = PinState::Done;
@@ -136,7 +149,7 @@ impl Session {
                 }
                 self.pinned.as_mut().expect("pinned").dirty = true;
                 self.release_pinned();
-                return Some(self.dispatch_unpinned(req, route).await);
+                return Some(self.dispatch_unpinned(req, class).await);
             }
             (PinState::Watching, _) => {}
             (PinState::Done, _) => unreachable!("dispatch_pinned needs an open state"),
@@ -148,11 +161,14 @@ impl Session {
 
     /// Routes a command when no MULTI/WATCH is open (earlier replies are in whenever
     /// the command switches connection).
-    async fn dispatch_unpinned(&mut self, req: Request, route: Route) -> Flow {
-        match route {
+    async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
+        match class.route {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
+            Route::Blocking => {
+                let effect = self.invalidate_writes(&req.args, Kind::Write);
+                self.send_blocking(req, effect).await;
+            }
             Route::Watch => self.pin_and_send(req, PinState::Watching).await,
-            Route::Blocking => self.send_blocking(req).await,
             // A real CLIENT ID needs a connection of the client's own: it is what
             // CLIENT TRACKING … REDIRECT, CLIENT KILL ID and CLIENT UNBLOCK refer to.
             Route::Relay | Route::ClientId => return Flow::Relay(req),
@@ -161,9 +177,13 @@ impl Session {
             Route::Hello => self.hello(req).await,
             Route::Reset => self.reset(),
             _ => {
+                if self.cached_read(&req) {
+                    return Flow::Continue;
+                }
+                let effect = self.invalidate_writes(&req.args, class.kind);
                 let conn = self.pool.conn(self.id).clone();
                 let deadline = self.deadline();
-                self.forward(&conn, &req, deadline, Effect::None);
+                self.forward(&conn, &req, deadline, effect);
             }
         }
         Flow::Continue
@@ -183,16 +203,16 @@ impl Session {
 
     /// Blocking commands wait on a connection of their own, without a timeout; a
     /// client that keeps blocking keeps its connection.
-    async fn send_blocking(&mut self, req: Request) {
+    async fn send_blocking(&mut self, req: Request, effect: Effect) {
         if let Some(p) = &self.pinned {
             let conn = p.conn.clone();
-            self.forward(&conn, &req, None, Effect::None);
+            self.forward(&conn, &req, None, effect);
             return;
         }
         let key = self.key.clone();
         match self.shared.upstream.dedicated(&key).await {
             Ok(conn) => {
-                self.forward(&conn, &req, None, Effect::None);
+                self.forward(&conn, &req, None, effect);
                 self.pinned = Some(Pinned::new(conn, key, PinState::Done));
             }
             Err(e) => self.reply(e.to_reply()),
@@ -246,6 +266,7 @@ impl Pinned {
             dirty: false,
             queued_select: None,
             queued_stream: false,
+            queued_writes: Vec::new(),
         }
     }
 }

@@ -34,9 +34,19 @@ pub type Reply = Result<Bytes, UpstreamError>;
 pub enum Job {
     Request {
         cmd: Bytes,
-        reply: Option<oneshot::Sender<Reply>>,
+        /// How many reply frames `cmd` produces (commands pipelined together).
+        frames: u32,
+        reply: ReplyTo,
     },
     Detach(oneshot::Sender<Detached>),
+}
+
+/// Where a reply goes.
+pub enum ReplyTo {
+    Discard,
+    Oneshot(oneshot::Sender<Reply>),
+    /// Run on the connection task as soon as the reply is in (L1 fills).
+    Hook(Box<dyn FnOnce(Reply) + Send>),
 }
 
 /// A socket taken out of its connection task, with bytes already read past the last
@@ -90,26 +100,23 @@ impl Conn {
         (Self { tx, state }, first_rx)
     }
 
-    /// Queues a request. Fails at once while the upstream is known to be down.
-    pub fn send(&self, job: Job) -> Result<(), UpstreamError> {
-        if self.state.phase.load(Ordering::Acquire) == DOWN {
-            return Err(self.down_error());
-        }
-        self.tx.send(job).map_err(|_| self.down_error())
-    }
-
     /// Sends one command and returns the receiver of its reply.
     pub fn request(&self, cmd: Bytes) -> oneshot::Receiver<Reply> {
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.send(Job::Request {
-            cmd,
-            reply: Some(tx),
-        }) {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Err(e));
-            return rx;
-        }
+        self.request_with(cmd, 1, ReplyTo::Oneshot(tx));
         rx
+    }
+
+    /// Sends `cmd` (producing `frames` reply frames, returned concatenated); failures,
+    /// including a known-down upstream, go to `reply` too.
+    pub fn request_with(&self, cmd: Bytes, frames: u32, reply: ReplyTo) {
+        if self.state.phase.load(Ordering::Acquire) == DOWN {
+            return answer(reply, Err(self.down_error()));
+        }
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job::Request { cmd, frames, reply })
+        {
+            fail(job, &self.down_error());
+        }
     }
 
     /// Asks the task to give up its socket after the replies already requested; the
@@ -229,9 +236,13 @@ fn jitter(d: Duration) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-fn answer(to: Option<oneshot::Sender<Reply>>, reply: Reply) {
-    if let Some(tx) = to {
-        let _ = tx.send(reply);
+fn answer(to: ReplyTo, reply: Reply) {
+    match to {
+        ReplyTo::Discard => {}
+        ReplyTo::Oneshot(tx) => {
+            let _ = tx.send(reply);
+        }
+        ReplyTo::Hook(hook) => hook(reply),
     }
 }
 
@@ -287,7 +298,7 @@ async fn serve(
         }
     };
     // Requests sent or queued on a failed socket may or may not have been applied.
-    for reply in io.inflight.drain(..) {
+    for (reply, _) in io.inflight.drain(..) {
         answer(reply, Err(UpstreamError::ConnectionLost));
     }
     if let (Ok(()), Some(to)) = (&result, detach) {
@@ -298,7 +309,11 @@ async fn serve(
 
 /// Buffers and FIFO of one pipelined socket.
 struct Pipeline {
-    inflight: VecDeque<Option<oneshot::Sender<Reply>>>,
+    /// Who gets each reply, and how many frames it has.
+    inflight: VecDeque<(ReplyTo, u32)>,
+    /// Bytes and frames of the front reply scanned so far (multi-frame replies).
+    front_len: usize,
+    front_frames: u32,
     wbuf: BytesMut,
     rbuf: BytesMut,
     scanner: ReplyScanner,
@@ -310,6 +325,8 @@ impl Default for Pipeline {
     fn default() -> Self {
         Self {
             inflight: VecDeque::new(),
+            front_len: 0,
+            front_frames: 0,
             wbuf: BytesMut::with_capacity(16 * 1024),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             scanner: ReplyScanner::default(),
@@ -321,9 +338,9 @@ impl Default for Pipeline {
 impl Pipeline {
     fn take(&mut self, job: Job, detach: &mut Option<oneshot::Sender<Detached>>) {
         match job {
-            Job::Request { cmd, reply } => {
+            Job::Request { cmd, frames, reply } => {
                 self.wbuf.extend_from_slice(&cmd);
-                self.inflight.push_back(reply);
+                self.inflight.push_back((reply, frames.max(1)));
             }
             Job::Detach(to) => *detach = Some(to),
         }
@@ -335,26 +352,35 @@ impl Pipeline {
         while !(detaching && self.inflight.is_empty())
             && let Some(len) = self
                 .scanner
-                .scan(&self.rbuf)
+                .scan(&self.rbuf[self.front_len..])
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))?
         {
-            let frame = self.rbuf.split_to(len).freeze();
-            if is_push(&frame) {
+            let at = self.front_len;
+            if is_push(&self.rbuf[at..]) {
                 // Shared connections never subscribe, so a push (DEBUG PROTOCOL push,
                 // say) belongs to the client whose reply comes next.
-                self.pushes.extend_from_slice(&frame);
+                let push = self.rbuf[at..at + len].to_vec();
+                let rest = self.rbuf.split_off(at).split_off(len);
+                self.rbuf.unsplit(rest);
+                self.pushes.extend_from_slice(&push);
                 continue;
             }
-            let frame = if self.pushes.is_empty() {
-                frame
-            } else {
-                self.pushes.extend_from_slice(&frame);
-                self.pushes.split().freeze()
+            let Some(&(_, frames)) = self.inflight.front() else {
+                return Err(UpstreamError::Protocol("reply without a request".into()));
             };
-            match self.inflight.pop_front() {
-                Some(to) => answer(to, Ok(frame)),
-                None => return Err(UpstreamError::Protocol("reply without a request".into())),
+            self.front_len += len;
+            self.front_frames += 1;
+            if self.front_frames < frames {
+                continue;
             }
+            let mut frame = self.rbuf.split_to(self.front_len).freeze();
+            (self.front_len, self.front_frames) = (0, 0);
+            if !self.pushes.is_empty() {
+                self.pushes.extend_from_slice(&frame);
+                frame = self.pushes.split().freeze();
+            }
+            let (to, _) = self.inflight.pop_front().expect("front exists");
+            answer(to, Ok(frame));
         }
         Ok(())
     }

@@ -1,0 +1,125 @@
+//! Which reads are cached, and what an entry is keyed by.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A read the L1 may answer: the position of its key and the entry signature.
+pub struct CacheableRead {
+    pub key_index: usize,
+    pub sig: Bytes,
+}
+
+/// Read-only single-key commands whose reply depends only on the key's value (not on
+/// time, randomness, cursors or other keys). `EXISTS` only with one key.
+const CACHED: &[&str] = &[
+    "bitcount",
+    "bitpos",
+    "exists",
+    "get",
+    "getbit",
+    "getrange",
+    "hexists",
+    "hget",
+    "hgetall",
+    "hkeys",
+    "hlen",
+    "hmget",
+    "hstrlen",
+    "hvals",
+    "lindex",
+    "llen",
+    "lpos",
+    "lrange",
+    "scard",
+    "sismember",
+    "smembers",
+    "smismember",
+    "strlen",
+    "substr",
+    "type",
+    "xlen",
+    "xrange",
+    "xrevrange",
+    "zcard",
+    "zcount",
+    "zlexcount",
+    "zmscore",
+    "zrange",
+    "zrangebylex",
+    "zrangebyscore",
+    "zrank",
+    "zrevrange",
+    "zrevrangebylex",
+    "zrevrangebyscore",
+    "zrevrank",
+    "zscore",
+];
+
+/// Returns how to cache `args` if it is a cacheable read.
+pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
+    let name = args.first()?;
+    if args.len() < 2 || name.len() > 16 {
+        return None;
+    }
+    let mut lower = [0u8; 16];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let found = CACHED.binary_search_by(|c| c.as_bytes().cmp(lower)).ok()?;
+    if CACHED[found] == "exists" && args.len() != 2 {
+        return None;
+    }
+    Some(CacheableRead {
+        key_index: 1,
+        sig: signature(lower, &args[2..], resp3),
+    })
+}
+
+/// Protocol, command and the non-key arguments, length-prefixed so no two differ only
+/// in where one argument ends.
+pub fn signature(lower_name: &[u8], rest: &[Bytes], resp3: bool) -> Bytes {
+    let mut sig = BytesMut::with_capacity(
+        1 + lower_name.len() + rest.iter().map(|a| a.len() + 4).sum::<usize>(),
+    );
+    sig.put_u8(if resp3 { b'3' } else { b'2' });
+    sig.put_slice(lower_name);
+    for a in rest {
+        sig.put_u32(a.len() as u32);
+        sig.put_slice(a);
+    }
+    sig.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|a| Bytes::from(a.to_owned())).collect()
+    }
+
+    #[test]
+    fn table_is_sorted() {
+        assert!(CACHED.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn which_reads() {
+        assert!(cacheable(&args("GET k"), false).is_some());
+        assert!(cacheable(&args("hGetAll k"), false).is_some());
+        assert!(cacheable(&args("EXISTS k"), false).is_some());
+        assert!(cacheable(&args("EXISTS a b"), false).is_none());
+        assert!(cacheable(&args("TTL k"), false).is_none());
+        assert!(cacheable(&args("SET k v"), false).is_none());
+        assert!(cacheable(&args("GET"), false).is_none());
+        assert!(cacheable(&args("SRANDMEMBER k"), false).is_none());
+    }
+
+    #[test]
+    fn signatures_separate_protocols_and_args() {
+        let a = cacheable(&args("LRANGE k 0 1"), false).unwrap().sig;
+        let b = cacheable(&args("LRANGE k 0 1"), true).unwrap().sig;
+        let c = cacheable(&args("LRANGE k 01 "), false).unwrap().sig;
+        assert_ne!(a, b);
+        assert_ne!(a, c);
+    }
+}

@@ -1,0 +1,238 @@
+//! Coherence with Redis: one RESP3 connection with `CLIENT TRACKING ON BCAST` for the
+//! literal prefixes of the cached namespaces.
+//!
+//! BCAST rather than default tracking with REDIRECT: default mode only reports keys
+//! the tracking connection itself read, so every fill would have to be read on that
+//! one connection (or REDIRECT'ed from every pool connection, re-established on each
+//! reconnect). BCAST reports every change under the prefixes, whoever reads, at the
+//! cost of messages for keys not in L1, which only bump a counter.
+//!
+//! The connection is pinged every second; if a ping goes unanswered or the connection
+//! drops, L1 stops being fresh and stops filling until tracking is back.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::watch,
+};
+use tracing::{info, warn};
+
+use super::L1;
+use crate::{
+    protocol::request::encode_command,
+    upstream::{PoolKey, Upstream},
+};
+
+/// Name of the tracking connection in `CLIENT LIST`.
+pub const CLIENT_NAME: &str = "respite-tracking";
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether invalidations are flowing (for STATS and readiness).
+#[derive(Default)]
+pub struct TrackingState {
+    up: AtomicBool,
+}
+
+impl TrackingState {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+}
+
+/// Runs the tracking connection until `stop` changes.
+pub fn spawn(
+    l1: Arc<L1>,
+    upstream: Arc<Upstream>,
+    prefixes: Option<Vec<Bytes>>,
+    mut stop: watch::Receiver<bool>,
+) -> Arc<TrackingState> {
+    let state = Arc::new(TrackingState::default());
+    let st = state.clone();
+    tokio::spawn(async move {
+        let key = PoolKey {
+            db: 0,
+            creds: upstream.credentials_of_url(),
+            resp3: true,
+        };
+        let (min, max) = upstream.backoff();
+        let mut backoff = min;
+        loop {
+            tokio::select! {
+                result = track(&l1, &upstream, &key, prefixes.as_deref(), &st) => {
+                    if st.up.swap(false, Ordering::AcqRel) {
+                        backoff = min;
+                    }
+                    l1.suspend_fills();
+                    warn!(error = %result.unwrap_err(), "tracking connection lost: L1 not fresh until it is back");
+                }
+                _ = stop.changed() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(max);
+        }
+    });
+    state
+}
+
+/// One tracking connection's life; returns why it ended.
+async fn track(
+    l1: &L1,
+    upstream: &Upstream,
+    key: &PoolKey,
+    prefixes: Option<&[Bytes]>,
+    state: &TrackingState,
+) -> Result<(), String> {
+    let mut stream = upstream.connect_raw(key).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let setup = setup_commands(prefixes);
+    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
+    for _ in 0..2 {
+        match next_frame(&mut stream, &mut buf).await? {
+            BytesFrame::SimpleString { data, .. } if &data[..] == b"OK" => {}
+            other => return Err(format!("tracking setup refused: {other:?}")),
+        }
+    }
+    l1.resume_fills();
+    state.up.store(true, Ordering::Release);
+    info!(prefixes = ?prefixes.map(|p| p.len()), "tracking established");
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut awaiting_pong = false;
+    loop {
+        tokio::select! {
+            frame = next_frame(&mut stream, &mut buf) => match frame? {
+                BytesFrame::Push { data, .. } => apply(l1, data),
+                _ => awaiting_pong = false, // the reply to our PING
+            },
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    return Err(format!("no reply to PING within {PING_EVERY:?}"));
+                }
+                stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
+                awaiting_pong = true;
+            }
+        }
+    }
+}
+
+fn setup_commands(prefixes: Option<&[Bytes]>) -> BytesMut {
+    let mut out = BytesMut::new();
+    let b = Bytes::from_static;
+    out.extend_from_slice(&encode_command(&[
+        b(b"CLIENT"),
+        b(b"SETNAME"),
+        b(CLIENT_NAME.as_bytes()),
+    ]));
+    let mut tracking = vec![b(b"CLIENT"), b(b"TRACKING"), b(b"ON"), b(b"BCAST")];
+    for p in prefixes.unwrap_or_default() {
+        tracking.push(b(b"PREFIX"));
+        tracking.push(p.clone());
+    }
+    out.extend_from_slice(&encode_command(&tracking));
+    out
+}
+
+/// `invalidate` with a list of keys evicts them; with null (FLUSHALL, FLUSHDB) it
+/// flushes everything, since the message does not say which db.
+fn apply(l1: &L1, push: Vec<BytesFrame>) {
+    let mut parts = push.into_iter();
+    match parts.next() {
+        Some(BytesFrame::BlobString { data, .. } | BytesFrame::SimpleString { data, .. })
+            if data.eq_ignore_ascii_case(b"invalidate") => {}
+        _ => return,
+    }
+    match parts.next() {
+        Some(BytesFrame::Array { data, .. }) => {
+            for k in data {
+                if let BytesFrame::BlobString { data, .. } | BytesFrame::SimpleString { data, .. } =
+                    k
+                {
+                    l1.invalidate_key(&data);
+                }
+            }
+        }
+        _ => l1.flush_all(),
+    }
+}
+
+async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesFrame, String> {
+    loop {
+        if let Some((frame, _, _)) = decode_bytes_mut(buf).map_err(|e| e.to_string())? {
+            return Ok(frame);
+        }
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed by Redis".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l1::{EntryKey, Lookup};
+
+    fn cached(l1: &L1, key: &'static [u8]) -> EntryKey {
+        let ek = EntryKey {
+            db: 0,
+            key: Bytes::from_static(key),
+            sig: Bytes::from_static(b"get"),
+        };
+        l1.insert(
+            ek.clone(),
+            l1.snapshot(0, key),
+            Bytes::from_static(b"v"),
+            Duration::from_secs(60),
+            Duration::ZERO,
+        );
+        ek
+    }
+
+    fn blob(s: &'static [u8]) -> BytesFrame {
+        BytesFrame::BlobString {
+            data: Bytes::from_static(s),
+            attributes: None,
+        }
+    }
+
+    #[test]
+    fn invalidate_keys_and_null() {
+        let l1 = L1::new(1 << 20, true);
+        let a = cached(&l1, b"a");
+        let b = cached(&l1, b"b");
+        apply(
+            &l1,
+            vec![
+                blob(b"invalidate"),
+                BytesFrame::Array {
+                    data: vec![blob(b"a")],
+                    attributes: None,
+                },
+            ],
+        );
+        assert!(matches!(l1.get(&a), Lookup::Miss));
+        assert!(matches!(l1.get(&b), Lookup::Hit(_)));
+        apply(&l1, vec![blob(b"invalidate"), BytesFrame::Null]);
+        assert!(matches!(l1.get(&b), Lookup::Miss));
+    }
+
+    #[test]
+    fn setup_lists_prefixes() {
+        let cmds = setup_commands(Some(&[Bytes::from_static(b"quran:")]));
+        let text = String::from_utf8_lossy(&cmds);
+        assert!(text.contains("BCAST") && text.contains("PREFIX") && text.contains("quran:"));
+        assert!(!String::from_utf8_lossy(&setup_commands(None)).contains("PREFIX"));
+    }
+}

@@ -1,0 +1,351 @@
+//! The session's side of L1: answering cacheable reads from it, filling it (one
+//! upstream read per entry and generation, shared by concurrent misses), and moving
+//! generations for every write the client sends.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Effect, Pending, Session};
+use crate::{
+    command::{self, Kind},
+    l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
+    protocol::{
+        reply::{ReplyScanner, is_error},
+        request::{Request, encode_command},
+    },
+    upstream::{Reply, ReplyTo},
+};
+
+/// Metrics and STATS counters are bumped here; everything else lives in `l1`.
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Session {
+    /// Serves `req` from L1 or starts/joins its fill. False: not a cached read.
+    pub(super) fn cached_read(&mut self, req: &Request) -> bool {
+        let Some(l1) = self.shared.l1.clone() else {
+            return false;
+        };
+        if req.name().eq_ignore_ascii_case(b"MGET") {
+            return self.cached_mget(&l1, req);
+        }
+        let Some(read) = cacheable(&req.args, self.key.resp3) else {
+            return false;
+        };
+        let key = &req.args[read.key_index];
+        let Some(rule) = self.shared.policy.lookup(key).filter(|r| r.l1) else {
+            return false;
+        };
+        let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
+        let ek = EntryKey {
+            db: self.key.db,
+            key: key.clone(),
+            sig: read.sig,
+        };
+        match l1.get(&ek) {
+            Lookup::Hit(reply) => {
+                l1.stats.hits.fetch_add(1, Relaxed);
+                self.reply(reply);
+                return true;
+            }
+            Lookup::Stale(reply) if stale.is_some() && self.pool.conn(self.id).is_down() => {
+                l1.stats.stale.fetch_add(1, Relaxed);
+                self.reply(reply);
+                return true;
+            }
+            _ => {}
+        }
+        l1.stats.misses.fetch_add(1, Relaxed);
+        let made = l1.snapshot(ek.db, &ek.key);
+        let fill_key = FillKey { ek, made };
+        let rx = match l1.join(fill_key.clone()) {
+            Join::Waiter(rx) => rx,
+            Join::Leader(fill, rx) => {
+                let cmd = with_pttl(&req.raw, std::slice::from_ref(key));
+                let hook = fill_hook(l1, fill_key, fill, l1_ttl, stale);
+                self.pool
+                    .conn(self.id)
+                    .request_with(cmd, 2, ReplyTo::Hook(hook));
+                rx
+            }
+        };
+        self.push_pending(rx, Effect::None);
+        true
+    }
+
+    /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs).
+    fn cached_mget(&mut self, l1: &Arc<L1>, req: &Request) -> bool {
+        let keys = &req.args[1..];
+        let sig = l1::signature(b"get", &[], self.key.resp3);
+        let mut parts = Vec::with_capacity(keys.len());
+        let mut fills = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let Some(rule) = self.shared.policy.lookup(key).filter(|r| r.l1) else {
+                parts.push(None);
+                continue;
+            };
+            let ek = EntryKey {
+                db: self.key.db,
+                key: key.clone(),
+                sig: sig.clone(),
+            };
+            if let Lookup::Hit(reply) = l1.get(&ek) {
+                l1.stats.hits.fetch_add(1, Relaxed);
+                parts.push(Some(reply));
+            } else {
+                l1.stats.misses.fetch_add(1, Relaxed);
+                let made = l1.snapshot(ek.db, &ek.key);
+                fills.push(MgetFill {
+                    index: i,
+                    ek,
+                    made,
+                    l1_ttl: rule.l1_ttl,
+                    stale: rule.stale_if_error,
+                });
+                parts.push(None);
+            }
+        }
+        if parts.iter().all(Option::is_none) && fills.is_empty() {
+            return false; // no key of it is cached: plain MGET
+        }
+        let missing: Vec<Bytes> = keys
+            .iter()
+            .zip(&parts)
+            .filter(|(_, p)| p.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if missing.is_empty() {
+            self.reply(assemble(&parts));
+            return true;
+        }
+        let mut mget = vec![Bytes::from_static(b"MGET")];
+        mget.extend(missing);
+        let fill_keys: Vec<Bytes> = fills.iter().map(|f| f.ek.key.clone()).collect();
+        let cmd = with_pttl(&encode_command(&mget), &fill_keys);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let l1 = l1.clone();
+        let hook = Box::new(move |reply: Reply| {
+            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames)));
+        });
+        self.pool
+            .conn(self.id)
+            .request_with(cmd, 1 + fill_keys.len() as u32, ReplyTo::Hook(hook));
+        self.push_pending(rx, Effect::None);
+        true
+    }
+
+    fn push_pending(&mut self, rx: tokio::sync::oneshot::Receiver<Reply>, effect: Effect) {
+        let deadline = self.deadline();
+        self.pending.push_back(Pending::Upstream {
+            rx,
+            deadline,
+            effect,
+        });
+    }
+
+    /// Moves the generations of every key `args` may write (now, as it is sent); the
+    /// returned effect moves them again when Redis acknowledges.
+    pub(super) fn invalidate_writes(&self, args: &[Bytes], kind: Kind) -> Effect {
+        let Some(l1) = &self.shared.l1 else {
+            return Effect::None;
+        };
+        if kind != Kind::Write {
+            return Effect::None;
+        }
+        let name = &args[0];
+        if name.eq_ignore_ascii_case(b"FLUSHALL") {
+            l1.flush_all();
+            return Effect::FlushAll;
+        }
+        if name.eq_ignore_ascii_case(b"FLUSHDB") {
+            l1.flush_db(self.key.db);
+            return Effect::FlushDbs(vec![self.key.db]);
+        }
+        if name.eq_ignore_ascii_case(b"SWAPDB") {
+            let dbs: Vec<u32> = args[1..]
+                .iter()
+                .filter_map(|a| std::str::from_utf8(a).ok()?.parse().ok())
+                .collect();
+            dbs.iter().for_each(|&db| l1.flush_db(db));
+            return Effect::FlushDbs(dbs);
+        }
+        let keys: Vec<Bytes> = command::write_keys(args)
+            .into_iter()
+            .filter_map(|i| args.get(i).cloned())
+            .collect();
+        if keys.is_empty() {
+            return Effect::None;
+        }
+        keys.iter().for_each(|k| l1.invalidate_key(k));
+        Effect::Invalidate(keys)
+    }
+
+    /// Applies an acknowledged write's effect on L1.
+    pub(super) fn apply_l1(&self, effect: &Effect) {
+        let Some(l1) = &self.shared.l1 else {
+            return;
+        };
+        match effect {
+            Effect::Invalidate(keys) => keys.iter().for_each(|k| l1.invalidate_key(k)),
+            Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),
+            Effect::FlushAll => l1.flush_all(),
+            _ => {}
+        }
+    }
+}
+
+/// `cmd` followed by `PTTL key` for each key: the entry lifetime is read in the same
+/// round trip as the value.
+fn with_pttl(cmd: &[u8], keys: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(cmd.len() + keys.len() * 32);
+    out.extend_from_slice(cmd);
+    for k in keys {
+        out.extend_from_slice(&encode_command(&[Bytes::from_static(b"PTTL"), k.clone()]));
+    }
+    out.freeze()
+}
+
+/// Runs on the upstream connection when a fill's reply arrives: store it if nothing
+/// moved meanwhile, then answer every waiting client.
+fn fill_hook(
+    l1: Arc<L1>,
+    key: FillKey,
+    fill: Arc<Fill>,
+    l1_ttl: Duration,
+    stale: Option<Duration>,
+) -> Box<dyn FnOnce(Reply) + Send> {
+    Box::new(move |reply: Reply| {
+        l1.finish_fill(&key);
+        let out = match reply {
+            Ok(frames) => {
+                let mut split = split_frames(&frames);
+                let value = split.next().unwrap_or_default();
+                let pttl = split.next().and_then(|f| parse_integer(&f));
+                if let Some(pttl) = pttl
+                    && !is_error(&value)
+                {
+                    let fresh = l1::fresh_for(l1_ttl, pttl, is_null(&value));
+                    l1.insert(
+                        key.ek.clone(),
+                        key.made,
+                        value.clone(),
+                        fresh,
+                        stale.unwrap_or_default(),
+                    );
+                }
+                Ok(value)
+            }
+            Err(e) => match l1.get(&key.ek) {
+                Lookup::Stale(b) | Lookup::Hit(b) if stale.is_some() => {
+                    l1.stats.stale.fetch_add(1, Relaxed);
+                    Ok(b)
+                }
+                _ => Err(e),
+            },
+        };
+        fill.complete(&out);
+    })
+}
+
+struct MgetFill {
+    index: usize,
+    ek: EntryKey,
+    made: l1::Snapshot,
+    l1_ttl: Duration,
+    stale: Option<Duration>,
+}
+
+/// Builds the client's MGET reply from the cached parts and Redis's reply for the
+/// missing keys (followed by one PTTL per filled key), storing what can be stored.
+fn finish_mget(
+    l1: &L1,
+    mut parts: Vec<Option<Bytes>>,
+    fills: Vec<MgetFill>,
+    frames: &Bytes,
+) -> Bytes {
+    let mut split = split_frames(frames);
+    let array = split.next().unwrap_or_default();
+    let Some(values) = array_elements(&array) else {
+        return array; // an error: the client gets it as Redis sent it
+    };
+    let mut values = values.into_iter();
+    let missing: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].is_none()).collect();
+    for i in missing {
+        parts[i] = values.next();
+    }
+    for (f, pttl) in fills.into_iter().zip(split) {
+        if let (Some(value), Some(pttl)) = (&parts[f.index], parse_integer(&pttl)) {
+            if is_null(value) && pttl != -2 {
+                continue; // MGET says nil for a key of another type too; GET would not
+            }
+            let fresh = l1::fresh_for(f.l1_ttl, pttl, is_null(value));
+            l1.insert(
+                f.ek,
+                f.made,
+                value.clone(),
+                fresh,
+                f.stale.unwrap_or_default(),
+            );
+        }
+    }
+    assemble(&parts)
+}
+
+fn assemble(parts: &[Option<Bytes>]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+    for p in parts {
+        out.extend_from_slice(p.as_deref().unwrap_or(b"$-1\r\n"));
+    }
+    out.freeze()
+}
+
+/// The top-level frames of concatenated replies.
+fn split_frames(buf: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = ReplyScanner::default().scan(&buf[at..]).ok()??;
+        let frame = buf.slice(at..at + len);
+        at += len;
+        Some(frame)
+    })
+}
+
+/// The elements of an array reply (`*n`), each as its own frame bytes.
+fn array_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
+    if frame.first() != Some(&b'*') {
+        return None;
+    }
+    let header = frame.iter().position(|&b| b == b'\n')? + 1;
+    Some(split_frames(&frame.slice(header..)).collect())
+}
+
+fn parse_integer(frame: &[u8]) -> Option<i64> {
+    let body = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
+}
+
+fn is_null(frame: &[u8]) -> bool {
+    matches!(frame, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_parses() {
+        let b = Bytes::from_static(b"$1\r\nv\r\n:1500\r\n");
+        let frames: Vec<Bytes> = split_frames(&b).collect();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(parse_integer(&frames[1]), Some(1500));
+        let arr = Bytes::from_static(b"*3\r\n$1\r\na\r\n$-1\r\n_\r\n");
+        let els = array_elements(&arr).unwrap();
+        assert_eq!(els.len(), 3);
+        assert!(is_null(&els[1]) && is_null(&els[2]));
+        assert_eq!(
+            &assemble(&[Some(Bytes::from_static(b"$1\r\na\r\n")), None])[..],
+            b"*2\r\n$1\r\na\r\n$-1\r\n"
+        );
+    }
+}
