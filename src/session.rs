@@ -266,6 +266,16 @@ impl Session {
         }
     }
 
+    /// Like `reply`, copying straight into the output when nothing is ahead of it.
+    fn reply_slice(&mut self, frame: &[u8]) {
+        if self.pending.is_empty() {
+            self.out.extend_from_slice(frame);
+        } else {
+            self.pending
+                .push_back(Pending::Ready(Bytes::copy_from_slice(frame)));
+        }
+    }
+
     /// Sends `req` on `conn` and queues its reply.
     fn forward(&mut self, conn: &Conn, req: &Request, deadline: Option<Instant>, effect: Effect) {
         self.pending.push_back(Pending::Upstream {

@@ -79,14 +79,10 @@ mod tests {
     #[test]
     fn second_miss_joins_first() {
         let l1 = L1::new(1 << 20, true);
-        let ek = EntryKey {
-            db: 0,
-            key: Bytes::from_static(b"k"),
-            sig: Bytes::from_static(b"get"),
-        };
+        let ek = EntryKey::new(0, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
         let key = FillKey {
             ek: ek.clone(),
-            made: l1.snapshot(0, b"k"),
+            made: l1.snapshot(&ek),
         };
         let Join::Leader(fill, mut rx1) = l1.join(key.clone()) else {
             panic!("first is leader")
@@ -97,8 +93,8 @@ mod tests {
         // After a write the generation differs: a new fill, not a join.
         l1.invalidate_key(b"k");
         let fresh = FillKey {
+            made: l1.snapshot(&ek),
             ek,
-            made: l1.snapshot(0, b"k"),
         };
         assert!(matches!(l1.join(fresh), Join::Leader(..)));
         l1.finish_fill(&key);

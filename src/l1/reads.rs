@@ -68,9 +68,28 @@ pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
     if CACHED[found] == "exists" && args.len() != 2 {
         return None;
     }
-    Some(CacheableRead {
-        key_index: 1,
-        sig: signature(lower, &args[2..], resp3),
+    let sig = if args.len() == 2 {
+        bare_signatures()[found][usize::from(resp3)].clone()
+    } else {
+        signature(lower, &args[2..], resp3)
+    };
+    Some(CacheableRead { key_index: 1, sig })
+}
+
+/// Signatures of the key-only forms (GET k, HGETALL k…), built once: the hot path
+/// then allocates nothing for them.
+fn bare_signatures() -> &'static [[Bytes; 2]] {
+    static SIGS: std::sync::OnceLock<Vec<[Bytes; 2]>> = std::sync::OnceLock::new();
+    SIGS.get_or_init(|| {
+        CACHED
+            .iter()
+            .map(|c| {
+                [
+                    signature(c.as_bytes(), &[], false),
+                    signature(c.as_bytes(), &[], true),
+                ]
+            })
+            .collect()
     })
 }
 
@@ -112,6 +131,12 @@ mod tests {
         assert!(cacheable(&args("SET k v"), false).is_none());
         assert!(cacheable(&args("GET"), false).is_none());
         assert!(cacheable(&args("SRANDMEMBER k"), false).is_none());
+    }
+
+    #[test]
+    fn bare_signatures_match_built_ones() {
+        let fast = cacheable(&args("GET k"), true).unwrap().sig;
+        assert_eq!(fast, signature(b"get", &[], true));
     }
 
     #[test]

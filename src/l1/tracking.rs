@@ -185,14 +185,10 @@ mod tests {
     use crate::l1::{EntryKey, Lookup};
 
     fn cached(l1: &L1, key: &'static [u8]) -> EntryKey {
-        let ek = EntryKey {
-            db: 0,
-            key: Bytes::from_static(key),
-            sig: Bytes::from_static(b"get"),
-        };
+        let ek = EntryKey::new(0, Bytes::from_static(key), Bytes::from_static(b"get"));
         l1.insert(
             ek.clone(),
-            l1.snapshot(0, key),
+            l1.snapshot(&ek),
             Bytes::from_static(b"v"),
             Duration::from_secs(60),
             Duration::ZERO,

@@ -37,26 +37,22 @@ impl Session {
             return false;
         };
         let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
-        let ek = EntryKey {
-            db: self.key.db,
-            key: key.clone(),
-            sig: read.sig,
-        };
+        let ek = EntryKey::new(self.key.db, key.clone(), read.sig);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
                 l1.stats.hits.fetch_add(1, Relaxed);
-                self.reply(reply);
+                self.reply_slice(&reply);
                 return true;
             }
             Lookup::Stale(reply) if stale.is_some() && self.pool.conn(self.id).is_down() => {
                 l1.stats.stale.fetch_add(1, Relaxed);
-                self.reply(reply);
+                self.reply_slice(&reply);
                 return true;
             }
             _ => {}
         }
         l1.stats.misses.fetch_add(1, Relaxed);
-        let made = l1.snapshot(ek.db, &ek.key);
+        let made = l1.snapshot(&ek);
         let fill_key = FillKey { ek, made };
         let rx = match l1.join(fill_key.clone()) {
             Join::Waiter(rx) => rx,
@@ -84,17 +80,13 @@ impl Session {
                 parts.push(None);
                 continue;
             };
-            let ek = EntryKey {
-                db: self.key.db,
-                key: key.clone(),
-                sig: sig.clone(),
-            };
+            let ek = EntryKey::new(self.key.db, key.clone(), sig.clone());
             if let Lookup::Hit(reply) = l1.get(&ek) {
                 l1.stats.hits.fetch_add(1, Relaxed);
-                parts.push(Some(reply));
+                parts.push(Some(Bytes::copy_from_slice(&reply)));
             } else {
                 l1.stats.misses.fetch_add(1, Relaxed);
-                let made = l1.snapshot(ek.db, &ek.key);
+                let made = l1.snapshot(&ek);
                 fills.push(MgetFill {
                     index: i,
                     ek,
@@ -238,7 +230,7 @@ fn fill_hook(
             Err(e) => match l1.get(&key.ek) {
                 Lookup::Stale(b) | Lookup::Hit(b) if stale.is_some() => {
                     l1.stats.stale.fetch_add(1, Relaxed);
-                    Ok(b)
+                    Ok(Bytes::copy_from_slice(&b))
                 }
                 _ => Err(e),
             },
