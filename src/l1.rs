@@ -47,10 +47,13 @@ const ENTRY_OVERHEAD: usize = 200;
 /// One hit in this many is reported to moka's eviction policy.
 const POLICY_SAMPLE: u64 = 16;
 
-/// What an entry is cached under: the db, the key, and the command that read it.
+/// What an entry is cached under: the db, who read it, the key, and the command.
 #[derive(Debug, Clone)]
 pub struct EntryKey {
     pub db: u32,
+    /// The ACL user the reading connection is authenticated as (0: the proxy's own),
+    /// so one user never reads another's cached replies.
+    pub scope: u64,
     pub key: Bytes,
     /// Protocol, command name and the arguments other than the key.
     pub sig: Bytes,
@@ -61,11 +64,12 @@ pub struct EntryKey {
 }
 
 impl EntryKey {
-    pub fn new(db: u32, key: Bytes, sig: Bytes) -> Self {
+    pub fn new(db: u32, scope: u64, key: Bytes, sig: Bytes) -> Self {
         let key_hash = HASHER.hash_one(&key[..]);
-        let hash = HASHER.hash_one((key_hash, db, &sig[..]));
+        let hash = HASHER.hash_one((key_hash, db, scope, &sig[..]));
         Self {
             db,
+            scope,
             key,
             sig,
             key_hash,
@@ -133,6 +137,7 @@ pub struct Snapshot {
 struct Entry {
     hash: u64,
     db: u32,
+    scope: u64,
     key_len: u32,
     sig_len: u32,
     /// key, then signature, then the reply bytes.
@@ -153,6 +158,7 @@ impl Entry {
         let (k, rest) = self.data.split_at(self.key_len as usize);
         self.hash == ek.hash
             && self.db == ek.db
+            && self.scope == ek.scope
             && k == &ek.key[..]
             && &rest[..self.sig_len as usize] == &ek.sig[..]
     }
@@ -313,6 +319,7 @@ impl L1 {
         let entry = Arc::new(Entry {
             hash,
             db: ek.db,
+            scope: ek.scope,
             key_len: ek.key.len() as u32,
             sig_len: ek.sig.len() as u32,
             data,
@@ -328,6 +335,11 @@ impl L1 {
 
     /// A key changed (a write through the proxy, or an invalidation from Redis), in
     /// any db: tracking messages do not say which.
+    /// The scope of connections authenticated as `user` (see [`EntryKey::scope`]).
+    pub fn scope_of(user: &str) -> u64 {
+        HASHER.hash_one(user) | 1
+    }
+
     pub fn invalidate_key(&self, key: &[u8]) {
         self.stripe(HASHER.hash_one(key))
             .fetch_add(1, Ordering::AcqRel);
@@ -433,6 +445,7 @@ mod tests {
     fn ek(key: &'static str) -> EntryKey {
         EntryKey::new(
             0,
+            0,
             Bytes::from_static(key.as_bytes()),
             Bytes::from_static(b"get"),
         )
@@ -489,7 +502,7 @@ mod tests {
     #[test]
     fn flushes_by_db_and_all() {
         let l1 = L1::new(1 << 20, true);
-        let other = EntryKey::new(1, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
+        let other = EntryKey::new(1, 0, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
         l1.insert(
             ek("k"),
             l1.snapshot(&ek("k")),
@@ -545,7 +558,7 @@ mod tests {
         let l1 = L1::new(100_000, true);
         for i in 0..1000 {
             let key = Bytes::from(format!("key{i}"));
-            let e = EntryKey::new(0, key.clone(), Bytes::from_static(b"get"));
+            let e = EntryKey::new(0, 0, key.clone(), Bytes::from_static(b"get"));
             l1.insert(
                 e.clone(),
                 l1.snapshot(&e),

@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn second_miss_joins_first() {
         let l1 = L1::new(1 << 20, true);
-        let ek = EntryKey::new(0, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
+        let ek = EntryKey::new(0, 0, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
         let key = FillKey {
             ek: ek.clone(),
             made: l1.snapshot(&ek),

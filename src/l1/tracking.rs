@@ -35,7 +35,8 @@ use crate::{
 
 /// Name of the tracking connection in `CLIENT LIST`.
 pub const CLIENT_NAME: &str = "respite-tracking";
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// A lost connection is noticed within two of these.
+const PING_EVERY: Duration = Duration::from_millis(500);
 
 /// Whether invalidations are flowing (for STATS and readiness).
 #[derive(Default)]
@@ -185,7 +186,7 @@ mod tests {
     use crate::l1::{EntryKey, Lookup};
 
     fn cached(l1: &L1, key: &'static [u8]) -> EntryKey {
-        let ek = EntryKey::new(0, Bytes::from_static(key), Bytes::from_static(b"get"));
+        let ek = EntryKey::new(0, 0, Bytes::from_static(key), Bytes::from_static(b"get"));
         l1.insert(
             ek.clone(),
             l1.snapshot(&ek),

@@ -37,7 +37,7 @@ impl Session {
             return false;
         };
         let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
-        let ek = EntryKey::new(self.key.db, key.clone(), read.sig);
+        let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
                 l1.stats.hits.fetch_add(1, Relaxed);
@@ -80,7 +80,7 @@ impl Session {
                 parts.push(None);
                 continue;
             };
-            let ek = EntryKey::new(self.key.db, key.clone(), sig.clone());
+            let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), sig.clone());
             if let Lookup::Hit(reply) = l1.get(&ek) {
                 l1.stats.hits.fetch_add(1, Relaxed);
                 parts.push(Some(Bytes::copy_from_slice(&reply)));
@@ -124,6 +124,16 @@ impl Session {
             .request_with(cmd, 1 + fill_keys.len() as u32, ReplyTo::Hook(hook));
         self.push_pending(rx, Effect::None);
         true
+    }
+
+    /// Whose cached replies this client may read: the proxy's own connections' (no
+    /// AUTH, or the URL's credentials) or those of the user it authenticated as.
+    fn l1_scope(&self) -> u64 {
+        match &self.key.creds {
+            c if *c == self.shared.upstream.credentials_of_url() => 0,
+            Some(c) => L1::scope_of(c.user.as_deref().unwrap_or("default")),
+            None => 0,
+        }
     }
 
     fn push_pending(&mut self, rx: tokio::sync::oneshot::Receiver<Reply>, effect: Effect) {

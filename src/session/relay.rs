@@ -174,7 +174,11 @@ fn take_client_commands(session: &mut Session, to_redis: &mut BytesMut) -> Resul
         match session.parser.next(&mut session.inbuf) {
             Ok(Some(req)) => {
                 to_redis.extend_from_slice(&req.raw);
-                if command::classify(&req.args).route == Route::Reset {
+                let class = command::classify(&req.args);
+                // Its writes still move L1 generations (tracking would catch them a
+                // moment later; ttl-only mode would not).
+                let _ = session.invalidate_writes(&req.args, class.kind);
+                if class.route == Route::Reset {
                     return Ok(true);
                 }
             }
