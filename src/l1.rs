@@ -34,6 +34,8 @@ use std::{
 
 use bytes::Bytes;
 
+use crate::protocol::same;
+
 pub use fill::{Fill, FillKey, Join};
 pub use reads::{CacheableRead, cacheable, signature};
 
@@ -159,8 +161,8 @@ impl Entry {
         self.hash == ek.hash
             && self.db == ek.db
             && self.scope == ek.scope
-            && k == &ek.key[..]
-            && &rest[..self.sig_len as usize] == &ek.sig[..]
+            && same(k, &ek.key)
+            && same(&rest[..self.sig_len as usize], &ek.sig)
     }
 }
 

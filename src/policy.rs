@@ -1,80 +1,378 @@
-//! TEMPORARY stand-in, replaced by the real compiled-policy module.
-use std::{sync::Arc, time::Duration};
+//! Compiled namespace rules: which `[[namespace]]` of `proxy.toml` governs a key.
+//!
+//! Rules are Redis globs matched in file order, first match wins. [`Policy::compile`]
+//! validates every rule (it is the authority; `config.rs` checks only the basics),
+//! fills in defaults and builds an index (see `index.rs`) so that a lookup costs one
+//! walk down a radix tree however many rules there are. Everything here is pure:
+//! no I/O, no clocks, so reloads build a new `Policy` and swap it in whole.
+//!
+//! In messages rules are numbered from 1 (the first `[[namespace]]` table is
+//! "rule 1"); [`Rule::index`] counts from 0.
+
+pub mod glob;
+mod index;
+#[cfg(test)]
+mod tests;
+
+use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
+
+use bytes::Bytes;
 
 use crate::config::NamespaceConfig;
+use glob::{Glob, GlobError};
+use index::Index;
 
+/// `l1_ttl` when a rule with `l1 = true` sets none.
+pub const DEFAULT_L1_TTL: Duration = Duration::from_secs(60);
+/// `compress_min_size` when unset: smaller values rarely shrink.
+pub const DEFAULT_COMPRESS_MIN_SIZE: u64 = 1024;
+
+/// One namespace rule, with defaults filled in.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// Position in file order, from 0.
     pub index: usize,
     pub name: Arc<str>,
     pub pattern: String,
+    /// Added to writes that set no TTL.
     pub ttl: Option<Duration>,
+    /// Longer TTLs are clamped to this.
     pub max_ttl: Option<Duration>,
     pub l1: bool,
+    /// Longest an L1 copy lives (60s when `l1 = true` and unset).
     pub l1_ttl: Duration,
+    pub compress: Compress,
+    /// Values shorter than this are stored as they are (1024 when unset).
+    pub compress_min_size: u64,
+    /// How long past expiry an L1 copy may be served while Redis is unreachable.
     pub stale_if_error: Option<Duration>,
+    /// On a miss, one client refills and the others wait for its SET.
     pub lease: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PolicyError(String);
+/// The codec a namespace stores its values with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compress {
+    #[default]
+    None,
+    Zstd,
+    Lz4,
+}
 
+impl Compress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compress::None => "none",
+            Compress::Zstd => "zstd",
+            Compress::Lz4 => "lz4",
+        }
+    }
+
+    /// The codec named as in `proxy.toml`.
+    pub fn parse(name: &str) -> Option<Compress> {
+        [Compress::None, Compress::Zstd, Compress::Lz4]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
+}
+
+/// The rule a [`PolicyError`] is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// Position in file order, from 0.
+    pub index: usize,
+    pub name: String,
+}
+
+impl fmt::Display for RuleRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.index + 1;
+        if self.name.is_empty() {
+            write!(f, "namespace (rule {n})")
+        } else {
+            write!(f, "namespace `{}` (rule {n})", self.name)
+        }
+    }
+}
+
+/// A namespace rule that cannot be compiled, naming the rule and the key at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{rule}: name: must not be empty")]
+    EmptyName { rule: RuleRef },
+    #[error("{rule}: name: already used by rule {}", .first + 1)]
+    DuplicateName { rule: RuleRef, first: usize },
+    #[error("{rule}: match: must not be empty")]
+    EmptyMatch { rule: RuleRef },
+    #[error("{rule}: match: {source}")]
+    BadGlob { rule: RuleRef, source: GlobError },
+    #[error(
+        "{rule}: {key}: {} is under 1ms, Redis's expiry resolution (a zero TTL deletes the key; leave `{key}` out for none)",
+        humantime::format_duration(*.value)
+    )]
+    TtlTooShort {
+        rule: RuleRef,
+        key: &'static str,
+        value: Duration,
+    },
+    #[error(
+        "{rule}: ttl: {} exceeds max_ttl {}",
+        humantime::format_duration(*.ttl),
+        humantime::format_duration(*.max_ttl)
+    )]
+    TtlAboveMaxTtl {
+        rule: RuleRef,
+        ttl: Duration,
+        max_ttl: Duration,
+    },
+    #[error("{rule}: l1_ttl: must be greater than 0 (set `l1 = false` to not cache)")]
+    ZeroL1Ttl { rule: RuleRef },
+    #[error("{rule}: compress: `{value}` is not one of zstd, lz4, none")]
+    UnknownCompress { rule: RuleRef, value: String },
+}
+
+impl PolicyError {
+    /// The rule at fault.
+    pub fn rule(&self) -> &RuleRef {
+        match self {
+            PolicyError::EmptyName { rule }
+            | PolicyError::DuplicateName { rule, .. }
+            | PolicyError::EmptyMatch { rule }
+            | PolicyError::BadGlob { rule, .. }
+            | PolicyError::TtlTooShort { rule, .. }
+            | PolicyError::TtlAboveMaxTtl { rule, .. }
+            | PolicyError::ZeroL1Ttl { rule }
+            | PolicyError::UnknownCompress { rule, .. } => rule,
+        }
+    }
+
+    /// The `proxy.toml` key at fault, to point at its line.
+    pub fn key(&self) -> &'static str {
+        match self {
+            PolicyError::EmptyName { .. } | PolicyError::DuplicateName { .. } => "name",
+            PolicyError::EmptyMatch { .. } | PolicyError::BadGlob { .. } => "match",
+            PolicyError::TtlTooShort { key, .. } => key,
+            PolicyError::TtlAboveMaxTtl { .. } => "ttl",
+            PolicyError::ZeroL1Ttl { .. } => "l1_ttl",
+            PolicyError::UnknownCompress { .. } => "compress",
+        }
+    }
+}
+
+/// The compiled rules of one configuration.
+#[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    index: Index,
+    has_l1: bool,
+    tracking: Option<Vec<Bytes>>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::empty()
+    }
 }
 
 impl Policy {
+    /// Validates `namespaces` (in file order) and builds the lookup structures.
     pub fn compile(namespaces: &[NamespaceConfig]) -> Result<Policy, PolicyError> {
-        let rules = namespaces
-            .iter()
-            .enumerate()
-            .map(|(index, n)| Rule {
-                index,
-                name: Arc::from(n.name.as_str()),
-                pattern: n.pattern.clone(),
-                ttl: n.ttl,
-                max_ttl: n.max_ttl,
-                l1: n.l1,
-                l1_ttl: n.l1_ttl.unwrap_or(Duration::from_secs(60)),
-                stale_if_error: n.stale_if_error,
-                lease: n.lease,
-            })
-            .collect();
-        Ok(Policy { rules })
-    }
-    pub fn empty() -> Policy {
-        Policy { rules: vec![] }
-    }
-    pub fn lookup(&self, key: &[u8]) -> Option<&Rule> {
-        self.rules.iter().find(|r| {
-            let p = r.pattern.as_bytes();
-            match p.strip_suffix(b"*") {
-                Some(prefix) if !prefix.contains(&b'*') => key.starts_with(prefix),
-                _ => p == key,
+        let mut names = HashMap::new();
+        let mut rules = Vec::with_capacity(namespaces.len());
+        let mut globs = Vec::with_capacity(namespaces.len());
+        for (index, ns) in namespaces.iter().enumerate() {
+            let (rule, glob) = compile_rule(index, ns)?;
+            if let Some(&first) = names.get(ns.name.as_str()) {
+                let rule = RuleRef {
+                    index,
+                    name: ns.name.clone(),
+                };
+                return Err(PolicyError::DuplicateName { rule, first });
             }
+            names.insert(ns.name.as_str(), index);
+            rules.push(rule);
+            globs.push(glob);
+        }
+        let tracking = tracking_prefixes(rules.iter().zip(&globs));
+        Ok(Policy {
+            has_l1: rules.iter().any(|r| r.l1),
+            index: Index::build(&globs),
+            rules,
+            tracking,
         })
     }
+
+    /// No rules: every key passes through unchanged.
+    pub fn empty() -> Policy {
+        Policy {
+            rules: Vec::new(),
+            index: Index::build([]),
+            has_l1: false,
+            tracking: Some(Vec::new()),
+        }
+    }
+
+    /// The first rule in file order whose pattern matches `key`.
+    #[inline]
+    pub fn lookup(&self, key: &[u8]) -> Option<&Rule> {
+        self.index.lookup(key).map(|i| &self.rules[i])
+    }
+
+    /// All rules in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
+
+    /// Whether any rule caches in L1.
     pub fn has_l1(&self) -> bool {
-        self.rules.iter().any(|r| r.l1)
+        self.has_l1
     }
-    pub fn tracking_prefixes(&self) -> Option<Vec<bytes::Bytes>> {
-        let mut out = Vec::new();
-        for r in self.rules.iter().filter(|r| r.l1) {
-            let p = r.pattern.as_bytes();
-            let lit: Vec<u8> = p
-                .iter()
-                .take_while(|c| !b"*?[\\".contains(c))
-                .copied()
-                .collect();
-            if lit.is_empty() {
-                return None;
-            }
-            out.push(bytes::Bytes::from(lit));
+
+    /// The literal prefixes to track for the L1 rules (`CLIENT TRACKING ON BCAST
+    /// PREFIX …`), sorted, without any prefix that extends another (Redis refuses
+    /// overlapping prefixes). `None` when an L1 rule's pattern starts with a
+    /// wildcard: then every key must be tracked. Empty when no rule uses L1.
+    pub fn tracking_prefixes(&self) -> Option<Vec<Bytes>> {
+        self.tracking.clone()
+    }
+
+    /// What the proxy does with `key`, for `RESPITE EXPLAIN` and `respite explain`.
+    pub fn explain(&self, key: &[u8]) -> String {
+        match self.lookup(key) {
+            None => "no rule: passed through unchanged".to_owned(),
+            Some(rule) => format!(
+                "namespace `{}` (rule {}, match `{}`): {}",
+                rule.name,
+                rule.index + 1,
+                rule.pattern,
+                rule.describe()
+            ),
         }
-        Some(out)
     }
+}
+
+impl Rule {
+    /// What this rule does, in words: one clause per setting.
+    pub fn describe(&self) -> String {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        let mut parts = vec![
+            match self.ttl {
+                Some(ttl) => format!("ttl {} added to writes that set none", d(ttl)),
+                None => "no ttl added".to_owned(),
+            },
+            match self.max_ttl {
+                Some(max) => format!("TTLs capped at {}", d(max)),
+                None => "TTLs not capped".to_owned(),
+            },
+            if self.l1 {
+                format!("cached in L1 for up to {}", d(self.l1_ttl))
+            } else {
+                "not cached in L1".to_owned()
+            },
+            match self.compress {
+                Compress::None => "not compressed".to_owned(),
+                c => format!(
+                    "values of {} bytes or more compressed with {}",
+                    self.compress_min_size,
+                    c.as_str()
+                ),
+            },
+        ];
+        match (self.stale_if_error, self.l1) {
+            (Some(s), true) => parts.push(format!(
+                "L1 copies served up to {} past expiry while Redis is unreachable",
+                d(s)
+            )),
+            (Some(s), false) => parts.push(format!("stale_if_error {} unused without l1", d(s))),
+            (None, _) => {}
+        }
+        if self.lease {
+            parts.push("on a miss one client refills while the others wait".to_owned());
+        }
+        parts.join("; ")
+    }
+}
+
+/// Checks one rule (all but name uniqueness) and fills in its defaults.
+fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), PolicyError> {
+    let rule = || RuleRef {
+        index,
+        name: ns.name.clone(),
+    };
+    if ns.name.is_empty() {
+        return Err(PolicyError::EmptyName { rule: rule() });
+    }
+    if ns.pattern.is_empty() {
+        return Err(PolicyError::EmptyMatch { rule: rule() });
+    }
+    let glob = Glob::new(ns.pattern.as_bytes()).map_err(|source| PolicyError::BadGlob {
+        rule: rule(),
+        source,
+    })?;
+    for (key, value) in [("ttl", ns.ttl), ("max_ttl", ns.max_ttl)] {
+        if let Some(value) = value
+            && value < Duration::from_millis(1)
+        {
+            return Err(PolicyError::TtlTooShort {
+                rule: rule(),
+                key,
+                value,
+            });
+        }
+    }
+    if let (Some(ttl), Some(max_ttl)) = (ns.ttl, ns.max_ttl)
+        && ttl > max_ttl
+    {
+        return Err(PolicyError::TtlAboveMaxTtl {
+            rule: rule(),
+            ttl,
+            max_ttl,
+        });
+    }
+    if ns.l1_ttl.is_some_and(|t| t.is_zero()) {
+        return Err(PolicyError::ZeroL1Ttl { rule: rule() });
+    }
+    let compress = match &ns.compress {
+        None => Compress::None,
+        Some(name) => Compress::parse(name).ok_or_else(|| PolicyError::UnknownCompress {
+            rule: rule(),
+            value: name.clone(),
+        })?,
+    };
+    let rule = Rule {
+        index,
+        name: Arc::from(ns.name.as_str()),
+        pattern: ns.pattern.clone(),
+        ttl: ns.ttl,
+        max_ttl: ns.max_ttl,
+        l1: ns.l1,
+        l1_ttl: ns.l1_ttl.unwrap_or(DEFAULT_L1_TTL),
+        compress,
+        compress_min_size: ns
+            .compress_min_size
+            .map_or(DEFAULT_COMPRESS_MIN_SIZE, |s| s.as_u64()),
+        stale_if_error: ns.stale_if_error,
+        lease: ns.lease,
+    };
+    Ok((rule, glob))
+}
+
+/// See [`Policy::tracking_prefixes`].
+fn tracking_prefixes<'a>(rules: impl Iterator<Item = (&'a Rule, &'a Glob)>) -> Option<Vec<Bytes>> {
+    let mut prefixes = Vec::new();
+    for (_, glob) in rules.filter(|(rule, _)| rule.l1) {
+        if glob.literal_prefix().is_empty() {
+            return None;
+        }
+        prefixes.push(glob.literal_prefix());
+    }
+    prefixes.sort_unstable();
+    // Sorted, a prefix comes right before the run of entries extending it.
+    let mut kept: Vec<&[u8]> = Vec::with_capacity(prefixes.len());
+    for p in prefixes {
+        if !kept.last().is_some_and(|last| p.starts_with(last)) {
+            kept.push(p);
+        }
+    }
+    Some(kept.into_iter().map(Bytes::copy_from_slice).collect())
 }

@@ -64,7 +64,9 @@ pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
     let lower = &mut lower[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    let found = CACHED.binary_search_by(|c| c.as_bytes().cmp(lower)).ok()?;
+    let found = CACHED
+        .binary_search_by(|c| crate::protocol::compare(c.as_bytes(), lower))
+        .ok()?;
     if CACHED[found] == "exists" && args.len() != 2 {
         return None;
     }

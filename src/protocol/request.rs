@@ -174,7 +174,8 @@ impl RequestParser {
         if buf.len() < start + len + 2 {
             return Ok(None);
         }
-        if &buf[start + len..start + len + 2] != b"\r\n" {
+        // Byte by byte: a slice compare would call memcmp (see `protocol::same`).
+        if buf[start + len] != b'\r' || buf[start + len + 1] != b'\n' {
             // Redis trusts the length and would misparse; refusing is safer.
             return Err(ProtocolError::new("bulk string not terminated by CRLF"));
         }
