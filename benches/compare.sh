@@ -1,19 +1,30 @@
 #!/usr/bin/env bash
-# Load comparison: direct Redis vs twemproxy (nutcracker) vs respite, in one run.
+# Load comparison: direct Redis vs twemproxy (nutcracker) vs respite vs respite serving
+# GETs from its L1 cache, in one run.
 #
-# Usage: benches/compare.sh [--extra-toml [LABEL=]FILE]...
+# Usage: benches/compare.sh [--no-l1] [--extra-toml [LABEL=]FILE]...
 #
 # Starts its own redis-server, nutcracker and respite on free loopback ports (all torn
 # down on exit), runs `redis-benchmark -t get,set -c 50 -d 256 -r 100000` at -P 1 and
 # -P 16 against each, BENCH_REPEAT times per cell with the targets interleaved
 # round-robin, and prints a markdown table of the median runs. Raw results go to
-# target/bench/compare-<timestamp>.csv (and the table to the matching .md).
+# target/bench/compare-<timestamp>.csv (and the table to the matching .md; the L1-hit
+# target's counters to compare-<timestamp>-l1.csv).
 #
+# The "respite (L1 hit)" target is a second respite whose config adds BENCH_L1_TOML
+# (every key:* redis-benchmark touches is L1-cached). It runs the GET test only (a SET
+# invalidates the key in L1, and the other targets' SET runs invalidate most keys, so
+# before each of its runs every one of the 100000 keys is read once through it and
+# RESPITE STATS must show them all in L1). After the table it reports, over its
+# measured runs only, the L1 hit ratio (RESPITE STATS deltas) and how many GETs
+# reached Redis (INFO commandstats deltas).
+#
+# --no-l1                    leave out the "respite (L1 hit)" target (also BENCH_L1=0)
 # --extra-toml [LABEL=]FILE  add one more respite target whose proxy.toml is the base
-#                            config with FILE appended (e.g. [l1] and [[namespace]]
-#                            sections; FILE must not repeat [server], [upstream] or
-#                            [log]). Repeatable. LABEL defaults to "respite+<name>".
-#                            Example: --extra-toml "respite (L1 hit)=benches/l1-hit.toml"
+#                            config with FILE appended (e.g. [[namespace]] sections;
+#                            FILE must not repeat [server], [upstream] or [log]).
+#                            Repeatable. LABEL defaults to "respite+<name>". It runs
+#                            GET and SET like the base respite, without L1 warm-up.
 #
 # Environment:
 #   RESPITE_BIN        respite binary to use (default: cargo build --release)
@@ -22,6 +33,8 @@
 #   BENCH_REPEAT       runs per (target, test, pipeline) cell (default 3)
 #   BENCH_QUICK=1      smoke run: small N (20000 / 200000) and BENCH_REPEAT 1
 #   BENCH_TIMEOUT      seconds allowed for one redis-benchmark run (default 600)
+#   BENCH_L1=0         same as --no-l1
+#   BENCH_L1_TOML      config appended for the L1-hit target (default benches/l1-hit.toml)
 #   REDIS_SERVER, NUTCRACKER, REDIS_BENCHMARK, REDIS_CLI   tool paths
 set -euo pipefail
 
@@ -57,8 +70,13 @@ usage() {
 
 ORIG_ARGS=("$@")
 EXTRA_SPECS=()
+WITH_L1="${BENCH_L1:-1}"
 while (($#)); do
     case "$1" in
+        --no-l1)
+            WITH_L1=0
+            shift
+            ;;
         --extra-toml)
             (($# >= 2)) || die "--extra-toml needs a [LABEL=]FILE argument"
             EXTRA_SPECS+=("$2")
@@ -91,6 +109,16 @@ BENCH_TIMEOUT="${BENCH_TIMEOUT:-600}"
 for v in N_P1 N_PIPE REPEAT BENCH_TIMEOUT; do
     is_uint "${!v}" || die "$v must be a positive integer, got '${!v}'"
 done
+[[ "$WITH_L1" == 0 || "$WITH_L1" == 1 ]] || die "BENCH_L1 must be 0 or 1, got '$WITH_L1'"
+L1_TOML="${BENCH_L1_TOML:-$SCRIPT_DIR/l1-hit.toml}"
+if [[ "$WITH_L1" == 1 ]]; then
+    [[ -f "$L1_TOML" ]] || die "BENCH_L1_TOML: no such file: $L1_TOML"
+    L1_TOML="$(cd "$(dirname "$L1_TOML")" && pwd)/$(basename "$L1_TOML")"
+fi
+L1_ID=respite_l1
+L1_LABEL="respite (L1 hit)"
+# The warm-up must leave at least this share of the keys in L1 (per mille).
+L1_MIN_WARM_PERMILLE=995
 
 for tool in "$REDIS_SERVER" "$NUTCRACKER" "$REDIS_BENCHMARK" "$REDIS_CLI" python3 timeout; do
     command -v "$tool" >/dev/null || die "required tool not found: $tool"
@@ -129,7 +157,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Free loopback ports, all bound at once by the helper so they are distinct.
-mapfile -t FREE_PORTS < <(python3 "$HELPER" ports $((8 + 2 * ${#EXTRA_SPECS[@]})))
+mapfile -t FREE_PORTS < <(python3 "$HELPER" ports $((9 + 2 * ${#EXTRA_SPECS[@]})))
 ((${#FREE_PORTS[@]} > 0)) || die "could not find free ports"
 next_port() {
     ((${#FREE_PORTS[@]} > 0)) || die "ran out of free ports"
@@ -186,12 +214,14 @@ TARGET_LABELS=()
 TARGET_PORTS=()
 TARGET_PIDS=()
 TARGET_LOGS=()
-add_target() { # ID LABEL PORT PID LOG
+TARGET_TESTS=() # redis-benchmark -t list: get,set, or get for the L1-hit target
+add_target() { # ID LABEL PORT PID LOG [TESTS]
     TARGET_IDS+=("$1")
     TARGET_LABELS+=("$2")
     TARGET_PORTS+=("$3")
     TARGET_PIDS+=("$4")
     TARGET_LOGS+=("$5")
+    TARGET_TESTS+=("${6:-get,set}")
 }
 
 start_redis() {
@@ -230,10 +260,10 @@ EOF
     add_target twemproxy twemproxy "$TWEM_PORT" "$PID" twemproxy
 }
 
-# start_respite ID LABEL [EXTRA_TOML]: a respite in front of the Redis above, with the
-# base config plus EXTRA_TOML (a file) appended.
+# start_respite ID LABEL [EXTRA_TOML [TESTS]]: a respite in front of the Redis above,
+# with the base config plus EXTRA_TOML (a file) appended.
 start_respite() {
-    local id="$1" label="$2" extra="${3:-}" conf="$TMP/$1.toml"
+    local id="$1" label="$2" extra="${3:-}" tests="${4:-get,set}" conf="$TMP/$1.toml"
     next_port
     cat >"$conf" <<EOF
 [server]
@@ -251,7 +281,7 @@ EOF
     spawn "$id" env -u RESPITE_LISTEN -u RESPITE_UPSTREAM -u RUST_LOG \
         "$RESPITE_BIN" --config "$conf"
     wait_ready "$label" "$id" "$PORT" "$PID"
-    add_target "$id" "$label" "$PORT" "$PID" "$id"
+    add_target "$id" "$label" "$PORT" "$PID" "$id" "$tests"
 }
 
 # --- respite binary -----------------------------------------------------------------
@@ -300,6 +330,9 @@ fi
 start_redis
 start_twemproxy
 start_respite respite respite
+if [[ "$WITH_L1" == 1 ]]; then
+    start_respite "$L1_ID" "$L1_LABEL" "$L1_TOML" get
+fi
 for i in "${!EXTRA_IDS[@]}"; do
     start_respite "${EXTRA_IDS[$i]}" "${EXTRA_LABELS[$i]}" "${EXTRA_FILES[$i]}"
 done
@@ -327,15 +360,22 @@ run_bench() {
     return "$rc"
 }
 
-bench_args() { # N PIPELINE
-    printf '%s\n' -t get,set -c "$CLIENTS" -d "$DATA_SIZE" -r "$KEYSPACE" -n "$1" -P "$2" --csv
+bench_args() { # N PIPELINE [TESTS]
+    printf '%s\n' -t "${3:-get,set}" -c "$CLIENTS" -d "$DATA_SIZE" -r "$KEYSPACE" -n "$1" -P "$2" --csv
 }
 
-run_cell() { # TARGET_INDEX PIPELINE REPEAT
+# run_cell TARGET_INDEX PIPELINE REPEAT: one recorded run. If redis-benchmark alone was
+# killed by a signal from outside (on a shared machine, another job's cleanup), records
+# nothing and sets KILLED=1 so the caller can run the cell again.
+KILLED=0
+KILLS=0
+MAX_KILLS=3
+run_cell() {
     local i="$1" p="$2" rep="$3" n out args rc=0 j
+    KILLED=0
     n=$((p == 1 ? N_P1 : N_PIPE))
     out="$TMP/bench-${TARGET_IDS[$i]}-P$p-$rep"
-    mapfile -t args < <(bench_args "$n" "$p")
+    mapfile -t args < <(bench_args "$n" "$p" "${TARGET_TESTS[$i]}")
     run_bench "${TARGET_PORTS[$i]}" "$out.csv" "$out.err" "${args[@]}" || rc=$?
     for j in "${!TARGET_IDS[@]}"; do
         if ! kill -0 "${TARGET_PIDS[$j]}" 2>/dev/null; then
@@ -343,13 +383,19 @@ run_cell() { # TARGET_INDEX PIPELINE REPEAT
             die "${TARGET_LABELS[$j]} exited during the benchmark"
         fi
     done
+    if ((rc == 143 || rc == 137)) && ((KILLS < MAX_KILLS)); then
+        KILLS=$((KILLS + 1))
+        KILLED=1
+        log "warning: redis-benchmark against ${TARGET_LABELS[$i]} P$p was killed by a signal (exit $rc) from outside this script; running the cell again ($KILLS/$MAX_KILLS)"
+        return 0
+    fi
     if ((rc != 0)); then
         tail -n 20 "$out.err" "$out.csv" >&2
         ((rc == 124)) && die "redis-benchmark against ${TARGET_LABELS[$i]} P$p timed out after ${BENCH_TIMEOUT}s"
         die "redis-benchmark against ${TARGET_LABELS[$i]} P$p failed (exit $rc)"
     fi
     python3 "$HELPER" append "$RAW_TMP" "${TARGET_LABELS[$i]}" "${TARGET_IDS[$i]}" \
-        "$p" "$rep" "$n" "$out.csv"
+        "$p" "$rep" "$n" "$out.csv" "${TARGET_TESTS[$i]^^}"
     log "run $rep/$REPEAT P$p ${TARGET_LABELS[$i]}: $(awk -F'"' '$2 == "SET" || $2 == "GET" {printf "%s %s ops/s  ", $2, $4}' "$out.csv")"
 }
 
@@ -364,17 +410,85 @@ fill_out="$(python3 "$HELPER" fill "$KEYSPACE" "$DATA_SIZE" |
 # One short unrecorded run per target: connection pools, allocators and caches warm up.
 for i in "${!TARGET_IDS[@]}"; do
     run_bench "${TARGET_PORTS[$i]}" "$TMP/warmup.out" "$TMP/warmup.err" \
-        -t get,set -c "$CLIENTS" -d "$DATA_SIZE" -r "$KEYSPACE" -n 20000 -P 16 -q || {
+        -t "${TARGET_TESTS[$i]}" -c "$CLIENTS" -d "$DATA_SIZE" -r "$KEYSPACE" -n 20000 -P 16 -q || {
         cat "$TMP/warmup.err" "$TMP/warmup.out" >&2
         die "warm-up run against ${TARGET_LABELS[$i]} failed"
     }
 done
 
+# --- the L1-hit target's warm-up and counters ----------------------------------------
+
+# respite_stats PORT: RESPITE STATS into the associative array STATS (field -> value).
+declare -A STATS
+respite_stats() {
+    local lines k
+    STATS=()
+    mapfile -t lines < <(timeout 5 "$REDIS_CLI" -h 127.0.0.1 -p "$1" respite stats 2>&1 | tr -d '\r')
+    for ((k = 0; k + 1 < ${#lines[@]}; k += 2)); do
+        STATS["${lines[$k]}"]="${lines[$((k + 1))]}"
+    done
+    [[ -n "${STATS[l1_hits]:-}" && -n "${STATS[l1_misses]:-}" && -n "${STATS[l1_entries]:-}" ]] ||
+        die "RESPITE STATS on port $1 has no L1 counters: ${lines[*]:0:20}"
+}
+
+# redis_calls CMD: calls of CMD on the Redis server so far (INFO commandstats).
+redis_calls() {
+    local n
+    n="$(timeout 5 "$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" info commandstats | tr -d '\r' |
+        sed -n "s/^cmdstat_$1:calls=\([0-9]*\),.*/\1/p")"
+    echo "${n:-0}"
+}
+
+# warm_l1 TARGET_INDEX: read every key once through the L1-hit target, then check that
+# they are all in L1 (the other targets' SET runs invalidate most of them each round).
+warm_l1() {
+    local i="$1" port="${TARGET_PORTS[$1]}" out
+    out="$(python3 "$HELPER" gets "$KEYSPACE" |
+        timeout "$BENCH_TIMEOUT" "$REDIS_CLI" -h 127.0.0.1 -p "$port" --pipe 2>&1)" ||
+        die "L1 warm-up through ${TARGET_LABELS[$i]} failed: $out"
+    [[ "$out" == *"errors: 0, replies: $KEYSPACE"* ]] ||
+        die "L1 warm-up through ${TARGET_LABELS[$i]} failed: $out"
+    respite_stats "$port"
+    WARM_ENTRIES="${STATS[l1_entries]}"
+    WARM_BYTES="${STATS[l1_bytes]}"
+    ((WARM_ENTRIES * 1000 >= KEYSPACE * L1_MIN_WARM_PERMILLE)) ||
+        die "after reading all $KEYSPACE keys through ${TARGET_LABELS[$i]}, l1_entries is only $WARM_ENTRIES (l1_bytes ${STATS[l1_bytes]} of ${STATS[l1_max_bytes]}, fills dropped ${STATS[l1_fills_dropped]:-?})"
+}
+
+L1_RUNS="$TMP/l1.csv" # see L1_FIELDS in the helper
+: >"$L1_RUNS"
+
+# run_l1_cell TARGET_INDEX PIPELINE REPEAT: warm L1, then one measured GET run, with
+# the proxy's L1 counters and Redis's GET/PTTL calls read just before and after it.
+run_l1_cell() {
+    local i="$1" p="$2" rep="$3" port="${TARGET_PORTS[$1]}" n
+    local h0 m0 g0 t0
+    n=$((p == 1 ? N_P1 : N_PIPE))
+    warm_l1 "$i"
+    respite_stats "$port"
+    h0="${STATS[l1_hits]}" m0="${STATS[l1_misses]}"
+    g0="$(redis_calls get)" t0="$(redis_calls pttl)"
+    run_cell "$i" "$p" "$rep"
+    ((KILLED == 0)) || return 0
+    respite_stats "$port"
+    local hits=$((${STATS[l1_hits]} - h0)) misses=$((${STATS[l1_misses]} - m0))
+    local gets=$(($(redis_calls get) - g0)) pttls=$(($(redis_calls pttl) - t0))
+    echo "$p,$rep,$n,$WARM_ENTRIES,$WARM_BYTES,$hits,$misses,$gets,$pttls" >>"$L1_RUNS"
+    log "  ${TARGET_LABELS[$i]}: $WARM_ENTRIES entries ($WARM_BYTES bytes) in L1 after warm-up; during the run $hits L1 hits, $misses misses, $gets GETs at Redis"
+}
+
 log "benchmarking: ${#TARGET_IDS[@]} targets x ${#PIPELINES[@]} pipelines x $REPEAT runs (N=$N_P1 at P1, $N_PIPE at P16)"
 for ((rep = 1; rep <= REPEAT; rep++)); do
     for p in "${PIPELINES[@]}"; do
         for i in "${!TARGET_IDS[@]}"; do
-            run_cell "$i" "$p" "$rep"
+            KILLED=1
+            while ((KILLED)); do
+                if [[ "${TARGET_IDS[$i]}" == "$L1_ID" ]]; then
+                    run_l1_cell "$i" "$p" "$rep"
+                else
+                    run_cell "$i" "$p" "$rep"
+                fi
+            done
         done
     done
 done
@@ -396,16 +510,35 @@ for a in "${ORIG_ARGS[@]}"; do
 done
 mapfile -t p1_args < <(bench_args "$N_P1" 1)
 mapfile -t pn_args < <(bench_args "$N_PIPE" "${PIPELINES[-1]}")
+GET_ONLY_IDS=""
+for i in "${!TARGET_IDS[@]}"; do
+    [[ "${TARGET_TESTS[$i]}" == get ]] && GET_ONLY_IDS+="${GET_ONLY_IDS:+,}${TARGET_IDS[$i]}"
+done
 
 mkdir -p "$OUT_DIR"
 RAW="$OUT_DIR/compare-$STAMP.csv"
 cp "$RAW_TMP" "$RAW"
+if [[ "$WITH_L1" == 1 ]]; then
+    cp "$L1_RUNS" "$OUT_DIR/compare-$STAMP-l1.csv"
+fi
 REPORT="$OUT_DIR/compare-$STAMP.md"
 {
     echo "Machine: $(nproc) CPUs, ${cpu_model:-unknown CPU}, Linux $(uname -r), load avg at start $LOAD_AT_START · redis-server ${redis_version:-?} · nutcracker ${nutcracker_version:-?} · respite: $RESPITE_BIN ($RESPITE_BIN_SOURCE) · $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo
     echo "Command: \`$cmd\` — each cell runs \`redis-benchmark ${p1_args[*]}\` (and \`${pn_args[*]}\`) $REPEAT time(s), after prefilling all $KEYSPACE keys."
+    if [[ -n "$GET_ONLY_IDS" ]]; then
+        echo "The $L1_LABEL target runs \`-t get\` only, with $(basename "$L1_TOML") appended to its config, after reading every key once through it."
+    fi
     echo
-    python3 "$HELPER" report "$RAW" "$(IFS=,; echo "${TARGET_IDS[*]}")"
+    python3 "$HELPER" report "$RAW" "$(IFS=,; echo "${TARGET_IDS[*]}")" "$GET_ONLY_IDS"
+    if [[ "$WITH_L1" == 1 ]]; then
+        echo
+        python3 "$HELPER" l1-summary "$RAW" "$L1_RUNS" "$L1_ID"
+    fi
+    echo
+    echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+    if ((KILLS > 0)); then
+        echo "$KILLS redis-benchmark run(s) were killed by a signal from outside this script and run again."
+    fi
 } | tee "$REPORT"
 log "raw results: $RAW"

@@ -6,6 +6,9 @@
 //! - [`session`]: one task per client: RESP2/RESP3 framing ([`protocol`]), pipelining with
 //!   replies in request order, per-client state (db, user, protocol, MULTI, WATCH, pub/sub).
 //! - [`command`]: the command table: name -> kind, routing and key positions.
+//! - [`policy`]: the namespace rule for each key (l1, l1_ttl, ttl, max_ttl, compress…).
+//! - [`l1`]: the in-process cache of replies, its generations, miss coalescing and the
+//!   CLIENT TRACKING connection that keeps it coherent.
 //! - [`upstream`]: pooled pipelined connections to Redis (one pool per db, user and
 //!   protocol), dedicated connections for stateful clients, reconnect with backoff.
 //!
