@@ -217,7 +217,8 @@ fn fill_hook(
     stale: Option<Duration>,
 ) -> Box<dyn FnOnce(Reply) + Send> {
     Box::new(move |reply: Reply| {
-        l1.finish_fill(&key);
+        // Store first, then stop accepting joiners: a request arriving in between
+        // finds either the entry or the fill, never neither (which would read again).
         let out = match reply {
             Ok(frames) => {
                 let mut split = split_frames(&frames);
@@ -226,7 +227,7 @@ fn fill_hook(
                 if let Some(pttl) = pttl
                     && !is_error(&value)
                 {
-                    let fresh = l1::fresh_for(l1_ttl, pttl, is_null(&value));
+                    let fresh = l1::fresh_for(l1_ttl, pttl, &value);
                     l1.insert(
                         key.ek.clone(),
                         key.made,
@@ -245,6 +246,7 @@ fn fill_hook(
                 _ => Err(e),
             },
         };
+        l1.finish_fill(&key);
         fill.complete(&out);
     })
 }
@@ -280,7 +282,7 @@ fn finish_mget(
             if is_null(value) && pttl != -2 {
                 continue; // MGET says nil for a key of another type too; GET would not
             }
-            let fresh = l1::fresh_for(f.l1_ttl, pttl, is_null(value));
+            let fresh = l1::fresh_for(f.l1_ttl, pttl, value);
             l1.insert(
                 f.ek,
                 f.made,

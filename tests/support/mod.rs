@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod fault;
+pub mod l1;
 pub mod ports;
 pub mod proxy;
 pub mod redis;

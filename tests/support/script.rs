@@ -318,6 +318,11 @@ fn first_difference(a: &Result<Vec<u8>, String>, b: &Result<Vec<u8>, String>) ->
     )
 }
 
+/// The arguments of one command line, split and unquoted as in script texts.
+pub fn args(line: &str) -> Vec<Vec<u8>> {
+    tokenize(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
 /// Lines of a script text as (connection, arguments, normalisation).
 fn parse_text(name: &str, text: &str) -> Vec<(usize, Vec<Vec<u8>>, Norm)> {
     let mut out = Vec::new();
