@@ -291,8 +291,7 @@ impl Config {
         for (i, ns) in self.namespaces.iter().enumerate() {
             let invalid = |key: &str, reason: String| ConfigError::Invalid {
                 key: format!("namespace[{i}].{key} (rule `{}`)", ns.name),
-                line: find_line(text, "namespace", key)
-                    .or_else(|| find_line(text, "namespace", "name")),
+                line: find_rule_line(text, i, key),
                 reason,
             };
             if ns.name.is_empty() {
@@ -318,8 +317,44 @@ impl Config {
                 ));
             }
         }
+        // The compiled rules check what serde cannot (globs, durations, overlaps).
+        crate::policy::Policy::compile(&self.namespaces).map_err(|e| {
+            let rule = e.rule().index;
+            ConfigError::Invalid {
+                key: format!("namespace[{rule}].{}", e.key()),
+                line: find_rule_line(text, rule, e.key()),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(())
     }
+}
+
+/// The 1-based line of `key = …` in the `rule`-th `[[namespace]]` (from 0), or of
+/// that rule's header.
+fn find_rule_line(text: &str, rule: usize, key: &str) -> Option<usize> {
+    let mut seen = 0;
+    let mut header = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            if header.is_some() {
+                break;
+            }
+            if line.trim_matches(|c| c == '[' || c == ']').trim() == "namespace" {
+                if seen == rule {
+                    header = Some(n + 1);
+                }
+                seen += 1;
+            }
+        } else if header.is_some()
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim() == key
+        {
+            return Some(n + 1);
+        }
+    }
+    header
 }
 
 /// The 1-based line of `key = …` inside `[section]` (or `[[section]]`), if present.
@@ -385,6 +420,15 @@ mod tests {
         let c = Config::parse(text).unwrap();
         let err = c.validate(text).unwrap_err().to_string();
         assert!(err.contains("ttl") && err.contains("`a`"), "{err}");
+    }
+
+    #[test]
+    fn bad_glob_names_rule_key_and_line() {
+        let text = "[[namespace]]\nname = \"a\"\nmatch = \"a:*\"\n\n[[namespace]]\nname = \"b\"\nmatch = \"b:[x\"\n";
+        let c = Config::parse(text).unwrap();
+        let err = c.validate(text).unwrap_err().to_string();
+        assert!(err.contains("namespace[1].match"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
     }
 
     #[test]
