@@ -134,40 +134,110 @@ pub struct Snapshot {
     trust: u64,
 }
 
-/// One cached reply. Key, signature and reply share one allocation, so a hit touches
-/// two blocks of memory (this struct and `data`) rather than four.
-struct Entry {
-    hash: u64,
-    db: u32,
-    scope: u64,
-    key_len: u32,
-    sig_len: u32,
-    /// key, then signature, then the reply bytes.
-    data: Box<[u8]>,
-    made: Snapshot,
-    fresh_until: Instant,
-    /// Kept past freshness only for `stale_if_error`.
-    keep: Duration,
-    keep_until: Instant,
+/// One cached reply: a fixed header, then key, signature and reply bytes, all in one
+/// allocation with its reference counts, so a hit touches one block of memory beyond
+/// the index (each further block is a cache miss, which dominates a hit's cost).
+#[derive(Clone)]
+struct Entry(Arc<[u8]>);
+
+/// Header layout (native-endian words).
+mod at {
+    pub const HASH: usize = 0;
+    pub const SCOPE: usize = 8;
+    pub const GENERATION: usize = 16;
+    pub const EPOCH: usize = 24;
+    pub const DB_EPOCH: usize = 32;
+    pub const TRUST: usize = 40;
+    pub const FRESH_UNTIL: usize = 48;
+    pub const KEEP_UNTIL: usize = 56;
+    pub const KEEP: usize = 64;
+    pub const DB: usize = 72;
+    pub const KEY_LEN: usize = 76;
+    pub const SIG_LEN: usize = 80;
+    pub const SIZE: usize = 88;
+}
+
+/// Entry times are stored as nanoseconds since this instant.
+static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn nanos_since_base(t: Instant) -> u64 {
+    t.saturating_duration_since(*BASE).as_nanos() as u64
 }
 
 impl Entry {
+    /// `keep`: how long moka keeps it (freshness plus the stale allowance).
+    fn new(
+        ek: &EntryKey,
+        made: Snapshot,
+        reply: &[u8],
+        fresh_for: Duration,
+        keep: Duration,
+    ) -> Self {
+        let now = nanos_since_base(Instant::now());
+        let mut buf = Vec::with_capacity(at::SIZE + ek.key.len() + ek.sig.len() + reply.len());
+        for word in [
+            ek.hash,
+            ek.scope,
+            made.generation,
+            made.epoch,
+            made.db_epoch,
+            made.trust,
+            now + fresh_for.as_nanos() as u64,
+            now + keep.as_nanos() as u64,
+            keep.as_nanos() as u64,
+        ] {
+            buf.extend_from_slice(&word.to_ne_bytes());
+        }
+        for half in [ek.db, ek.key.len() as u32, ek.sig.len() as u32, 0] {
+            buf.extend_from_slice(&half.to_ne_bytes());
+        }
+        buf.extend_from_slice(&ek.key);
+        buf.extend_from_slice(&ek.sig);
+        buf.extend_from_slice(reply);
+        Self(Arc::from(buf))
+    }
+
+    fn word(&self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.0[at..at + 8].try_into().expect("header word"))
+    }
+
+    fn half(&self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.0[at..at + 4].try_into().expect("header half"))
+    }
+
+    fn made(&self) -> Snapshot {
+        Snapshot {
+            generation: self.word(at::GENERATION),
+            epoch: self.word(at::EPOCH),
+            db_epoch: self.word(at::DB_EPOCH),
+            trust: self.word(at::TRUST),
+        }
+    }
+
+    fn keep(&self) -> Duration {
+        Duration::from_nanos(self.word(at::KEEP))
+    }
+
+    fn key_end(&self) -> usize {
+        at::SIZE + self.half(at::KEY_LEN) as usize
+    }
+
     fn reply(&self) -> &[u8] {
-        &self.data[(self.key_len + self.sig_len) as usize..]
+        &self.0[self.key_end() + self.half(at::SIG_LEN) as usize..]
     }
 
     fn is_for(&self, ek: &EntryKey) -> bool {
-        let (k, rest) = self.data.split_at(self.key_len as usize);
-        self.hash == ek.hash
-            && self.db == ek.db
-            && self.scope == ek.scope
-            && same(k, &ek.key)
-            && same(&rest[..self.sig_len as usize], &ek.sig)
+        let (key_end, sig_len) = (self.key_end(), self.half(at::SIG_LEN) as usize);
+        self.word(at::HASH) == ek.hash
+            && self.half(at::DB) == ek.db
+            && self.word(at::SCOPE) == ek.scope
+            && same(&self.0[at::SIZE..key_end], &ek.key)
+            && same(&self.0[key_end..key_end + sig_len], &ek.sig)
     }
 }
 
 /// A cached reply, readable as bytes.
-pub struct Cached(Arc<Entry>);
+pub struct Cached(Entry);
 
 impl std::ops::Deref for Cached {
     type Target = [u8];
@@ -195,8 +265,8 @@ pub struct Stats {
 }
 
 pub struct L1 {
-    cache: moka::sync::Cache<u64, Arc<Entry>, IdentityState>,
-    index: Arc<dashmap::DashMap<u64, Arc<Entry>, IdentityState>>,
+    cache: moka::sync::Cache<u64, Entry, IdentityState>,
+    index: Arc<dashmap::DashMap<u64, Entry, IdentityState>>,
     reads: AtomicU64,
     gens: Box<[AtomicU64]>,
     epoch: AtomicU64,
@@ -211,16 +281,16 @@ pub struct L1 {
 
 impl L1 {
     pub fn new(max_bytes: u64, fills_enabled: bool) -> Arc<Self> {
-        let index: Arc<dashmap::DashMap<u64, Arc<Entry>, IdentityState>> = Arc::default();
+        let index: Arc<dashmap::DashMap<u64, Entry, IdentityState>> = Arc::default();
         let in_step = index.clone();
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .eviction_listener(move |hash: Arc<u64>, gone: Arc<Entry>, _cause| {
+            .eviction_listener(move |hash: Arc<u64>, gone: Entry, _cause| {
                 // Only if the index still holds this very entry (not a newer one).
-                in_step.remove_if(&*hash, |_, e| Arc::ptr_eq(e, &gone));
+                in_step.remove_if(&*hash, |_, e| Arc::ptr_eq(&e.0, &gone.0));
             })
-            .weigher(|_: &u64, e: &Arc<Entry>| {
-                let w = e.data.len() + ENTRY_OVERHEAD;
+            .weigher(|_: &u64, e: &Entry| {
+                let w = e.0.len() + ENTRY_OVERHEAD;
                 u32::try_from(w).unwrap_or(u32::MAX)
             })
             .expire_after(KeepFor)
@@ -271,24 +341,25 @@ impl L1 {
         else {
             return Lookup::Miss;
         };
-        let at = Instant::now();
-        if at >= entry.keep_until {
+        let now_ns = nanos_since_base(Instant::now());
+        if now_ns >= entry.word(at::KEEP_UNTIL) {
             return Lookup::Miss;
         }
         if self.reads.fetch_add(1, Ordering::Relaxed) % POLICY_SAMPLE == 0 {
             let _ = self.cache.get(&ek.hash);
         }
         let now = self.snapshot(ek);
-        let same_data = entry.made.generation == now.generation
-            && entry.made.epoch == now.epoch
-            && entry.made.db_epoch == now.db_epoch;
+        let made = entry.made();
+        let same_data = made.generation == now.generation
+            && made.epoch == now.epoch
+            && made.db_epoch == now.db_epoch;
         if !same_data {
             self.index
-                .remove_if(&ek.hash, |_, e| Arc::ptr_eq(e, &entry));
+                .remove_if(&ek.hash, |_, e| Arc::ptr_eq(&e.0, &entry.0));
             self.cache.invalidate(&ek.hash);
             return Lookup::Miss;
         }
-        if entry.made.trust == now.trust && at < entry.fresh_until {
+        if made.trust == now.trust && now_ns < entry.word(at::FRESH_UNTIL) {
             Lookup::Hit(Cached(entry))
         } else {
             Lookup::Stale(Cached(entry))
@@ -314,22 +385,7 @@ impl L1 {
             return false;
         }
         let hash = ek.hash;
-        let now = Instant::now();
-        let data = [&ek.key[..], &ek.sig[..], &reply[..]]
-            .concat()
-            .into_boxed_slice();
-        let entry = Arc::new(Entry {
-            hash,
-            db: ek.db,
-            scope: ek.scope,
-            key_len: ek.key.len() as u32,
-            sig_len: ek.sig.len() as u32,
-            data,
-            made,
-            fresh_until: now + fresh_for,
-            keep: fresh_for + keep_stale,
-            keep_until: now + fresh_for + keep_stale,
-        });
+        let entry = Entry::new(&ek, made, &reply, fresh_for, fresh_for + keep_stale);
         self.index.insert(hash, entry.clone());
         self.cache.insert(hash, entry);
         true
@@ -406,24 +462,24 @@ impl L1 {
 /// Entries live until freshness plus the stale allowance.
 struct KeepFor;
 
-impl moka::Expiry<u64, Arc<Entry>> for KeepFor {
+impl moka::Expiry<u64, Entry> for KeepFor {
     fn expire_after_create(
         &self,
         _key: &u64,
-        value: &Arc<Entry>,
+        value: &Entry,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(value.keep)
+        Some(value.keep())
     }
 
     fn expire_after_update(
         &self,
         _key: &u64,
-        value: &Arc<Entry>,
+        value: &Entry,
         _updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
-        Some(value.keep)
+        Some(value.keep())
     }
 }
 
