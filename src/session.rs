@@ -285,6 +285,23 @@ impl Session {
         });
     }
 
+    /// Sends `req` on the client's shared connection, with the usual timeout.
+    fn forward_pooled(&mut self, req: &Request, effect: Effect) {
+        // The connection is borrowed only to send: no handle clone per request.
+        let rx = self.pool.conn(self.id).request(req.raw.clone());
+        self.await_reply(rx, effect);
+    }
+
+    /// Queues a reply that arrives on `rx`, with the usual timeout.
+    fn await_reply(&mut self, rx: oneshot::Receiver<Reply>, effect: Effect) {
+        let deadline = self.deadline();
+        self.pending.push_back(Pending::Upstream {
+            rx,
+            deadline,
+            effect,
+        });
+    }
+
     fn deadline(&self) -> Option<Instant> {
         Some(Instant::now() + self.timeout)
     }

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Effect, Pending, Session};
+use super::{Effect, Session};
 use crate::{
     command::{self, Kind},
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
@@ -23,12 +23,16 @@ use std::sync::atomic::Ordering::Relaxed;
 impl Session {
     /// Serves `req` from L1 or starts/joins its fill. False: not a cached read.
     pub(super) fn cached_read(&mut self, req: &Request) -> bool {
-        let Some(l1) = self.shared.l1.clone() else {
+        if req.name().eq_ignore_ascii_case(b"MGET") {
+            return match self.shared.l1.clone() {
+                Some(l1) => self.cached_mget(&l1, req),
+                None => false,
+            };
+        }
+        // Borrowed, not cloned: a hit must not pay for a reference count.
+        let Some(l1) = self.shared.l1.as_ref() else {
             return false;
         };
-        if req.name().eq_ignore_ascii_case(b"MGET") {
-            return self.cached_mget(&l1, req);
-        }
         let Some(read) = cacheable(&req.args, self.key.resp3) else {
             return false;
         };
@@ -58,14 +62,14 @@ impl Session {
             Join::Waiter(rx) => rx,
             Join::Leader(fill, rx) => {
                 let cmd = with_pttl(&req.raw, std::slice::from_ref(key));
-                let hook = fill_hook(l1, fill_key, fill, l1_ttl, stale);
+                let hook = fill_hook(l1.clone(), fill_key, fill, l1_ttl, stale);
                 self.pool
                     .conn(self.id)
                     .request_with(cmd, 2, ReplyTo::Hook(hook));
                 rx
             }
         };
-        self.push_pending(rx, Effect::None);
+        self.await_reply(rx, Effect::None);
         true
     }
 
@@ -122,7 +126,7 @@ impl Session {
         self.pool
             .conn(self.id)
             .request_with(cmd, 1 + fill_keys.len() as u32, ReplyTo::Hook(hook));
-        self.push_pending(rx, Effect::None);
+        self.await_reply(rx, Effect::None);
         true
     }
 
@@ -134,15 +138,6 @@ impl Session {
             Some(c) => L1::scope_of(c.user.as_deref().unwrap_or("default")),
             None => 0,
         }
-    }
-
-    fn push_pending(&mut self, rx: tokio::sync::oneshot::Receiver<Reply>, effect: Effect) {
-        let deadline = self.deadline();
-        self.pending.push_back(Pending::Upstream {
-            rx,
-            deadline,
-            effect,
-        });
     }
 
     /// Moves the generations of every key `args` may write (now, as it is sent); the
@@ -191,7 +186,9 @@ impl Session {
             Effect::Invalidate(keys) => keys.iter().for_each(|k| l1.invalidate_key(k)),
             Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),
             Effect::FlushAll => l1.flush_all(),
-            _ => {}
+            // A transaction's writes, when EXEC failed in transit.
+            Effect::Many(effects) => effects.iter().for_each(|e| self.apply_l1(e)),
+            Effect::None | Effect::Select(_) | Effect::ExecSelect(_) => {}
         }
     }
 }

@@ -18,7 +18,7 @@ impl Session {
     pub(super) async fn select(&mut self, req: Request) {
         let Some(db) = parse_db(&req) else {
             // Malformed: Redis answers with the exact error and changes nothing.
-            return self.forward_to_pool(&req);
+            return self.forward_pooled(&req, Effect::None);
         };
         let key = PoolKey {
             db,
@@ -42,7 +42,7 @@ impl Session {
                 user: Some(lossy(&req.args[1])),
                 pass: lossy(&req.args[2]),
             },
-            _ => return self.forward_to_pool(&req),
+            _ => return self.forward_pooled(&req, Effect::None),
         };
         let frame = match self.authenticate(creds, self.key.resp3).await {
             Ok(()) => Bytes::from_static(reply::OK),
@@ -108,7 +108,7 @@ impl Session {
         }
         // The server's own HELLO map, in the new protocol, from a connection already in it.
         let plain = Request::from_args([Bytes::from_static(b"HELLO")]);
-        self.forward_to_pool(&plain);
+        self.forward_pooled(&plain, Effect::None);
     }
 
     /// `RESET`: back to the state of a new connection.
@@ -147,12 +147,6 @@ impl Session {
         } else {
             reply::error(&format!("Unrecognized option '{}'", lossy(attr)))
         }
-    }
-
-    fn forward_to_pool(&mut self, req: &Request) {
-        let conn = self.pool.conn(self.id).clone();
-        let deadline = self.deadline();
-        self.forward(&conn, req, deadline, Effect::None);
     }
 }
 

@@ -181,9 +181,7 @@ impl Session {
                     return Flow::Continue;
                 }
                 let effect = self.invalidate_writes(&req.args, class.kind);
-                let conn = self.pool.conn(self.id).clone();
-                let deadline = self.deadline();
-                self.forward(&conn, &req, deadline, effect);
+                self.forward_pooled(&req, effect);
             }
         }
         Flow::Continue
