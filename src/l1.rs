@@ -427,10 +427,6 @@ impl L1 {
         self.fills_enabled.store(true, Ordering::Release);
     }
 
-    pub fn fills_enabled(&self) -> bool {
-        self.fills_enabled.load(Ordering::Acquire)
-    }
-
     pub fn entries(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
