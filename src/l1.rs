@@ -37,7 +37,7 @@ use bytes::Bytes;
 use crate::protocol::same;
 
 pub use fill::{Fill, FillKey, Join};
-pub use reads::{CacheableRead, cacheable, signature};
+pub use reads::{CacheableRead, cacheable, get_signature, signature};
 
 /// Generation counters; collisions only cost an occasional extra miss.
 const STRIPES: usize = 1 << 18;

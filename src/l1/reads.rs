@@ -78,6 +78,12 @@ pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
     Some(CacheableRead { key_index: 1, sig })
 }
 
+/// The signature of `GET key` (also what MGET's per-key entries are stored under).
+pub fn get_signature(resp3: bool) -> Bytes {
+    let get = CACHED.binary_search(&"get").expect("get is cached");
+    bare_signatures()[get][usize::from(resp3)].clone()
+}
+
 /// Signatures of the key-only forms (GET k, HGETALL k…), built once: the hot path
 /// then allocates nothing for them.
 fn bare_signatures() -> &'static [[Bytes; 2]] {

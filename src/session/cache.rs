@@ -76,7 +76,7 @@ impl Session {
     /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs).
     fn cached_mget(&mut self, l1: &Arc<L1>, req: &Request) -> bool {
         let keys = &req.args[1..];
-        let sig = l1::signature(b"get", &[], self.key.resp3);
+        let sig = l1::get_signature(self.key.resp3);
         let mut parts = Vec::with_capacity(keys.len());
         let mut fills = Vec::new();
         for (i, key) in keys.iter().enumerate() {
