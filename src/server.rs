@@ -2,6 +2,8 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
+
 use tokio::{
     io::AsyncWriteExt,
     net::{TcpListener, TcpStream},
@@ -25,7 +27,8 @@ use crate::{
 pub struct Shared {
     pub config: Config,
     pub upstream: Arc<Upstream>,
-    pub policy: Policy,
+    /// The namespace rules; a reload swaps in a new set whole.
+    pub policy: ArcSwap<Policy>,
     /// Present when some namespace has `l1 = true`.
     pub l1: Option<Arc<L1>>,
     /// Present with `coherence = "tracking"` and an L1.
@@ -59,7 +62,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         config: config.clone(),
         upstream,
-        policy,
+        policy: ArcSwap::from_pointee(policy),
         l1,
         tracking,
     });

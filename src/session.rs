@@ -16,7 +16,9 @@ mod admin;
 mod cache;
 mod connection;
 mod dispatch;
+mod post;
 mod relay;
+mod rules;
 
 use std::{
     collections::VecDeque,
@@ -37,10 +39,12 @@ use tokio::{
 };
 use tracing::debug;
 
+use post::{Outgoing, Post, Queued};
+
 use crate::{
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
-    upstream::{Conn, Detached, Pool, PoolKey, Reply, UpstreamError},
+    upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, UpstreamError},
 };
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -53,6 +57,7 @@ enum Pending {
         /// None for commands that block by design.
         deadline: Option<Instant>,
         effect: Effect,
+        post: Post,
     },
 }
 
@@ -84,6 +89,9 @@ struct Pinned {
     queued_stream: bool,
     /// L1 effects of the writes queued inside the current MULTI, applied at EXEC.
     queued_writes: Vec<Effect>,
+    /// Every command queued upstream inside the current MULTI (the client's and the
+    /// proxy's own), to give EXEC's reply the client's shape.
+    queued: Vec<Queued>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,20 +284,27 @@ impl Session {
         }
     }
 
-    /// Sends `req` on `conn` and queues its reply.
-    fn forward(&mut self, conn: &Conn, req: &Request, deadline: Option<Instant>, effect: Effect) {
+    /// Sends `out` on `conn` and queues its reply.
+    fn forward(&mut self, conn: &Conn, out: Outgoing, deadline: Option<Instant>, effect: Effect) {
+        let rx = send(conn, out.cmd, out.frames);
         self.pending.push_back(Pending::Upstream {
-            rx: conn.request(req.raw.clone()),
+            rx,
             deadline,
             effect,
+            post: out.post,
         });
     }
 
-    /// Sends `req` on the client's shared connection, with the usual timeout.
-    fn forward_pooled(&mut self, req: &Request, effect: Effect) {
+    /// Sends `out` on the client's shared connection, with the usual timeout.
+    fn forward_pooled(&mut self, out: Outgoing, effect: Effect) {
         // The connection is borrowed only to send: no handle clone per request.
-        let rx = self.pool.conn(self.id).request(req.raw.clone());
-        self.await_reply(rx, effect);
+        let rx = send(self.pool.conn(self.id), out.cmd, out.frames);
+        self.pending.push_back(Pending::Upstream {
+            rx,
+            deadline: self.deadline(),
+            effect,
+            post: out.post,
+        });
     }
 
     /// Queues a reply that arrives on `rx`, with the usual timeout.
@@ -299,6 +314,7 @@ impl Session {
             rx,
             deadline,
             effect,
+            post: Post::None,
         });
     }
 
@@ -334,11 +350,12 @@ impl Session {
 
     /// Pops the front entry with its reply (or error), applying its effect.
     fn complete_front(&mut self, reply: Reply) {
-        let Some(Pending::Upstream { effect, .. }) = self.pending.pop_front() else {
+        let Some(Pending::Upstream { effect, post, .. }) = self.pending.pop_front() else {
             return;
         };
         match reply {
             Ok(frame) => {
+                let frame = post.apply(frame);
                 self.apply(effect, &frame);
                 self.out.extend_from_slice(&frame);
             }
@@ -393,6 +410,16 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Sends `cmd` (which produces `frames` reply frames) and returns its reply's receiver.
+fn send(conn: &Conn, cmd: Bytes, frames: u32) -> oneshot::Receiver<Reply> {
+    if frames == 1 {
+        return conn.request(cmd);
+    }
+    let (tx, rx) = oneshot::channel();
+    conn.request_with(cmd, frames, ReplyTo::Oneshot(tx));
+    rx
 }
 
 /// Waits for the reply at the front of the queue (forever if there is none).

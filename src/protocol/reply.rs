@@ -100,6 +100,26 @@ fn header(buf: &[u8], start: usize, end: usize) -> Result<i64, ProtocolError> {
         .ok_or_else(|| ProtocolError::new("invalid length in reply"))
 }
 
+/// The top-level frames of concatenated replies.
+pub fn split_frames(buf: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let len = ReplyScanner::default().scan(&buf[at..]).ok()??;
+        let frame = buf.slice(at..at + len);
+        at += len;
+        Some(frame)
+    })
+}
+
+/// The elements of an array reply (`*n`), each as its own frame bytes.
+pub fn array_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
+    if frame.first() != Some(&b'*') {
+        return None;
+    }
+    let header = frame.iter().position(|&b| b == b'\n')? + 1;
+    Some(split_frames(&frame.slice(header..)).collect())
+}
+
 /// True if the frame is a RESP3 push (`>`): out-of-band data, not a reply.
 pub fn is_push(frame: &[u8]) -> bool {
     frame.first() == Some(&b'>')

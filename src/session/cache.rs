@@ -11,7 +11,7 @@ use crate::{
     command::{self, Kind},
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
     protocol::{
-        reply::{ReplyScanner, is_error},
+        reply::{array_elements, is_error, split_frames},
         request::{Request, encode_command},
     },
     upstream::{Reply, ReplyTo},
@@ -37,10 +37,12 @@ impl Session {
             return false;
         };
         let key = &req.args[read.key_index];
-        let Some(rule) = self.shared.policy.lookup(key).filter(|r| r.l1) else {
+        let policy = self.shared.policy.load();
+        let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
             return false;
         };
         let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
+        drop(policy);
         let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
@@ -79,8 +81,9 @@ impl Session {
         let sig = l1::get_signature(self.key.resp3);
         let mut parts = Vec::with_capacity(keys.len());
         let mut fills = Vec::new();
+        let policy = self.shared.policy.load();
         for (i, key) in keys.iter().enumerate() {
-            let Some(rule) = self.shared.policy.lookup(key).filter(|r| r.l1) else {
+            let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
                 parts.push(None);
                 continue;
             };
@@ -299,26 +302,6 @@ fn assemble(parts: &[Option<Bytes>]) -> Bytes {
         out.extend_from_slice(p.as_deref().unwrap_or(b"$-1\r\n"));
     }
     out.freeze()
-}
-
-/// The top-level frames of concatenated replies.
-fn split_frames(buf: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let len = ReplyScanner::default().scan(&buf[at..]).ok()??;
-        let frame = buf.slice(at..at + len);
-        at += len;
-        Some(frame)
-    })
-}
-
-/// The elements of an array reply (`*n`), each as its own frame bytes.
-fn array_elements(frame: &Bytes) -> Option<Vec<Bytes>> {
-    if frame.first() != Some(&b'*') {
-        return None;
-    }
-    let header = frame.iter().position(|&b| b == b'\n')? + 1;
-    Some(split_frames(&frame.slice(header..)).collect())
 }
 
 fn parse_integer(frame: &[u8]) -> Option<i64> {

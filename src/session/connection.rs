@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Effect, Session, dispatch::parse_db};
+use super::{Effect, Session, dispatch::parse_db, post::Outgoing};
 use crate::{
     protocol::{reply, request::Request},
     upstream::{Credentials, PoolKey},
@@ -18,7 +18,7 @@ impl Session {
     pub(super) async fn select(&mut self, req: Request) {
         let Some(db) = parse_db(&req) else {
             // Malformed: Redis answers with the exact error and changes nothing.
-            return self.forward_pooled(&req, Effect::None);
+            return self.forward_pooled(Outgoing::plain(&req), Effect::None);
         };
         let key = PoolKey {
             db,
@@ -42,7 +42,7 @@ impl Session {
                 user: Some(lossy(&req.args[1])),
                 pass: lossy(&req.args[2]),
             },
-            _ => return self.forward_pooled(&req, Effect::None),
+            _ => return self.forward_pooled(Outgoing::plain(&req), Effect::None),
         };
         let frame = match self.authenticate(creds, self.key.resp3).await {
             Ok(()) => Bytes::from_static(reply::OK),
@@ -108,7 +108,7 @@ impl Session {
         }
         // The server's own HELLO map, in the new protocol, from a connection already in it.
         let plain = Request::from_args([Bytes::from_static(b"HELLO")]);
-        self.forward_pooled(&plain, Effect::None);
+        self.forward_pooled(Outgoing::plain(&plain), Effect::None);
     }
 
     /// `RESET`: back to the state of a new connection.

@@ -1,7 +1,10 @@
 //! Routing one command: to the client's shared pool connection, to a dedicated
 //! connection (MULTI, WATCH, blocking), to streaming mode, or answered here.
 
-use super::{Effect, Flow, PinState, Pinned, Session};
+use super::{
+    Effect, Flow, PinState, Pinned, Session,
+    post::{Outgoing, Post, Queued},
+};
 use crate::{
     command::{self, Classified, Kind, Route},
     protocol::{reply, request::Request},
@@ -95,6 +98,7 @@ impl Session {
         let route = class.route;
         let mut deadline = self.deadline();
         let mut effect = self.invalidate_writes(&req.args, class.kind);
+        let mut out = self.outgoing(&req, &class);
         let pinned = self.pinned.as_mut().expect("pinned");
         match (pinned.state, route) {
             (PinState::Multi, Route::Exec) => {
@@ -104,11 +108,12 @@ impl Session {
                     effects.push(Effect::ExecSelect(db));
                 }
                 effect = Effect::Many(effects);
+                out.post = Post::Exec(std::mem::take(&mut pinned.queued));
                 if pinned.queued_stream {
                     // SUBSCRIBE (or MONITOR…) ran inside the transaction: after EXEC the
                     // connection streams, so the client keeps it in streaming mode.
                     let conn = pinned.conn.clone();
-                    self.forward(&conn, &req, deadline, effect);
+                    self.forward(&conn, out, deadline, effect);
                     self.detaching = Some(conn.detach());
                     self.pinned = None;
                     return Some(Flow::Continue);
@@ -119,18 +124,28 @@ impl Session {
                 pinned.queued_select = None;
                 pinned.queued_writes.clear();
             }
-            (PinState::Multi, Route::Select) => pinned.queued_select = parse_db(&req),
+            // Redis answers these inside MULTI without queueing them.
+            (PinState::Multi, Route::Multi | Route::Watch) => {}
+            (PinState::Multi, Route::Select) => {
+                pinned.queue(&out);
+                pinned.queued_select = parse_db(&req);
+            }
             (PinState::Multi, Route::Auth | Route::Hello | Route::Reset | Route::ClientSetName) => {
+                pinned.queue(&out);
                 pinned.dirty = true;
             }
             (PinState::Multi, Route::Relay) => {
+                pinned.queue(&out);
                 pinned.dirty = true;
                 pinned.queued_stream = true;
             }
             // Queued writes take effect at EXEC.
-            (PinState::Multi, _) => pinned
-                .queued_writes
-                .push(std::mem::replace(&mut effect, Effect::None)),
+            (PinState::Multi, _) => {
+                pinned.queue(&out);
+                pinned
+                    .queued_writes
+                    .push(std::mem::replace(&mut effect, Effect::None));
+            }
             (PinState::Watching, Route::Multi) => pinned.state = PinState::Multi,
             (PinState::Watching, Route::Exec | Route::Discard | Route::Unwatch) => {
                 pinned.state = PinState::Done;
@@ -155,7 +170,7 @@ impl Session {
             (PinState::Done, _) => unreachable!("dispatch_pinned needs an open state"),
         }
         let conn = self.pinned.as_ref().expect("pinned").conn.clone();
-        self.forward(&conn, &req, deadline, effect);
+        self.forward(&conn, out, deadline, effect);
         Some(Flow::Continue)
     }
 
@@ -166,7 +181,8 @@ impl Session {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
             Route::Blocking => {
                 let effect = self.invalidate_writes(&req.args, Kind::Write);
-                self.send_blocking(req, effect).await;
+                let out = self.outgoing(&req, &class);
+                self.send_blocking(out, effect).await;
             }
             Route::Watch => self.pin_and_send(req, PinState::Watching).await,
             // A real CLIENT ID needs a connection of the client's own: it is what
@@ -181,7 +197,8 @@ impl Session {
                     return Flow::Continue;
                 }
                 let effect = self.invalidate_writes(&req.args, class.kind);
-                self.forward_pooled(&req, effect);
+                let out = self.outgoing(&req, &class);
+                self.forward_pooled(out, effect);
             }
         }
         Flow::Continue
@@ -192,7 +209,7 @@ impl Session {
         match self.shared.upstream.dedicated(&key).await {
             Ok(conn) => {
                 let deadline = self.deadline();
-                self.forward(&conn, &req, deadline, Effect::None);
+                self.forward(&conn, Outgoing::plain(&req), deadline, Effect::None);
                 self.pinned = Some(Pinned::new(conn, key, state));
             }
             Err(e) => self.reply(e.to_reply()),
@@ -201,16 +218,16 @@ impl Session {
 
     /// Blocking commands wait on a connection of their own, without a timeout; a
     /// client that keeps blocking keeps its connection.
-    async fn send_blocking(&mut self, req: Request, effect: Effect) {
+    async fn send_blocking(&mut self, out: Outgoing, effect: Effect) {
         if let Some(p) = &self.pinned {
             let conn = p.conn.clone();
-            self.forward(&conn, &req, None, effect);
+            self.forward(&conn, out, None, effect);
             return;
         }
         let key = self.key.clone();
         match self.shared.upstream.dedicated(&key).await {
             Ok(conn) => {
-                self.forward(&conn, &req, None, effect);
+                self.forward(&conn, out, None, effect);
                 self.pinned = Some(Pinned::new(conn, key, PinState::Done));
             }
             Err(e) => self.reply(e.to_reply()),
@@ -265,7 +282,16 @@ impl Pinned {
             queued_select: None,
             queued_stream: false,
             queued_writes: Vec::new(),
+            queued: Vec::new(),
         }
+    }
+
+    /// Records a command queued inside MULTI, with the proxy's extras after it.
+    fn queue(&mut self, out: &Outgoing) {
+        self.queued.push(Queued::Client);
+        let extras = out.frames.saturating_sub(1) as usize;
+        self.queued
+            .extend(std::iter::repeat_n(Queued::Extra, extras));
     }
 }
 
