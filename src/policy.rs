@@ -165,6 +165,8 @@ pub struct Policy {
     rules: Vec<Rule>,
     index: Index,
     has_l1: bool,
+    /// Some rule changes what is written (ttl, max_ttl, compress).
+    rewrites: bool,
     tracking: Option<Vec<Bytes>>,
 }
 
@@ -196,6 +198,9 @@ impl Policy {
         let tracking = tracking_prefixes(rules.iter().zip(&globs));
         Ok(Policy {
             has_l1: rules.iter().any(|r| r.l1),
+            rewrites: rules
+                .iter()
+                .any(|r| r.ttl.is_some() || r.max_ttl.is_some() || r.compress != Compress::None),
             index: Index::build(&globs),
             rules,
             tracking,
@@ -208,6 +213,7 @@ impl Policy {
             rules: Vec::new(),
             index: Index::build([]),
             has_l1: false,
+            rewrites: false,
             tracking: Some(Vec::new()),
         }
     }
@@ -226,6 +232,12 @@ impl Policy {
     /// Whether any rule caches in L1.
     pub fn has_l1(&self) -> bool {
         self.has_l1
+    }
+
+    /// Whether any rule changes what is written (ttl, max_ttl, compress): when not,
+    /// commands need no look at the rules on their way out.
+    pub fn rewrites(&self) -> bool {
+        self.rewrites
     }
 
     /// The literal prefixes to track for the L1 rules (`CLIENT TRACKING ON BCAST

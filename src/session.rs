@@ -314,7 +314,7 @@ impl Session {
             rx,
             deadline,
             effect,
-            post: Post::None,
+            post: Post::default(),
         });
     }
 

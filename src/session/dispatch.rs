@@ -3,7 +3,7 @@
 
 use super::{
     Effect, Flow, PinState, Pinned, Session,
-    post::{Outgoing, Post, Queued},
+    post::{Outgoing, Queued},
 };
 use crate::{
     command::{self, Classified, Kind, Route},
@@ -98,7 +98,25 @@ impl Session {
         let route = class.route;
         let mut deadline = self.deadline();
         let mut effect = self.invalidate_writes(&req.args, class.kind);
-        let mut out = self.outgoing(&req, &class);
+        let in_multi = self
+            .pinned
+            .as_ref()
+            .is_some_and(|p| p.state == PinState::Multi);
+        let mut out = match self.outgoing(&req, &class) {
+            Ok(out) => out,
+            Err(e) if in_multi => {
+                // Refused by a rule inside MULTI: Redis must abort the transaction at
+                // EXEC as for any command refused while queueing, so it gets a command
+                // it refuses, and the client gets the rule's error in its place.
+                let conn = self.pinned.as_ref().expect("pinned").conn.clone();
+                self.forward(&conn, Outgoing::refused(e), deadline, Effect::None);
+                return Some(Flow::Continue);
+            }
+            Err(e) => {
+                self.reply(e);
+                return Some(Flow::Continue);
+            }
+        };
         let pinned = self.pinned.as_mut().expect("pinned");
         match (pinned.state, route) {
             (PinState::Multi, Route::Exec) => {
@@ -108,7 +126,7 @@ impl Session {
                     effects.push(Effect::ExecSelect(db));
                 }
                 effect = Effect::Many(effects);
-                out.post = Post::Exec(std::mem::take(&mut pinned.queued));
+                out.post.exec = Some(std::mem::take(&mut pinned.queued));
                 if pinned.queued_stream {
                     // SUBSCRIBE (or MONITOR…) ran inside the transaction: after EXEC the
                     // connection streams, so the client keeps it in streaming mode.
@@ -179,11 +197,13 @@ impl Session {
     async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
         match class.route {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
-            Route::Blocking => {
-                let effect = self.invalidate_writes(&req.args, Kind::Write);
-                let out = self.outgoing(&req, &class);
-                self.send_blocking(out, effect).await;
-            }
+            Route::Blocking => match self.outgoing(&req, &class) {
+                Ok(out) => {
+                    let effect = self.invalidate_writes(&req.args, Kind::Write);
+                    self.send_blocking(out, effect).await;
+                }
+                Err(e) => self.reply(e),
+            },
             Route::Watch => self.pin_and_send(req, PinState::Watching).await,
             // A real CLIENT ID needs a connection of the client's own: it is what
             // CLIENT TRACKING … REDIRECT, CLIENT KILL ID and CLIENT UNBLOCK refer to.
@@ -196,9 +216,13 @@ impl Session {
                 if self.cached_read(&req) {
                     return Flow::Continue;
                 }
-                let effect = self.invalidate_writes(&req.args, class.kind);
-                let out = self.outgoing(&req, &class);
-                self.forward_pooled(out, effect);
+                match self.outgoing(&req, &class) {
+                    Ok(out) => {
+                        let effect = self.invalidate_writes(&req.args, class.kind);
+                        self.forward_pooled(out, effect);
+                    }
+                    Err(e) => self.reply(e),
+                }
             }
         }
         Flow::Continue
@@ -288,7 +312,7 @@ impl Pinned {
 
     /// Records a command queued inside MULTI, with the proxy's extras after it.
     fn queue(&mut self, out: &Outgoing) {
-        self.queued.push(Queued::Client);
+        self.queued.push(Queued::Client(out.post.shape.clone()));
         let extras = out.frames.saturating_sub(1) as usize;
         self.queued
             .extend(std::iter::repeat_n(Queued::Extra, extras));

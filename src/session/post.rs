@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{
     reply::{array_elements, split_frames},
-    request::Request,
+    request::{Request, encode_command},
 };
 
 /// The bytes to send for one client command and how to shape its reply.
@@ -28,49 +28,92 @@ impl Outgoing {
         Self {
             cmd: req.raw.clone(),
             frames: 1,
-            post: Post::None,
+            post: Post::default(),
         }
     }
 
-    /// Commands sent after the client's: their replies are read and dropped.
-    pub fn with_extras(cmd: Bytes, extras: u32) -> Self {
+    /// `cmd` holds the client's command followed by `extras` commands of the proxy's
+    /// own, whose replies are read and dropped.
+    pub fn with_extras(cmd: Bytes, extras: u32, shape: Shape) -> Self {
         Self {
             cmd,
             frames: 1 + extras,
-            post: if extras > 0 { Post::First } else { Post::None },
+            post: Post {
+                frames: 1 + extras,
+                shape,
+                exec: None,
+            },
+        }
+    }
+}
+
+impl Outgoing {
+    /// Inside MULTI, a command a rule refused: Redis gets a command it refuses while
+    /// queueing (so EXEC aborts the transaction, as for any refused command) and the
+    /// client gets `error` in place of Redis's complaint.
+    pub fn refused(error: Bytes) -> Self {
+        Self {
+            cmd: encode_command(&[Bytes::from_static(b"RESPITE.REFUSED")]),
+            frames: 1,
+            post: Post {
+                frames: 1,
+                shape: Shape::Replace(error),
+                exec: None,
+            },
         }
     }
 }
 
 /// How a reply (all `frames` of it, concatenated) becomes the client's.
 #[derive(Debug, Default)]
-pub(super) enum Post {
+pub(super) struct Post {
+    /// Frames in the reply; all but the first are the proxy's extras.
+    pub frames: u32,
+    /// How the client's frame is restored (compressed values).
+    pub shape: Shape,
+    /// For EXEC: one entry per command queued upstream in the transaction, in order.
+    pub exec: Option<Vec<Queued>>,
+}
+
+/// Where a reply carries values that may be stored compressed, and how to restore
+/// them. `Raw`: the reply is passed on untouched.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) enum Shape {
     #[default]
-    None,
-    /// Keep the first frame, drop the extras' replies.
-    First,
-    /// EXEC: one entry per command queued upstream in the transaction, in order.
-    Exec(Vec<Queued>),
+    Raw,
+    /// The client gets this frame instead (an error decided by the proxy).
+    Replace(Bytes),
+}
+
+impl Shape {
+    pub fn restore(&self, frame: Bytes) -> Bytes {
+        match self {
+            Shape::Raw => frame,
+            Shape::Replace(instead) => instead.clone(),
+        }
+    }
 }
 
 /// One command queued upstream inside MULTI, as EXEC will report it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Queued {
-    /// The client's own command: its element stays.
-    Client,
+    /// The client's own command: its element stays, restored by its shape.
+    Client(Shape),
     /// Added by the proxy: its element is removed from the EXEC reply.
     Extra,
 }
 
 impl Post {
     pub fn apply(self, frame: Bytes) -> Bytes {
-        match self {
-            Post::None => frame,
-            Post::First => {
-                let first = split_frames(&frame).next();
-                first.unwrap_or(frame)
-            }
-            Post::Exec(queued) => exec_reply(frame, &queued),
+        let frame = if self.frames > 1 {
+            let first = split_frames(&frame).next();
+            first.unwrap_or(frame)
+        } else {
+            frame
+        };
+        match self.exec {
+            Some(queued) => exec_reply(frame, &queued),
+            None => self.shape.restore(frame),
         }
     }
 }
@@ -78,7 +121,7 @@ impl Post {
 /// The EXEC reply without the elements of the proxy's own queued commands. An
 /// aborted or failed EXEC (`*-1`, `_`, an error) is returned as is.
 fn exec_reply(frame: Bytes, queued: &[Queued]) -> Bytes {
-    if !queued.contains(&Queued::Extra) {
+    if queued.iter().all(|q| *q == Queued::Client(Shape::Raw)) {
         return frame;
     }
     let Some(elements) = array_elements(&frame) else {
@@ -90,8 +133,10 @@ fn exec_reply(frame: Bytes, queued: &[Queued]) -> Bytes {
     let kept: Vec<Bytes> = elements
         .into_iter()
         .zip(queued)
-        .filter(|(_, q)| **q == Queued::Client)
-        .map(|(e, _)| e)
+        .filter_map(|(e, q)| match q {
+            Queued::Client(shape) => Some(shape.restore(e)),
+            Queued::Extra => None,
+        })
         .collect();
     let mut out = BytesMut::with_capacity(frame.len());
     out.extend_from_slice(format!("*{}\r\n", kept.len()).as_bytes());
@@ -103,26 +148,35 @@ fn exec_reply(frame: Bytes, queued: &[Queued]) -> Bytes {
 mod tests {
     use super::*;
 
+    fn exec(queued: Vec<Queued>) -> Post {
+        Post {
+            frames: 1,
+            shape: Shape::Raw,
+            exec: Some(queued),
+        }
+    }
+
     #[test]
-    fn first_keeps_the_clients_frame() {
+    fn extras_replies_are_cut() {
         let f = Bytes::from_static(b"*2\r\n:1\r\n:2\r\n:1\r\n");
-        assert_eq!(&Post::First.apply(f)[..], b"*2\r\n:1\r\n:2\r\n");
+        let out = Outgoing::with_extras(f.clone(), 1, Shape::Raw);
+        assert_eq!(&out.post.apply(f)[..], b"*2\r\n:1\r\n:2\r\n");
     }
 
     #[test]
     fn exec_drops_extra_elements() {
-        use Queued::*;
+        let c = || Queued::Client(Shape::Raw);
         let f = Bytes::from_static(b"*4\r\n+OK\r\n:1\r\n$1\r\nv\r\n:0\r\n");
-        let post = Post::Exec(vec![Client, Extra, Client, Extra]);
+        let post = exec(vec![c(), Queued::Extra, c(), Queued::Extra]);
         assert_eq!(&post.apply(f)[..], b"*2\r\n+OK\r\n$1\r\nv\r\n");
         let aborted = Bytes::from_static(b"*-1\r\n");
         assert_eq!(
-            &Post::Exec(vec![Client, Extra]).apply(aborted)[..],
+            &exec(vec![c(), Queued::Extra]).apply(aborted)[..],
             b"*-1\r\n"
         );
         let err = Bytes::from_static(b"-EXECABORT x\r\n");
         assert_eq!(
-            &Post::Exec(vec![Client, Extra]).apply(err.clone())[..],
+            &exec(vec![c(), Queued::Extra]).apply(err.clone())[..],
             &err[..]
         );
     }

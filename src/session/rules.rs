@@ -1,12 +1,88 @@
 //! Namespace rules applied to the commands a client sends: what actually goes
 //! upstream for each command (see `post.rs` for how the reply comes back).
+//!
+//! A command passes through two rewriting stages, each free to leave it alone:
+//! compression (values stored as an envelope, replies restored) and TTLs (a default
+//! added, long ones clamped, `PEXPIRE key ms NX` extras). A stage may also refuse a
+//! command with an error the client gets instead of a reply from Redis.
 
-use super::{Session, post::Outgoing};
-use crate::{command::Classified, protocol::request::Request};
+use bytes::Bytes;
+
+use super::{
+    Session,
+    post::{Outgoing, Shape},
+};
+use crate::{
+    command::Classified,
+    policy::Policy,
+    protocol::request::{Request, encode_command},
+};
+
+/// A command on its way through the rewriting stages.
+pub(super) struct Rewrite<'a> {
+    pub req: &'a Request,
+    pub class: &'a Classified,
+    /// Replaced arguments; `None` while the client's own are kept.
+    pub args: Option<Vec<Bytes>>,
+    /// Commands sent right after, on the same connection; replies dropped.
+    pub extras: Vec<Vec<Bytes>>,
+    /// How the reply is restored.
+    pub shape: Shape,
+}
+
+impl Rewrite<'_> {
+    /// The arguments as they will be sent.
+    pub fn args(&self) -> &[Bytes] {
+        self.args.as_deref().unwrap_or(&self.req.args)
+    }
+
+    /// The arguments, to be changed.
+    pub fn args_mut(&mut self) -> &mut Vec<Bytes> {
+        self.args.get_or_insert_with(|| self.req.args.clone())
+    }
+
+    fn finish(self) -> Outgoing {
+        if self.args.is_none() && self.extras.is_empty() && self.shape == Shape::Raw {
+            return Outgoing::plain(self.req);
+        }
+        let mut cmd = match &self.args {
+            Some(args) => encode_command(args).to_vec(),
+            None => self.req.raw.to_vec(),
+        };
+        for extra in &self.extras {
+            cmd.extend_from_slice(&encode_command(extra));
+        }
+        Outgoing::with_extras(Bytes::from(cmd), self.extras.len() as u32, self.shape)
+    }
+}
 
 impl Session {
-    /// The bytes to send for `req` under the current namespace rules.
-    pub(super) fn outgoing(&self, req: &Request, _class: &Classified) -> Outgoing {
-        Outgoing::plain(req)
+    /// The bytes to send for `req` under the current namespace rules, or the error
+    /// reply the client gets instead.
+    pub(super) fn outgoing(&self, req: &Request, class: &Classified) -> Result<Outgoing, Bytes> {
+        let policy = self.shared.policy.load();
+        if !policy.rewrites() {
+            return Ok(Outgoing::plain(req));
+        }
+        let mut rw = Rewrite {
+            req,
+            class,
+            args: None,
+            extras: Vec::new(),
+            shape: Shape::Raw,
+        };
+        self.compress_stage(&policy, &mut rw)?;
+        self.ttl_stage(&policy, &mut rw)?;
+        Ok(rw.finish())
+    }
+
+    /// Compression (issue 5): not yet.
+    fn compress_stage(&self, _policy: &Policy, _rw: &mut Rewrite) -> Result<(), Bytes> {
+        Ok(())
+    }
+
+    /// TTL defaults and clamps (issue 4).
+    fn ttl_stage(&self, _policy: &Policy, _rw: &mut Rewrite) -> Result<(), Bytes> {
+        Ok(())
     }
 }
