@@ -21,6 +21,7 @@ pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod ttl;
 pub mod upstream;
 
 pub use config::Config;

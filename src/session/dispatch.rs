@@ -74,7 +74,7 @@ impl Session {
                 reply::simple("OK")
             }
             Route::Refuse => reply::error(&format!(
-                "{} is not supported through respite (replication must connect to Redis directly)",
+                "ERR {} is not supported through respite (replication must connect to Redis directly)",
                 String::from_utf8_lossy(req.name()).to_uppercase()
             )),
             // Inside MULTI Redis queues these; only the proxy-only ones stay local.

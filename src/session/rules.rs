@@ -6,6 +6,8 @@
 //! added, long ones clamped, `PEXPIRE key ms NX` extras). A stage may also refuse a
 //! command with an error the client gets instead of a reply from Redis.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
 
 use super::{
@@ -13,9 +15,13 @@ use super::{
     post::{Outgoing, Shape},
 };
 use crate::{
-    command::Classified,
+    command::{self, Classified, Kind},
     policy::Policy,
-    protocol::request::{Request, encode_command},
+    protocol::{
+        reply,
+        request::{Request, encode_command},
+    },
+    ttl,
 };
 
 /// A command on its way through the rewriting stages.
@@ -81,8 +87,30 @@ impl Session {
         Ok(())
     }
 
-    /// TTL defaults and clamps (issue 4).
-    fn ttl_stage(&self, _policy: &Policy, _rw: &mut Rewrite) -> Result<(), Bytes> {
+    /// TTL defaults and clamps (see `ttl.rs`).
+    fn ttl_stage(&self, policy: &Policy, rw: &mut Rewrite) -> Result<(), Bytes> {
+        if rw.class.kind != Kind::Write && rw.class.kind != Kind::Blocking {
+            return Ok(());
+        }
+        let Some(spec) = rw.class.effective() else {
+            return Ok(());
+        };
+        let args = rw.args();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let plan = ttl::plan(
+            spec.name,
+            args,
+            || command::write_keys(args),
+            |k| policy.lookup(k),
+            now_ms,
+        )
+        .map_err(|e| reply::error(&e))?;
+        rw.extras.extend(plan.extra_commands());
+        if let Some(args) = plan.args {
+            rw.args = Some(args);
+        }
         Ok(())
     }
 }
