@@ -22,6 +22,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default, rename = "namespace")]
     pub namespaces: Vec<NamespaceConfig>,
+    /// The file this was loaded from (watched and reloaded); none when built in code.
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -217,6 +220,7 @@ impl Config {
         let mut config = Self::parse(&text)?;
         config.apply_env(|k| std::env::var(k).ok());
         config.validate(&text)?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 

@@ -222,6 +222,10 @@ impl Entry {
         at::SIZE + self.half(at::KEY_LEN) as usize
     }
 
+    fn key(&self) -> &[u8] {
+        &self.0[at::SIZE..self.key_end()]
+    }
+
     fn reply(&self) -> &[u8] {
         &self.0[self.key_end() + self.half(at::SIG_LEN) as usize..]
     }
@@ -401,6 +405,25 @@ impl L1 {
     pub fn invalidate_key(&self, key: &[u8]) {
         self.stripe(HASHER.hash_one(key))
             .fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Drops every entry whose key satisfies `pred` (its namespace's rule changed on
+    /// reload, …) and moves those keys' generations, so fills in flight for them are
+    /// dropped too. Returns the number of entries dropped.
+    pub fn invalidate_matching(&self, pred: impl Fn(&[u8]) -> bool) -> usize {
+        let doomed: Vec<(u64, Entry)> = self
+            .index
+            .iter()
+            .filter(|e| pred(e.value().key()))
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect();
+        for (hash, entry) in &doomed {
+            self.invalidate_key(entry.key());
+            self.index
+                .remove_if(hash, |_, e| Arc::ptr_eq(&e.0, &entry.0));
+            self.cache.invalidate(hash);
+        }
+        doomed.len()
     }
 
     /// FLUSHDB or one side of SWAPDB.

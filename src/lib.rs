@@ -19,6 +19,7 @@ pub mod config;
 pub mod l1;
 pub mod policy;
 pub mod protocol;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod ttl;

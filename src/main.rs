@@ -23,8 +23,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the configuration and print the effective settings.
+    /// Validate the configuration and print the effective settings and rules.
     Check,
+    /// Say which namespace rule applies to each key and what it does.
+    Explain {
+        /// Keys to look up.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,14 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => {
             print_check(&cli, &config);
+            ExitCode::SUCCESS
+        }
+        Some(Command::Explain { keys }) => {
+            let policy = respite::policy::Policy::compile(&config.namespaces)
+                .expect("validated with the configuration");
+            for key in keys {
+                println!("{key}: {}", policy.explain(key.as_bytes()));
+            }
             ExitCode::SUCCESS
         }
         None => match serve(config) {
@@ -71,8 +85,19 @@ fn print_check(cli: &Cli, config: &Config) {
         "upstream  {} (pool_size {})",
         config.upstream.url, config.upstream.pool_size
     );
-    for ns in &config.namespaces {
-        println!("namespace {:<16} match {:?}", ns.name, ns.pattern);
+    let policy = respite::policy::Policy::compile(&config.namespaces)
+        .expect("validated with the configuration");
+    if policy.rules().is_empty() {
+        println!("no namespace rules: every key passes through unchanged");
+    }
+    for rule in policy.rules() {
+        println!(
+            "rule {} `{}` match `{}`: {}",
+            rule.index + 1,
+            rule.name,
+            rule.pattern,
+            rule.describe()
+        );
     }
 }
 

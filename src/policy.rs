@@ -264,16 +264,31 @@ impl Policy {
 }
 
 impl Rule {
+    /// Whether `other` has the same pattern and settings (its position aside).
+    pub fn same_as(&self, other: &Rule) -> bool {
+        self.name == other.name
+            && self.pattern == other.pattern
+            && self.ttl == other.ttl
+            && self.max_ttl == other.max_ttl
+            && self.l1 == other.l1
+            && self.l1_ttl == other.l1_ttl
+            && self.compress == other.compress
+            && self.compress_min_size == other.compress_min_size
+            && self.stale_if_error == other.stale_if_error
+            && self.lease == other.lease
+    }
+
     /// What this rule does, in words: one clause per setting.
     pub fn describe(&self) -> String {
         let d = |d: Duration| humantime::format_duration(d).to_string();
         let mut parts = vec![
-            match self.ttl {
-                Some(ttl) => format!("ttl {} added to writes that set none", d(ttl)),
-                None => "no ttl added".to_owned(),
+            match (self.ttl, self.max_ttl) {
+                (Some(ttl), _) => format!("ttl {} added to writes that set none", d(ttl)),
+                (None, Some(max)) => format!("max_ttl {} added to writes that set none", d(max)),
+                (None, None) => "no ttl added".to_owned(),
             },
             match self.max_ttl {
-                Some(max) => format!("TTLs capped at {}", d(max)),
+                Some(max) => format!("TTLs capped at {} and PERSIST refused", d(max)),
                 None => "TTLs not capped".to_owned(),
             },
             if self.l1 {

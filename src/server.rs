@@ -3,6 +3,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 
 use tokio::{
     io::AsyncWriteExt,
@@ -19,7 +20,7 @@ use crate::{
         tracking::{self, TrackingState},
     },
     policy::Policy,
-    session,
+    reload, session,
     upstream::Upstream,
 };
 
@@ -29,10 +30,14 @@ pub struct Shared {
     pub upstream: Arc<Upstream>,
     /// The namespace rules; a reload swaps in a new set whole.
     pub policy: ArcSwap<Policy>,
-    /// Present when some namespace has `l1 = true`.
+    /// The L1 cache (always present: which namespaces use it can change on reload).
     pub l1: Option<Arc<L1>>,
-    /// Present with `coherence = "tracking"` and an L1.
+    /// Present with `coherence = "tracking"`.
     pub tracking: Option<Arc<TrackingState>>,
+    /// What the tracking connection tracks; a reload sends the new namespaces' set.
+    pub prefixes: watch::Sender<Option<Vec<Bytes>>>,
+    /// Reloads of the configuration file: serialized, and counted.
+    pub reloads: reload::Reloads,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -48,24 +53,23 @@ pub async fn run(
     upstream.warm_up();
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracked = config.l1.coherence == Coherence::Tracking;
-    let l1 = policy
-        .has_l1()
-        .then(|| L1::new(config.l1.max_memory.as_u64(), !tracked));
-    let tracking = l1.as_ref().filter(|_| tracked).map(|l1| {
-        tracking::spawn(
-            l1.clone(),
-            upstream.clone(),
-            policy.tracking_prefixes(),
-            stop_rx.clone(),
-        )
-    });
+    // Always there, even with no cached namespace yet: a reload may add one.
+    let l1 = L1::new(config.l1.max_memory.as_u64(), !tracked);
+    let (prefixes, prefixes_rx) = watch::channel(policy.tracking_prefixes());
+    let tracking = tracked
+        .then(|| tracking::spawn(l1.clone(), upstream.clone(), prefixes_rx, stop_rx.clone()));
     let shared = Arc::new(Shared {
         config: config.clone(),
         upstream,
         policy: ArcSwap::from_pointee(policy),
-        l1,
+        l1: Some(l1),
         tracking,
+        prefixes,
+        reloads: reload::Reloads::default(),
     });
+    if shared.config.source.is_some() {
+        reload::spawn_watchers(shared.clone(), stop_rx.clone());
+    }
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");

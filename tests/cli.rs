@@ -91,6 +91,40 @@ fn check_prints_effective_settings() {
         stdout.contains("quran") && stdout.contains("127.0.0.1:6380"),
         "{stdout}"
     );
+    // The effective rules, defaults filled in, in words.
+    assert!(
+        stdout.contains("rule 1 `quran` match `quran:*`: ttl 7days added to writes that set none"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn explain_names_the_rule_of_each_key() {
+    let cfg = write_config(include_str!("../proxy.toml"));
+    let out = respite()
+        .arg("explain")
+        .arg("--config")
+        .arg(cfg.path())
+        .args(["quran:2:255", "nothing:here"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("quran:2:255: namespace `quran` (rule 1")
+            && lines[0].contains("cached in L1"),
+        "{stdout}"
+    );
+    assert_eq!(lines[1], "nothing:here: no rule: passed through unchanged");
+    let missing = respite()
+        .arg("explain")
+        .arg("--config")
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success(), "keys are required");
 }
 
 #[test]

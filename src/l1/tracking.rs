@@ -42,19 +42,31 @@ const PING_EVERY: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub struct TrackingState {
     up: AtomicBool,
+    /// No namespace is cached, so there is nothing to track (and no connection).
+    idle: AtomicBool,
 }
 
 impl TrackingState {
+    /// Invalidations flow, or nothing needs them.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
     }
+
+    pub fn is_idle(&self) -> bool {
+        self.idle.load(Ordering::Acquire)
+    }
 }
 
-/// Runs the tracking connection until `stop` changes.
+/// The prefixes to track: `Some(empty)` when no namespace is cached (no connection
+/// then), `None` to track every key. A reload sends new ones.
+pub type Prefixes = watch::Receiver<Option<Vec<Bytes>>>;
+
+/// Runs the tracking connection until `stop` changes; a change of `prefixes`
+/// re-establishes it with the new set.
 pub fn spawn(
     l1: Arc<L1>,
     upstream: Arc<Upstream>,
-    prefixes: Option<Vec<Bytes>>,
+    mut prefixes: Prefixes,
     mut stop: watch::Receiver<bool>,
 ) -> Arc<TrackingState> {
     let state = Arc::new(TrackingState::default());
@@ -68,13 +80,34 @@ pub fn spawn(
         let (min, max) = upstream.backoff();
         let mut backoff = min;
         loop {
+            let wanted = prefixes.borrow_and_update().clone();
+            if wanted.as_ref().is_some_and(Vec::is_empty) {
+                // Nothing cached: nothing to track until a reload caches something.
+                st.idle.store(true, Ordering::Release);
+                st.up.store(true, Ordering::Release);
+                tokio::select! {
+                    _ = prefixes.changed() => {}
+                    _ = stop.changed() => return,
+                }
+                st.idle.store(false, Ordering::Release);
+                st.up.store(false, Ordering::Release);
+                l1.suspend_fills();
+                continue;
+            }
             tokio::select! {
-                result = track(&l1, &upstream, &key, prefixes.as_deref(), &st) => {
+                result = track(&l1, &upstream, &key, wanted.as_deref(), &st) => {
                     if st.up.swap(false, Ordering::AcqRel) {
                         backoff = min;
                     }
                     l1.suspend_fills();
                     warn!(error = %result.unwrap_err(), "tracking connection lost: L1 not fresh until it is back");
+                }
+                _ = prefixes.changed() => {
+                    // New namespaces: track their prefixes from now on.
+                    st.up.store(false, Ordering::Release);
+                    l1.suspend_fills();
+                    info!("cached namespaces changed: re-establishing tracking");
+                    continue;
                 }
                 _ = stop.changed() => return,
             }

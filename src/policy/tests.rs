@@ -245,7 +245,7 @@ fn explain_says_which_rule_and_what_it_does() {
     assert_eq!(
         p.explain(b"quran:1:2"),
         "namespace `quran` (rule 1, match `quran:*`): ttl 7days added to writes that set none; \
-         TTLs capped at 30days; cached in L1 for up to 10m; values of 1024 bytes or more \
+         TTLs capped at 30days and PERSIST refused; cached in L1 for up to 10m; values of 1024 bytes or more \
          compressed with zstd; L1 copies served up to 5m past expiry while Redis is unreachable"
     );
     assert_eq!(

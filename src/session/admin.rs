@@ -19,6 +19,13 @@ impl Session {
                 }
                 Bytes::from_static(reply::OK)
             }
+            Some(b"RELOAD") if req.args.len() == 2 => match crate::reload::reload(&self.shared) {
+                Ok(summary) => reply::bulk(format!("reloaded: {summary}").as_bytes()),
+                Err(e) => reply::error(&format!("reload refused, the previous rules stay: {e}")),
+            },
+            Some(b"EXPLAIN") if req.args.len() == 3 => {
+                reply::bulk(self.shared.policy.load().explain(&req.args[2]).as_bytes())
+            }
             Some(b"HELP") => help(self.key.resp3),
             Some(_) => reply::error(&format!(
                 "unknown subcommand or wrong number of arguments for 'respite|{}'. Try RESPITE HELP.",
@@ -36,12 +43,19 @@ impl Session {
             "down"
         };
         fields.push(("upstream", upstream.into()));
-        let tracking = match (&self.shared.l1, &self.shared.tracking) {
-            (None, _) | (_, None) => "off",
-            (_, Some(t)) if t.is_up() => "up",
+        let tracking = match &self.shared.tracking {
+            None => "off",
+            Some(t) if t.is_idle() => "idle",
+            Some(t) if t.is_up() => "up",
             _ => "down",
         };
         fields.push(("tracking", tracking.into()));
+        let reloads = &self.shared.reloads;
+        fields.push(("config_reloads_ok", reloads.ok.load(Relaxed).to_string()));
+        fields.push((
+            "config_reloads_failed",
+            reloads.failed.load(Relaxed).to_string(),
+        ));
         if let Some(l1) = &self.shared.l1 {
             let s = &l1.stats;
             fields.extend([
@@ -85,6 +99,10 @@ fn help(_resp3: bool) -> Bytes {
         "    L1 and upstream counters, as field/value pairs.",
         "FLUSHL1",
         "    Empty this proxy's L1 cache (Redis is not touched).",
+        "RELOAD",
+        "    Reload the configuration file (namespace rules apply to the next command).",
+        "EXPLAIN <key>",
+        "    Which namespace rule applies to <key> and what it does.",
         "HELP",
         "    Print this help.",
     ];

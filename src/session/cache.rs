@@ -24,6 +24,9 @@ impl Session {
     /// Serves `req` from L1 or starts/joins its fill. False: not a cached read.
     pub(super) fn cached_read(&mut self, req: &Request) -> bool {
         if req.name().eq_ignore_ascii_case(b"MGET") {
+            if !self.shared.policy.load().has_l1() {
+                return false;
+            }
             return match self.shared.l1.clone() {
                 Some(l1) => self.cached_mget(&l1, req),
                 None => false,
@@ -33,11 +36,14 @@ impl Session {
         let Some(l1) = self.shared.l1.as_ref() else {
             return false;
         };
+        let policy = self.shared.policy.load();
+        if !policy.has_l1() {
+            return false;
+        }
         let Some(read) = cacheable(&req.args, self.key.resp3) else {
             return false;
         };
         let key = &req.args[read.key_index];
-        let policy = self.shared.policy.load();
         let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
             return false;
         };

@@ -43,6 +43,7 @@ impl Rewrite<'_> {
     }
 
     /// The arguments, to be changed.
+    #[allow(dead_code)] // the compression stage's
     pub fn args_mut(&mut self) -> &mut Vec<Bytes> {
         self.args.get_or_insert_with(|| self.req.args.clone())
     }

@@ -13,6 +13,8 @@ pub const DIRECT_ENV: &str = "RESPITE_TEST_DIRECT";
 pub struct Proxy {
     addr: SocketAddr,
     config_text: String,
+    /// Holds the configuration file of `start_from_file`.
+    dir: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<mpsc::Receiver<std::io::Result<()>>>,
     thread: Option<JoinHandle<()>>,
@@ -23,6 +25,16 @@ impl Proxy {
     /// configuration key by key, so `"[upstream]\nrequest_timeout = \"500ms\""` keeps
     /// the base `[upstream] url`.
     pub fn start(redis_url: &str, extra_toml: &str) -> Proxy {
+        Self::start_inner(redis_url, extra_toml, false)
+    }
+
+    /// Like `start`, with the configuration in a file the proxy watches and reloads
+    /// (see [`Proxy::config_path`]).
+    pub fn start_from_file(redis_url: &str, extra_toml: &str) -> Proxy {
+        Self::start_inner(redis_url, extra_toml, true)
+    }
+
+    fn start_inner(redis_url: &str, extra_toml: &str, from_file: bool) -> Proxy {
         super::init_tracing();
         if std::env::var(DIRECT_ENV).is_ok_and(|v| v == "redis") {
             return Self::direct(redis_url);
@@ -30,11 +42,21 @@ impl Proxy {
         let std_listener = super::ports::bind_loopback();
         let addr = std_listener.local_addr().unwrap();
         let config_text = config_text(addr, redis_url, extra_toml);
-        let config = respite::Config::parse(&config_text)
-            .unwrap_or_else(|e| panic!("test config does not parse: {e}\n{config_text}"));
-        config
-            .validate(&config_text)
-            .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{config_text}"));
+        let (config, dir) = if from_file {
+            let dir = tempfile::tempdir().expect("config dir");
+            let path = dir.path().join("proxy.toml");
+            std::fs::write(&path, &config_text).expect("write config");
+            let config = respite::Config::load(&path)
+                .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{config_text}"));
+            (config, Some(dir))
+        } else {
+            let config = respite::Config::parse(&config_text)
+                .unwrap_or_else(|e| panic!("test config does not parse: {e}\n{config_text}"));
+            config
+                .validate(&config_text)
+                .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{config_text}"));
+            (config, None)
+        };
 
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = mpsc::channel();
@@ -61,6 +83,7 @@ impl Proxy {
         Proxy {
             addr,
             config_text,
+            dir,
             shutdown: Some(shutdown_tx),
             done: Some(done_rx),
             thread: Some(thread),
@@ -76,6 +99,7 @@ impl Proxy {
         Proxy {
             addr: hostport.parse().expect("redis url host:port"),
             config_text: String::new(),
+            dir: None,
             shutdown: None,
             done: None,
             thread: None,
@@ -93,6 +117,15 @@ impl Proxy {
     /// The configuration text the proxy was started with.
     pub fn config_text(&self) -> &str {
         &self.config_text
+    }
+
+    /// The watched configuration file of a proxy started with `start_from_file`.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir
+            .as_ref()
+            .expect("started with start_from_file")
+            .path()
+            .join("proxy.toml")
     }
 
     /// A new client connection through the proxy.

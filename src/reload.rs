@@ -1,0 +1,212 @@
+//! Live reload of `proxy.toml`: the file is watched (its directory, so editors that
+//! replace the file and Kubernetes ConfigMap symlink swaps are seen too), and SIGHUP
+//! and `RESPITE RELOAD` reload it on demand.
+//!
+//! A reload reads and validates the whole file first; an invalid file is refused with
+//! a logged error and nothing changes. A valid one swaps in the new namespace rules
+//! whole (each command looks the rules up as it is dispatched, so the next command of
+//! every connection sees them; no connection is dropped), drops the L1 entries of
+//! namespaces whose rule changed, and re-establishes tracking if the set of cached
+//! prefixes changed. Settings that cannot change while running (listen address,
+//! upstream, L1 size, metrics address, threads) are reported and left as they were.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::{
+    config::Config,
+    policy::{Policy, Rule},
+    server::Shared,
+};
+
+/// Reload bookkeeping shared by every trigger.
+#[derive(Default)]
+pub struct Reloads {
+    /// One reload at a time.
+    lock: Mutex<()>,
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+/// How long file events are gathered before reloading (editors write in steps).
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Reloads the configuration file. Ok: a one-line summary; Err: why nothing changed.
+pub fn reload(shared: &Shared) -> Result<String, String> {
+    let Some(path) = shared.config.source.as_deref() else {
+        return Err("no configuration file to reload (started without --config)".into());
+    };
+    let _one_at_a_time = shared
+        .reloads
+        .lock
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match apply(shared, path) {
+        Ok(summary) => {
+            shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
+            info!(file = %path.display(), "configuration reloaded: {summary}");
+            Ok(summary)
+        }
+        Err(e) => {
+            shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
+            error!(file = %path.display(), "configuration reload refused, the previous rules stay: {e}");
+            Err(e)
+        }
+    }
+}
+
+fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
+    let new = Config::load(path).map_err(|e| format!("{e:#}"))?;
+    let policy = Policy::compile(&new.namespaces).map_err(|e| e.to_string())?;
+    let restart = needs_restart(&shared.config, &new);
+    if !restart.is_empty() {
+        warn!(
+            sections = restart.join(", "),
+            "these settings changed but apply only after a restart; they are left as they were"
+        );
+    }
+    let old = shared.policy.load_full();
+    let rules = policy.rules().len();
+    let prefixes = policy.tracking_prefixes();
+    shared.policy.store(Arc::new(policy));
+    let new_policy = shared.policy.load();
+    let dropped = match &shared.l1 {
+        Some(l1) if !same_rules(old.rules(), new_policy.rules()) => {
+            l1.invalidate_matching(|key| !same_rule(old.lookup(key), new_policy.lookup(key)))
+        }
+        _ => 0,
+    };
+    shared.prefixes.send_if_modified(|current| {
+        let changed = *current != prefixes;
+        *current = prefixes;
+        changed
+    });
+    let mut summary = format!("{rules} namespace rules, {dropped} L1 entries dropped");
+    if !restart.is_empty() {
+        summary.push_str(&format!(
+            "; changed but needing a restart: {}",
+            restart.join(", ")
+        ));
+    }
+    Ok(summary)
+}
+
+/// The sections of `new` that differ from `old` and cannot change while running.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    if differs(&old.server, &new.server) {
+        out.push("[server]");
+    }
+    if differs(&old.upstream, &new.upstream) {
+        out.push("[upstream]");
+    }
+    if differs(&old.l1, &new.l1) {
+        out.push("[l1]");
+    }
+    if differs(&old.metrics, &new.metrics) {
+        out.push("[metrics]");
+    }
+    if differs(&old.log, &new.log) {
+        out.push("[log]");
+    }
+    out
+}
+
+fn same_rules(a: &[Rule], b: &[Rule]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+}
+
+fn same_rule(a: Option<&Rule>, b: Option<&Rule>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same_as(b),
+        _ => false,
+    }
+}
+
+/// Starts the triggers: the file watcher and SIGHUP. They stop with `stop`.
+pub fn spawn_watchers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let Some(path) = shared.config.source.clone() else {
+        return;
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watcher = watch_file(&path, tx);
+    // Installed before returning, so a SIGHUP from now on reloads (and never takes
+    // the default action, which ends the process).
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| warn!(error = %e, "cannot handle SIGHUP"))
+        .ok();
+    tokio::spawn(async move {
+        let _watcher = watcher; // watching lasts as long as this task
+        let mut last = std::fs::read(&path).ok();
+        loop {
+            let hangup = async {
+                match &mut hup {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = hangup => {
+                    info!("SIGHUP: reloading the configuration");
+                    let _ = reload(&shared);
+                    last = std::fs::read(&path).ok();
+                }
+                Some(()) = rx.recv() => {
+                    // Let the writer finish, then take every event of the burst at once.
+                    tokio::time::sleep(SETTLE).await;
+                    while rx.try_recv().is_ok() {}
+                    let now = std::fs::read(&path).ok();
+                    if now.is_some() && now != last {
+                        info!("configuration file changed: reloading");
+                        let _ = reload(&shared);
+                        last = now;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Watches the directory holding `path`: a file replaced by rename, or a ConfigMap's
+/// `..data` symlink swapped, is seen where a watch on the file itself would go stale.
+fn watch_file(path: &Path, tx: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir: PathBuf = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name()?.to_owned();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if event.kind.is_access() {
+            return;
+        }
+        let relevant = event.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f == name || f.to_string_lossy().starts_with(".."))
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| warn!(error = %e, "cannot watch the configuration file; SIGHUP and RESPITE RELOAD still reload it"))
+    .ok()?;
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        warn!(error = %e, dir = %dir.display(), "cannot watch the configuration directory; SIGHUP and RESPITE RELOAD still reload it");
+        return None;
+    }
+    Some(watcher)
+}
