@@ -25,10 +25,19 @@ struct Cli {
 enum Command {
     /// Validate the configuration and print the effective settings.
     Check,
+    /// Commands sent to a running proxy (`--addr`): stats, delpattern, warm, flush, reload.
+    #[command(flatten)]
+    Admin(respite::cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let check = match cli.command.take() {
+        // Talks to a running proxy: no config needed.
+        Some(Command::Admin(cmd)) => return respite::cli::run(cmd),
+        Some(Command::Check) => true,
+        None => false,
+    };
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -36,18 +45,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command {
-        Some(Command::Check) => {
-            print_check(&cli, &config);
-            ExitCode::SUCCESS
+    if check {
+        print_check(&cli, &config);
+        return ExitCode::SUCCESS;
+    }
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("respite: {e:#}");
+            ExitCode::FAILURE
         }
-        None => match serve(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("respite: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
     }
 }
 

@@ -1,6 +1,10 @@
 //! Accept loop: connection limit, back-off on accept errors, graceful shutdown.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 
@@ -13,6 +17,7 @@ use tokio::{
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
+    admin::{self, AdminState},
     config::{Coherence, Config},
     l1::{
         L1,
@@ -33,6 +38,11 @@ pub struct Shared {
     pub l1: Option<Arc<L1>>,
     /// Present with `coherence = "tracking"` and an L1.
     pub tracking: Option<Arc<TrackingState>>,
+    /// Namespaces whose start-up warming (`warm = true`) is still running: while it is
+    /// not 0, readiness says "warming".
+    pub warming: AtomicUsize,
+    /// What the admin commands share: running operations, uptime, client count.
+    pub admin: Arc<AdminState>,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -65,7 +75,10 @@ pub async fn run(
         policy: ArcSwap::from_pointee(policy),
         l1,
         tracking,
+        warming: AtomicUsize::new(0),
+        admin: Arc::default(),
     });
+    admin::start(&shared, stop_rx.clone());
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
@@ -88,8 +101,9 @@ pub async fn run(
                     let span = info_span!("client", %peer);
                     sessions.spawn(
                         async move {
+                            let counted = shared.admin.client_connected();
                             session::serve(shared, stream, stop).await;
-                            drop(permit);
+                            drop((counted, permit));
                         }
                         .instrument(span),
                     );
