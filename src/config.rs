@@ -20,6 +20,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     #[serde(default, rename = "namespace")]
     pub namespaces: Vec<NamespaceConfig>,
     /// The file this was loaded from (watched and reloaded); none when built in code.
@@ -167,6 +169,37 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[admin]`: the `RESPITE …` commands (see `admin.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// False: every `RESPITE` subcommand but HELP is refused with `-NOPERM`.
+    pub enabled: bool,
+    /// When set, a connection must send `RESPITE AUTH <password>` before any other
+    /// `RESPITE` subcommand but HELP.
+    pub password: Option<String>,
+    /// Keys per SCAN page (its COUNT), per UNLINK and per warm-up pipeline.
+    pub batch: usize,
+    /// Pause between two batches of DELPATTERN or WARM, so Redis latency stays flat.
+    #[serde(with = "humantime_serde")]
+    pub pause: Duration,
+    /// Pub/sub channel DELPATTERN publishes deleted keys on, and that respites with
+    /// `coherence = "ttl-only"` listen to; empty: neither.
+    pub invalidation_channel: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            password: None,
+            batch: 1000,
+            pause: Duration::from_millis(1),
+            invalidation_channel: "__respite:invalidate".into(),
+        }
+    }
+}
+
 /// One `[[namespace]]` rule. Parsed and validated now; applied by later stages.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +223,9 @@ pub struct NamespaceConfig {
     pub stale_if_error: Option<Duration>,
     #[serde(default)]
     pub lease: bool,
+    /// Fill L1 with the namespace's keys in the background after start-up.
+    #[serde(default)]
+    pub warm: bool,
 }
 
 /// A configuration problem, with the key at fault and its line when known.
@@ -287,7 +323,30 @@ impl Config {
                 format!("`{listen}` is not host:port"),
             ));
         }
+        self.validate_admin(text)?;
         self.validate_namespaces(text)
+    }
+
+    fn validate_admin(&self, text: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: format!("admin.{key}"),
+            line: find_line(text, "admin", key),
+            reason: reason.into(),
+        };
+        let admin = &self.admin;
+        if admin.password.as_deref() == Some("") {
+            return Err(invalid(
+                "password",
+                "must not be empty (leave it out for none)",
+            ));
+        }
+        if !(1..=100_000).contains(&admin.batch) {
+            return Err(invalid("batch", "must be between 1 and 100000"));
+        }
+        if admin.pause > Duration::from_secs(10) {
+            return Err(invalid("pause", "must be at most 10s"));
+        }
+        Ok(())
     }
 
     fn validate_namespaces(&self, text: &str) -> Result<(), ConfigError> {
@@ -311,6 +370,12 @@ impl Config {
                 && ttl > max
             {
                 return Err(invalid("ttl", "must not exceed max_ttl".into()));
+            }
+            if ns.warm && !ns.l1 {
+                return Err(invalid(
+                    "warm",
+                    "needs `l1 = true` (warming fills L1)".into(),
+                ));
             }
             if let Some(c) = &ns.compress
                 && !matches!(c.as_str(), "zstd" | "lz4" | "none")

@@ -226,6 +226,10 @@ impl Entry {
         &self.0[at::SIZE..self.key_end()]
     }
 
+    fn weight(&self) -> u64 {
+        (self.0.len() + ENTRY_OVERHEAD) as u64
+    }
+
     fn reply(&self) -> &[u8] {
         &self.0[self.key_end() + self.half(at::SIG_LEN) as usize..]
     }
@@ -464,6 +468,51 @@ impl L1 {
         self.max_bytes
     }
 
+    /// What an entry for `ek` with a reply of `reply_len` bytes counts against
+    /// `max_memory`.
+    pub fn entry_weight(ek: &EntryKey, reply_len: usize) -> u64 {
+        (at::SIZE + ek.key.len() + ek.sig.len() + reply_len + ENTRY_OVERHEAD) as u64
+    }
+
+    /// Calls `f(db, key, weight)` for every entry held. Walks the whole index: for
+    /// STATS and admin commands, not for the request path.
+    pub fn for_each_entry(&self, mut f: impl FnMut(u32, &[u8], u64)) {
+        for e in self.index.iter() {
+            let entry = e.value();
+            f(entry.half(at::DB), entry.key(), entry.weight());
+        }
+    }
+
+    /// Drops the entries for which `drop(db, key)` holds, and every entry that can
+    /// never be served again because its key changed since it was stored (after a
+    /// pattern delete those would hold memory until they expire). Returns how many
+    /// entries were dropped.
+    pub fn remove_where(&self, mut drop: impl FnMut(u32, &[u8]) -> bool) -> u64 {
+        let mut gone = Vec::new();
+        for e in self.index.iter() {
+            let entry = e.value();
+            if drop(entry.half(at::DB), entry.key()) || !self.still_valid(entry) {
+                gone.push((*e.key(), entry.clone()));
+            }
+        }
+        // moka's eviction listener writes to the index: not while iterating it.
+        for (hash, entry) in &gone {
+            self.index
+                .remove_if(hash, |_, e| Arc::ptr_eq(&e.0, &entry.0));
+            self.cache.invalidate(hash);
+        }
+        gone.len() as u64
+    }
+
+    /// False once the entry's key, db or the whole cache was invalidated.
+    fn still_valid(&self, entry: &Entry) -> bool {
+        let now = self.snapshot_hashed(entry.half(at::DB), HASHER.hash_one(entry.key()));
+        let made = entry.made();
+        made.generation == now.generation
+            && made.epoch == now.epoch
+            && made.db_epoch == now.db_epoch
+    }
+
     /// Joins the fill in flight for `key`, or registers a new one for the caller to send.
     pub fn join(&self, key: FillKey) -> Join {
         let join = self.fills.join(key);
@@ -690,6 +739,33 @@ mod tests {
             l1.index.len(),
             l1.entries()
         );
+    }
+
+    #[test]
+    fn walks_and_removes_entries() {
+        let l1 = L1::new(1 << 20, true);
+        for k in ["a:1", "a:2", "b:1"] {
+            let e = EntryKey::new(0, 0, Bytes::from(k), Bytes::from_static(b"get"));
+            l1.insert(
+                e.clone(),
+                l1.snapshot(&e),
+                Bytes::from_static(b"v"),
+                HOUR,
+                HOUR,
+            );
+        }
+        let mut seen = Vec::new();
+        l1.for_each_entry(|db, key, weight| {
+            assert_eq!(db, 0);
+            assert_eq!(weight, L1::entry_weight(&ek("a:1"), 1));
+            seen.push(String::from_utf8_lossy(key).into_owned());
+        });
+        seen.sort();
+        assert_eq!(seen, ["a:1", "a:2", "b:1"]);
+        l1.invalidate_key(b"a:2"); // no longer servable: swept too
+        assert_eq!(l1.remove_where(|_, key| key.starts_with(b"b:")), 2);
+        assert!(matches!(l1.get(&ek("a:1")), Lookup::Hit(_)));
+        assert_eq!(l1.index.len(), 1);
     }
 
     #[test]

@@ -12,8 +12,14 @@
 //! - [`upstream`]: pooled pipelined connections to Redis (one pool per db, user and
 //!   protocol), dedicated connections for stateful clients, reconnect with backoff.
 //!
+//! Side paths: [`admin`] (the long `RESPITE` operations: pattern deletes fanned out to
+//! every respite, cache warming), and [`cli`] (the `respite stats|delpattern|…`
+//! subcommands, talking to a running proxy).
+//!
 //! Configuration lives in [`config`] (`proxy.toml`).
 
+pub mod admin;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod l1;

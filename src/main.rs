@@ -31,10 +31,18 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
+    /// Commands sent to a running proxy (`--addr`): stats, delpattern, warm, flush, reload.
+    #[command(flatten)]
+    Admin(respite::cli::AdminCommand),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    let offline = match cli.command.take() {
+        // Talks to a running proxy: no config needed.
+        Some(Command::Admin(cmd)) => return respite::cli::run(cmd),
+        other => other,
+    };
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -42,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match cli.command {
+    match offline {
         Some(Command::Check) => {
             print_check(&cli, &config);
             ExitCode::SUCCESS
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Some(Command::Admin(_)) => unreachable!("handled above"),
         None => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

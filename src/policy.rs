@@ -48,6 +48,8 @@ pub struct Rule {
     pub stale_if_error: Option<Duration>,
     /// On a miss, one client refills and the others wait for its SET.
     pub lease: bool,
+    /// L1 is filled with the namespace's keys after start-up.
+    pub warm: bool,
 }
 
 /// The codec a namespace stores its values with.
@@ -380,6 +382,7 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
             .map_or(DEFAULT_COMPRESS_MIN_SIZE, |s| s.as_u64()),
         stale_if_error: ns.stale_if_error,
         lease: ns.lease,
+        warm: ns.warm,
     };
     Ok((rule, glob))
 }

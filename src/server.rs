@@ -1,6 +1,10 @@
 //! Accept loop: connection limit, back-off on accept errors, graceful shutdown.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    sync::{Arc, atomic::AtomicUsize},
+    time::Duration,
+};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -14,6 +18,7 @@ use tokio::{
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::{
+    admin::{self, AdminState},
     config::{Coherence, Config},
     l1::{
         L1,
@@ -38,6 +43,11 @@ pub struct Shared {
     pub prefixes: watch::Sender<Option<Vec<Bytes>>>,
     /// Reloads of the configuration file: serialized, and counted.
     pub reloads: reload::Reloads,
+    /// Namespaces whose start-up warming (`warm = true`) is still running: while it is
+    /// not 0, readiness says "warming".
+    pub warming: AtomicUsize,
+    /// What the admin commands share: running operations, uptime, client count.
+    pub admin: Arc<AdminState>,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -66,10 +76,13 @@ pub async fn run(
         tracking,
         prefixes,
         reloads: reload::Reloads::default(),
+        warming: AtomicUsize::new(0),
+        admin: Arc::default(),
     });
     if shared.config.source.is_some() {
         reload::spawn_watchers(shared.clone(), stop_rx.clone());
     }
+    admin::start(&shared, stop_rx.clone());
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
@@ -92,8 +105,9 @@ pub async fn run(
                     let span = info_span!("client", %peer);
                     sessions.spawn(
                         async move {
+                            let counted = shared.admin.client_connected();
                             session::serve(shared, stream, stop).await;
-                            drop(permit);
+                            drop((counted, permit));
                         }
                         .instrument(span),
                     );

@@ -39,6 +39,7 @@ use tokio::{
 };
 use tracing::debug;
 
+pub use admin::Filler;
 use post::{Outgoing, Post, Queued};
 
 use crate::{
@@ -132,37 +133,47 @@ pub struct Session {
     /// A dedicated connection being handed over for streaming mode after EXEC.
     detaching: Option<oneshot::Receiver<Detached>>,
     timeout: Duration,
+    /// `RESPITE` admin commands are allowed (no `[admin] password`, or RESPITE AUTH).
+    admin_ok: bool,
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
 pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, stop: watch::Receiver<bool>) {
-    let limits = Limits {
-        max_bulk_len: shared.config.server.max_bulk_len.as_u64() as usize,
-        max_args: shared.config.server.max_args,
-        max_inline_len: shared.config.server.max_inline_len.as_u64() as usize,
-    };
-    let upstream = &shared.upstream;
-    let mut session = Session {
-        id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
-        key: upstream.initial_key(),
-        pool: upstream.initial_pool(),
-        timeout: upstream.request_timeout(),
-        shared: shared.clone(),
-        name: None,
-        pinned: None,
-        repool: false,
-        pending: VecDeque::new(),
-        deferred: None,
-        parser: RequestParser::new(limits),
-        inbuf: BytesMut::with_capacity(16 * 1024),
-        out: BytesMut::with_capacity(16 * 1024),
-        closing: false,
-        abandon_blocking: false,
-        detaching: None,
-    };
+    let mut session = Session::new(shared);
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
     debug!(client_id = session.id, ?result, "disconnected");
+}
+
+impl Session {
+    /// A session in its initial state (the URL's db and user, RESP2).
+    fn new(shared: Arc<Shared>) -> Session {
+        let limits = Limits {
+            max_bulk_len: shared.config.server.max_bulk_len.as_u64() as usize,
+            max_args: shared.config.server.max_args,
+            max_inline_len: shared.config.server.max_inline_len.as_u64() as usize,
+        };
+        let upstream = &shared.upstream;
+        Session {
+            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            key: upstream.initial_key(),
+            pool: upstream.initial_pool(),
+            timeout: upstream.request_timeout(),
+            admin_ok: shared.config.admin.password.is_none(),
+            shared: shared.clone(),
+            name: None,
+            pinned: None,
+            repool: false,
+            pending: VecDeque::new(),
+            deferred: None,
+            parser: RequestParser::new(limits),
+            inbuf: BytesMut::with_capacity(16 * 1024),
+            out: BytesMut::with_capacity(16 * 1024),
+            closing: false,
+            abandon_blocking: false,
+            detaching: None,
+        }
+    }
 }
 
 impl Session {
@@ -314,6 +325,18 @@ impl Session {
             rx,
             deadline,
             effect,
+            post: Post::default(),
+        });
+    }
+
+    /// Queues a reply that arrives on `rx` whenever it is ready (long admin
+    /// operations: no timeout; like a blocking command, it is abandoned when the
+    /// client goes away).
+    fn await_unbounded(&mut self, rx: oneshot::Receiver<Reply>) {
+        self.pending.push_back(Pending::Upstream {
+            rx,
+            deadline: None,
+            effect: Effect::None,
             post: Post::default(),
         });
     }

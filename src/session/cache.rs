@@ -141,7 +141,7 @@ impl Session {
 
     /// Whose cached replies this client may read: the proxy's own connections' (no
     /// AUTH, or the URL's credentials) or those of the user it authenticated as.
-    fn l1_scope(&self) -> u64 {
+    pub(super) fn l1_scope(&self) -> u64 {
         match &self.key.creds {
             c if *c == self.shared.upstream.credentials_of_url() => 0,
             Some(c) => L1::scope_of(c.user.as_deref().unwrap_or("default")),

@@ -21,8 +21,7 @@ impl Session {
             return None;
         }
         if req.name().eq_ignore_ascii_case(b"RESPITE") {
-            let frame = self.admin(&req);
-            self.reply(frame);
+            self.admin(&req);
             return Some(Flow::Continue);
         }
         let class = command::classify(&req.args);

@@ -12,6 +12,7 @@
 //!   what real Redis answers to a test; proxy-only tests (limits, faults) then fail.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod client;
 pub mod fault;
 pub mod l1;

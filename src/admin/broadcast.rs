@@ -1,0 +1,194 @@
+//! The invalidation channel: how a respite tells the others which keys it deleted,
+//! for those that do not learn it from Redis's tracking (`coherence = "ttl-only"`).
+//!
+//! A message is a RESP array of bulk strings: `invalidate`, the db number, then the
+//! deleted keys (not the pattern, so the receiver can move each key's generation and
+//! a fill already in flight there cannot store the old value). Any Redis client can
+//! decode it, and keys stay binary-safe. L1 generations are per key across dbs, so a
+//! receiver invalidates the keys in every db; the db is there for other readers.
+//!
+//! Every respite with an L1 in `ttl-only` mode subscribes with a connection of its own,
+//! reconnecting with backoff like the tracking connection. Messages published while
+//! it was away are lost, so each (re)subscription flushes L1.
+
+use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::watch,
+};
+use tracing::{info, warn};
+
+use crate::{
+    config::Coherence, l1::L1, protocol::request::encode_command, server::Shared, upstream::PoolKey,
+};
+
+/// The first element of every message.
+const TAG: &[u8] = b"invalidate";
+/// Name of the listening connection in `CLIENT LIST`.
+pub const CLIENT_NAME: &str = "respite-invalidations";
+/// A lost connection is noticed within two of these.
+const PING_EVERY: Duration = Duration::from_millis(500);
+
+/// The message announcing that `keys` of `db` were deleted.
+pub fn encode(db: u32, keys: &[Bytes]) -> Bytes {
+    let mut parts = Vec::with_capacity(keys.len() + 2);
+    parts.push(Bytes::from_static(TAG));
+    parts.push(Bytes::from(db.to_string()));
+    parts.extend(keys.iter().cloned());
+    encode_command(&parts)
+}
+
+/// The db and keys of a message; None if it is not one.
+pub fn decode(message: &Bytes) -> Option<(u32, Vec<Bytes>)> {
+    let mut buf = BytesMut::from(&message[..]);
+    let (frame, _, _) = decode_bytes_mut(&mut buf).ok()??;
+    let BytesFrame::Array { data, .. } = frame else {
+        return None;
+    };
+    let mut parts = data.into_iter().map(|f| match f {
+        BytesFrame::BlobString { data, .. } => Some(data),
+        _ => None,
+    });
+    if parts.next()?.as_deref() != Some(TAG) {
+        return None;
+    }
+    let db = std::str::from_utf8(&parts.next()??).ok()?.parse().ok()?;
+    Some((db, parts.collect::<Option<Vec<_>>>()?))
+}
+
+/// Runs the listener when this respite needs it: an L1, `coherence = "ttl-only"` and
+/// a channel name.
+pub fn spawn_listener(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let channel = shared.config.admin.invalidation_channel.clone();
+    let Some(l1) = shared.l1.clone() else { return };
+    if shared.config.l1.coherence != Coherence::TtlOnly || channel.is_empty() {
+        return;
+    }
+    shared.admin.listener_on.store(true, Ordering::Release);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let (min, max) = shared.upstream.backoff();
+        let mut backoff = min;
+        loop {
+            tokio::select! {
+                result = listen(&shared, &l1, channel.as_bytes()) => {
+                    if shared.admin.listener_up.swap(false, Ordering::AcqRel) {
+                        backoff = min;
+                    }
+                    warn!(error = %result.unwrap_err(), "invalidation channel lost: L1 is flushed when it is back");
+                }
+                _ = stop.changed() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+            backoff = (backoff * 2).min(max);
+        }
+    });
+}
+
+/// One subscription's life; returns why it ended.
+async fn listen(shared: &Shared, l1: &L1, channel: &[u8]) -> Result<(), String> {
+    let key = PoolKey {
+        db: 0,
+        creds: shared.upstream.credentials_of_url(),
+        resp3: false,
+    };
+    let mut stream = shared
+        .upstream
+        .connect_raw(&key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let b = Bytes::from_static;
+    let mut setup = encode_command(&[b(b"CLIENT"), b(b"SETNAME"), b(CLIENT_NAME.as_bytes())]);
+    setup = [
+        setup,
+        encode_command(&[b(b"SUBSCRIBE"), Bytes::copy_from_slice(channel)]),
+    ]
+    .concat()
+    .into();
+    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    match next_frame(&mut stream, &mut buf).await? {
+        BytesFrame::SimpleString { data, .. } if &data[..] == b"OK" => {}
+        other => return Err(format!("CLIENT SETNAME refused: {other:?}")),
+    }
+    match next_frame(&mut stream, &mut buf).await? {
+        BytesFrame::Array { data, .. } if is_kind(&data, b"subscribe") => {}
+        other => return Err(format!("SUBSCRIBE refused: {other:?}")),
+    }
+    // Whatever was published while nobody listened is lost.
+    l1.flush_all();
+    shared.admin.listener_up.store(true, Ordering::Release);
+    info!(channel = %String::from_utf8_lossy(channel), "listening for invalidations");
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut awaiting_pong = false;
+    loop {
+        tokio::select! {
+            frame = next_frame(&mut stream, &mut buf) => match frame? {
+                BytesFrame::Array { data, .. } if is_kind(&data, b"message") => {
+                    if let Some(BytesFrame::BlobString { data: message, .. }) = data.get(2)
+                        && let Some((_db, keys)) = decode(message)
+                    {
+                        keys.iter().for_each(|k| l1.invalidate_key(k));
+                    }
+                }
+                _ => awaiting_pong = false, // the reply to our PING
+            },
+            _ = ping.tick() => {
+                if awaiting_pong {
+                    return Err(format!("no reply to PING within {PING_EVERY:?}"));
+                }
+                stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
+                awaiting_pong = true;
+            }
+        }
+    }
+}
+
+fn is_kind(parts: &[BytesFrame], kind: &[u8]) -> bool {
+    matches!(parts.first(), Some(BytesFrame::BlobString { data, .. }) if data.eq_ignore_ascii_case(kind))
+}
+
+async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesFrame, String> {
+    loop {
+        if let Some((frame, _, _)) = decode_bytes_mut(buf).map_err(|e| e.to_string())? {
+            return Ok(frame);
+        }
+        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
+            return Err("closed by Redis".into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let keys = vec![
+            Bytes::from_static(b"a:1"),
+            Bytes::from_static(b"bin\r\n\0key"),
+            Bytes::new(),
+        ];
+        let msg = encode(7, &keys);
+        assert_eq!(decode(&msg), Some((7, keys)));
+        assert_eq!(decode(&encode(0, &[])), Some((0, vec![])));
+    }
+
+    #[test]
+    fn ignores_other_messages() {
+        assert_eq!(decode(&Bytes::from_static(b"hello")), None);
+        let other = encode_command(&[Bytes::from_static(b"other"), Bytes::from_static(b"1")]);
+        assert_eq!(decode(&other), None);
+        let bad_db = encode_command(&[Bytes::from_static(TAG), Bytes::from_static(b"x")]);
+        assert_eq!(decode(&bad_db), None);
+    }
+}
