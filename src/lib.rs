@@ -12,11 +12,15 @@
 //! - [`upstream`]: pooled pipelined connections to Redis (one pool per db, user and
 //!   protocol), dedicated connections for stateful clients, reconnect with backoff.
 //!
-//! Configuration lives in [`config`] (`proxy.toml`).
+//! Configuration lives in [`config`] (`proxy.toml`). [`metrics`] declares every metric
+//! and serves `/metrics`, `/healthz` and `/readyz`; [`logging`] sets up logs and their
+//! runtime level.
 
 pub mod command;
 pub mod config;
 pub mod l1;
+pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod server;

@@ -18,6 +18,7 @@ use crate::{
         L1,
         tracking::{self, TrackingState},
     },
+    metrics::{self, Metrics},
     policy::Policy,
     session,
     upstream::Upstream,
@@ -33,6 +34,8 @@ pub struct Shared {
     pub l1: Option<Arc<L1>>,
     /// Present with `coherence = "tracking"` and an L1.
     pub tracking: Option<Arc<TrackingState>>,
+    /// This instance's counters (see `metrics.rs`; readiness in `metrics/health.rs`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -43,14 +46,21 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics_listener = metrics::http::bind(&config.metrics).await?;
+    let metrics = Arc::new(Metrics::new(&config));
     let upstream = Upstream::new(&config.upstream).map_err(std::io::Error::other)?;
-    let policy = Policy::compile(&config.namespaces).map_err(std::io::Error::other)?;
+    let mut policy = Policy::compile(&config.namespaces).map_err(std::io::Error::other)?;
+    policy.attach_stats(&metrics.namespaces);
     upstream.warm_up();
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracked = config.l1.coherence == Coherence::Tracking;
-    let l1 = policy
-        .has_l1()
-        .then(|| L1::new(config.l1.max_memory.as_u64(), !tracked));
+    let l1 = policy.has_l1().then(|| {
+        L1::with_namespaces(
+            config.l1.max_memory.as_u64(),
+            !tracked,
+            metrics.namespaces.clone(),
+        )
+    });
     let tracking = l1.as_ref().filter(|_| tracked).map(|l1| {
         tracking::spawn(
             l1.clone(),
@@ -65,7 +75,11 @@ pub async fn run(
         policy: ArcSwap::from_pointee(policy),
         l1,
         tracking,
+        metrics,
     });
+    let endpoint = metrics_listener
+        .map(|l| metrics::http::Endpoint::start(l, shared.clone(), stop_rx.clone()))
+        .transpose()?;
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
@@ -79,6 +93,7 @@ pub async fn run(
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        shared.metrics.clients.reject();
                         tokio::spawn(reject(stream));
                         continue;
                     };
@@ -86,10 +101,11 @@ pub async fn run(
                     let shared = shared.clone();
                     let stop = stop_rx.clone();
                     let span = info_span!("client", %peer);
+                    let counted = shared.metrics.clients.connect();
                     sessions.spawn(
                         async move {
                             session::serve(shared, stream, stop).await;
-                            drop(permit);
+                            drop((permit, counted));
                         }
                         .instrument(span),
                     );
@@ -123,6 +139,9 @@ pub async fn run(
         sessions.shutdown().await;
     }
     shared.upstream.shutdown();
+    if let Some(endpoint) = endpoint {
+        endpoint.close().await;
+    }
     Ok(())
 }
 

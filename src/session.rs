@@ -42,6 +42,8 @@ use tracing::debug;
 use post::{Outgoing, Post, Queued};
 
 use crate::{
+    command::Kind,
+    metrics::Outcome,
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
     upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, UpstreamError},
@@ -58,6 +60,8 @@ enum Pending {
         deadline: Option<Instant>,
         effect: Effect,
         post: Post,
+        /// The command's kind, for the request metrics.
+        kind: Kind,
     },
 }
 
@@ -132,6 +136,8 @@ pub struct Session {
     /// A dedicated connection being handed over for streaming mode after EXEC.
     detaching: Option<oneshot::Receiver<Detached>>,
     timeout: Duration,
+    /// The kind of the command being dispatched (counted with its outcome).
+    kind: Kind,
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
@@ -159,6 +165,7 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, stop: watch::Rece
         closing: false,
         abandon_blocking: false,
         detaching: None,
+        kind: Kind::Unknown,
     };
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
@@ -249,7 +256,8 @@ impl Session {
                         Ok(Some(req)) => req,
                         Ok(None) => return None,
                         Err(e) => {
-                            self.reply(crate::protocol::reply::error(&e.to_string()));
+                            // Not a command: not counted.
+                            self.push_reply(crate::protocol::reply::error(&e.to_string()));
                             self.inbuf.clear();
                             self.closing = true;
                             return None;
@@ -265,8 +273,20 @@ impl Session {
         }
     }
 
-    /// Queues a reply that needs no upstream round trip.
+    /// Queues the proxy's own answer to the command being dispatched.
     fn reply(&mut self, frame: Bytes) {
+        self.count(Outcome::of_local_reply(&frame));
+        self.push_reply(frame);
+    }
+
+    /// Counts the command being dispatched, answered with `outcome`.
+    #[inline]
+    fn count(&self, outcome: Outcome) {
+        self.shared.metrics.request(self.kind, outcome);
+    }
+
+    /// Queues a reply that needs no upstream round trip (not counted).
+    fn push_reply(&mut self, frame: Bytes) {
         if self.pending.is_empty() {
             self.out.extend_from_slice(&frame);
         } else {
@@ -274,7 +294,7 @@ impl Session {
         }
     }
 
-    /// Like `reply`, copying straight into the output when nothing is ahead of it.
+    /// Like `push_reply`, copying straight into the output when nothing is ahead of it.
     fn reply_slice(&mut self, frame: &[u8]) {
         if self.pending.is_empty() {
             self.out.extend_from_slice(frame);
@@ -292,6 +312,7 @@ impl Session {
             deadline,
             effect,
             post: out.post,
+            kind: self.kind,
         });
     }
 
@@ -304,6 +325,7 @@ impl Session {
             deadline: self.deadline(),
             effect,
             post: out.post,
+            kind: self.kind,
         });
     }
 
@@ -315,6 +337,7 @@ impl Session {
             deadline,
             effect,
             post: Post::default(),
+            kind: self.kind,
         });
     }
 
@@ -350,16 +373,25 @@ impl Session {
 
     /// Pops the front entry with its reply (or error), applying its effect.
     fn complete_front(&mut self, reply: Reply) {
-        let Some(Pending::Upstream { effect, post, .. }) = self.pending.pop_front() else {
+        let Some(Pending::Upstream {
+            effect, post, kind, ..
+        }) = self.pending.pop_front()
+        else {
             return;
         };
+        let metrics = &self.shared.metrics;
         match reply {
             Ok(frame) => {
+                metrics.request(kind, Outcome::of_redis_reply(&frame));
                 let frame = post.apply(frame);
                 self.apply(effect, &frame);
                 self.out.extend_from_slice(&frame);
             }
             Err(e) => {
+                metrics.request(kind, Outcome::UpstreamError);
+                if let UpstreamError::Timeout(_) = e {
+                    self.shared.upstream.stats().error(&e);
+                }
                 self.apply_l1(&effect); // the write may have been applied
                 if matches!(e, UpstreamError::Timeout(_) | UpstreamError::ConnectionLost) {
                     // A dedicated connection with a reply outstanding is out of step.

@@ -16,6 +16,8 @@ impl Session {
             Some(b"FLUSHL1") if req.args.len() == 2 => {
                 if let Some(l1) = &self.shared.l1 {
                     l1.flush_all();
+                    let source = crate::metrics::InvalidationSource::Flush;
+                    l1.stats.invalidations.add(source, 1);
                 }
                 Bytes::from_static(reply::OK)
             }
@@ -42,6 +44,9 @@ impl Session {
             _ => "down",
         };
         fields.push(("tracking", tracking.into()));
+        if let Some(addr) = self.shared.metrics.endpoint() {
+            fields.push(("metrics_listen", addr.to_string()));
+        }
         if let Some(l1) = &self.shared.l1 {
             let s = &l1.stats;
             fields.extend([
