@@ -579,6 +579,10 @@ fn each_proxy_counts_its_own() {
 fn max_clients_rejections_are_counted() {
     let stack = Stack::start_with(&format!("{CACHED}\n[server]\nmax_clients = 1\n"));
     let m = stack.proxy.metrics_addr();
+    // The connection that asked for the address is gone before the test's own.
+    wait_scrape(m, "no client connected", |s| {
+        s.get("respite_clients_connected", &[]) == 0.0
+    });
     let mut first = stack.client();
     first.assert_cmd("PING", b"+PONG\r\n");
     let mut second = stack.client();
