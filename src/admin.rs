@@ -23,7 +23,7 @@ pub mod warm;
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -107,8 +107,6 @@ impl Progress {
 /// State the admin commands share across sessions.
 pub struct AdminState {
     pub started: Instant,
-    /// Client connections open now.
-    clients: AtomicUsize,
     ops: Mutex<Vec<Arc<Progress>>>,
     next_op: AtomicU64,
     /// The invalidation listener runs (`coherence = "ttl-only"` with an L1).
@@ -121,7 +119,6 @@ impl Default for AdminState {
     fn default() -> Self {
         Self {
             started: Instant::now(),
-            clients: AtomicUsize::new(0),
             ops: Mutex::default(),
             next_op: AtomicU64::new(1),
             listener_on: AtomicBool::new(false),
@@ -131,16 +128,6 @@ impl Default for AdminState {
 }
 
 impl AdminState {
-    /// Counts a client connection for as long as the guard lives.
-    pub fn client_connected(self: &Arc<Self>) -> ClientGuard {
-        self.clients.fetch_add(1, Ordering::Relaxed);
-        ClientGuard(self.clone())
-    }
-
-    pub fn clients(&self) -> usize {
-        self.clients.load(Ordering::Relaxed)
-    }
-
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -167,14 +154,6 @@ impl AdminState {
     /// The operations running now, oldest first.
     pub fn running(&self) -> Vec<Arc<Progress>> {
         self.ops.lock().expect("ops").clone()
-    }
-}
-
-pub struct ClientGuard(Arc<AdminState>);
-
-impl Drop for ClientGuard {
-    fn drop(&mut self) {
-        self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -34,7 +34,10 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::protocol::same;
+use crate::{
+    metrics::{Invalidations, Namespaces},
+    protocol::same,
+};
 
 pub use fill::{Fill, FillKey, Join};
 pub use reads::{CacheableRead, cacheable, get_signature, signature};
@@ -63,6 +66,9 @@ pub struct EntryKey {
     key_hash: u64,
     /// Hash of everything (the cache's own key).
     hash: u64,
+    /// The namespace's stats id (`NamespaceStats::id`), for accounting only: not part
+    /// of the entry's identity.
+    pub ns: u32,
 }
 
 impl EntryKey {
@@ -76,7 +82,14 @@ impl EntryKey {
             sig,
             key_hash,
             hash,
+            ns: 0,
         }
+    }
+
+    /// Counts the entry under namespace `id` (see [`EntryKey::ns`]).
+    pub fn in_namespace(mut self, id: u32) -> Self {
+        self.ns = id;
+        self
     }
 }
 
@@ -154,6 +167,7 @@ mod at {
     pub const DB: usize = 72;
     pub const KEY_LEN: usize = 76;
     pub const SIG_LEN: usize = 80;
+    pub const NS: usize = 84;
     pub const SIZE: usize = 88;
 }
 
@@ -188,7 +202,7 @@ impl Entry {
         ] {
             buf.extend_from_slice(&word.to_ne_bytes());
         }
-        for half in [ek.db, ek.key.len() as u32, ek.sig.len() as u32, 0] {
+        for half in [ek.db, ek.key.len() as u32, ek.sig.len() as u32, ek.ns] {
             buf.extend_from_slice(&half.to_ne_bytes());
         }
         buf.extend_from_slice(&ek.key);
@@ -214,6 +228,11 @@ impl Entry {
         }
     }
 
+    /// Bytes counted against `max_memory`.
+    fn weight(&self) -> usize {
+        self.0.len() + ENTRY_OVERHEAD
+    }
+
     fn keep(&self) -> Duration {
         Duration::from_nanos(self.word(at::KEEP))
     }
@@ -224,10 +243,6 @@ impl Entry {
 
     fn key(&self) -> &[u8] {
         &self.0[at::SIZE..self.key_end()]
-    }
-
-    fn weight(&self) -> u64 {
-        (self.0.len() + ENTRY_OVERHEAD) as u64
     }
 
     fn reply(&self) -> &[u8] {
@@ -270,6 +285,7 @@ pub struct Stats {
     pub coalesced: AtomicU64,
     pub stale: AtomicU64,
     pub fills_dropped: AtomicU64,
+    pub invalidations: Invalidations,
 }
 
 pub struct L1 {
@@ -285,22 +301,40 @@ pub struct L1 {
     max_bytes: u64,
     fills: fill::Inflight,
     pub stats: Stats,
+    /// Per-namespace entries, bytes and evictions, by `EntryKey::ns`.
+    namespaces: Arc<Namespaces>,
 }
 
 impl L1 {
     pub fn new(max_bytes: u64, fills_enabled: bool) -> Arc<Self> {
+        Self::with_namespaces(max_bytes, fills_enabled, Arc::default())
+    }
+
+    /// An L1 that counts its entries into `namespaces` (those of the policy's rules).
+    pub fn with_namespaces(
+        max_bytes: u64,
+        fills_enabled: bool,
+        namespaces: Arc<Namespaces>,
+    ) -> Arc<Self> {
         let index: Arc<dashmap::DashMap<u64, Entry, IdentityState>> = Arc::default();
         let in_step = index.clone();
+        let counted = namespaces.clone();
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .eviction_listener(move |hash: Arc<u64>, gone: Entry, _cause| {
+            .eviction_listener(move |hash: Arc<u64>, gone: Entry, cause| {
                 // Only if the index still holds this very entry (not a newer one).
                 in_step.remove_if(&*hash, |_, e| Arc::ptr_eq(&e.0, &gone.0));
+                counted.with(gone.half(at::NS), |ns| {
+                    ns.account(gone.weight(), -1);
+                    match cause {
+                        moka::notification::RemovalCause::Size => &ns.evicted_size,
+                        moka::notification::RemovalCause::Expired => &ns.evicted_expired,
+                        _ => return,
+                    }
+                    .fetch_add(1, Ordering::Relaxed);
+                });
             })
-            .weigher(|_: &u64, e: &Entry| {
-                let w = e.0.len() + ENTRY_OVERHEAD;
-                u32::try_from(w).unwrap_or(u32::MAX)
-            })
+            .weigher(|_: &u64, e: &Entry| u32::try_from(e.weight()).unwrap_or(u32::MAX))
             .expire_after(KeepFor)
             .build_with_hasher(IdentityState::default());
         Arc::new(Self {
@@ -315,6 +349,7 @@ impl L1 {
             max_bytes,
             fills: fill::Inflight::default(),
             stats: Stats::default(),
+            namespaces,
         })
     }
 
@@ -394,6 +429,9 @@ impl L1 {
         }
         let hash = ek.hash;
         let entry = Entry::new(&ek, made, &reply, fresh_for, fresh_for + keep_stale);
+        // Counted in before moka can count it out (eviction listener).
+        self.namespaces
+            .with(ek.ns, |ns| ns.account(entry.weight(), 1));
         self.index.insert(hash, entry.clone());
         self.cache.insert(hash, entry);
         true
@@ -479,7 +517,7 @@ impl L1 {
     pub fn for_each_entry(&self, mut f: impl FnMut(u32, &[u8], u64)) {
         for e in self.index.iter() {
             let entry = e.value();
-            f(entry.half(at::DB), entry.key(), entry.weight());
+            f(entry.half(at::DB), entry.key(), entry.weight() as u64);
         }
     }
 
@@ -511,6 +549,14 @@ impl L1 {
         made.generation == now.generation
             && made.epoch == now.epoch
             && made.db_epoch == now.db_epoch
+    }
+
+    /// Counts a stale entry served (under `stale_if_error`) for `ek`.
+    pub fn served_stale(&self, ek: &EntryKey) {
+        self.stats.stale.fetch_add(1, Ordering::Relaxed);
+        self.namespaces.with(ek.ns, |ns| {
+            ns.stale.fetch_add(1, Ordering::Relaxed);
+        });
     }
 
     /// Joins the fill in flight for `key`, or registers a new one for the caller to send.
@@ -766,6 +812,52 @@ mod tests {
         assert_eq!(l1.remove_where(|_, key| key.starts_with(b"b:")), 2);
         assert!(matches!(l1.get(&ek("a:1")), Lookup::Hit(_)));
         assert_eq!(l1.index.len(), 1);
+    }
+
+    #[test]
+    fn namespaces_count_entries_in_and_out() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let namespaces = Arc::new(Namespaces::default());
+        let ns = namespaces.get_or_register(&Arc::from("n"));
+        let l1 = L1::with_namespaces(100_000, true, namespaces.clone());
+        for i in 0..1000 {
+            let e = EntryKey::new(
+                0,
+                0,
+                Bytes::from(format!("key{i}")),
+                Bytes::from_static(b"get"),
+            )
+            .in_namespace(ns.id);
+            l1.insert(
+                e.clone(),
+                l1.snapshot(&e),
+                Bytes::from(vec![b'x'; 1000]),
+                HOUR,
+                Duration::ZERO,
+            );
+        }
+        // Every entry moka refused or evicted was counted out again.
+        let (bytes, entries) = (l1.bytes(), l1.entries());
+        assert_eq!(ns.bytes.load(Relaxed), bytes as i64);
+        assert_eq!(ns.entries.load(Relaxed), entries as i64);
+        assert!(ns.evicted_size.load(Relaxed) >= 1000 - entries);
+        // A replaced entry is counted once.
+        let e = EntryKey::new(0, 0, Bytes::from_static(b"r"), Bytes::from_static(b"get"))
+            .in_namespace(ns.id);
+        for v in [&b"a"[..], b"bb"] {
+            l1.insert(
+                e.clone(),
+                l1.snapshot(&e),
+                Bytes::copy_from_slice(v),
+                HOUR,
+                Duration::ZERO,
+            );
+        }
+        let bytes = l1.bytes(); // runs moka's pending work (admission, evictions) first
+        assert_eq!(ns.bytes.load(Relaxed), bytes as i64);
+        l1.flush_all();
+        assert_eq!(l1.entries(), 0);
+        assert_eq!((ns.entries.load(Relaxed), ns.bytes.load(Relaxed)), (0, 0));
     }
 
     #[test]

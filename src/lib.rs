@@ -16,13 +16,17 @@
 //! every respite, cache warming), and [`cli`] (the `respite stats|delpattern|…`
 //! subcommands, talking to a running proxy).
 //!
-//! Configuration lives in [`config`] (`proxy.toml`).
+//! Configuration lives in [`config`] (`proxy.toml`). [`metrics`] declares every metric
+//! and serves `/metrics`, `/healthz` and `/readyz`; [`logging`] sets up logs and their
+//! runtime level.
 
 pub mod admin;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod l1;
+pub mod logging;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod reload;

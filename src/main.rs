@@ -5,8 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use respite::{Config, config::LogFormat};
-use tracing_subscriber::EnvFilter;
+use respite::Config;
 
 /// Exit code for an invalid configuration (EX_USAGE, as in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
@@ -17,6 +16,9 @@ struct Cli {
     /// Configuration file.
     #[arg(long, short, global = true, default_value = "proxy.toml")]
     config: PathBuf,
+    /// Print every metric (name, type, labels, help) and exit.
+    #[arg(long)]
+    list_metrics: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -38,6 +40,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
+    if cli.list_metrics {
+        print!("{}", respite::metrics::describe());
+        return ExitCode::SUCCESS;
+    }
     let offline = match cli.command.take() {
         // Talks to a running proxy: no config needed.
         Some(Command::Admin(cmd)) => return respite::cli::run(cmd),
@@ -111,7 +117,7 @@ fn print_check(cli: &Cli, config: &Config) {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    init_tracing(&config);
+    respite::logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.worker_threads())
         .enable_all()
@@ -124,17 +130,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
         respite::run(config, listener, shutdown_signal()).await?;
         Ok(())
     })
-}
-
-fn init_tracing(config: &Config) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
 }
 
 async fn shutdown_signal() {

@@ -18,7 +18,10 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
-use crate::config::NamespaceConfig;
+use crate::{
+    config::NamespaceConfig,
+    metrics::{NamespaceStats, Namespaces},
+};
 use glob::{Glob, GlobError};
 use index::Index;
 
@@ -50,6 +53,9 @@ pub struct Rule {
     pub lease: bool,
     /// L1 is filled with the namespace's keys after start-up.
     pub warm: bool,
+    /// This namespace's counters (hits, misses, L1 bytes, compression); shared with
+    /// the rule of the same name in the next policy (see [`Policy::attach_stats`]).
+    pub stats: Arc<NamespaceStats>,
 }
 
 /// The codec a namespace stores its values with.
@@ -226,6 +232,15 @@ impl Policy {
         self.index.lookup(key).map(|i| &self.rules[i])
     }
 
+    /// Points every rule at the counters of its namespace name in `namespaces`
+    /// (registering new names), so counters survive a reload: call it on a new policy
+    /// before swapping it in.
+    pub fn attach_stats(&mut self, namespaces: &Namespaces) {
+        for rule in &mut self.rules {
+            rule.stats = namespaces.get_or_register(&rule.name);
+        }
+    }
+
     /// All rules in file order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
@@ -383,6 +398,7 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
         stale_if_error: ns.stale_if_error,
         lease: ns.lease,
         warm: ns.warm,
+        stats: Arc::default(),
     };
     Ok((rule, glob))
 }

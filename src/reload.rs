@@ -50,7 +50,9 @@ pub fn reload(shared: &Shared) -> Result<String, String> {
         .lock
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    match apply(shared, path) {
+    let outcome = apply(shared, path);
+    shared.metrics.reloads.record(outcome.is_ok());
+    match outcome {
         Ok(summary) => {
             shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
             info!(file = %path.display(), "configuration reloaded: {summary}");
@@ -66,8 +68,13 @@ pub fn reload(shared: &Shared) -> Result<String, String> {
 
 fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
     let new = Config::load(path).map_err(|e| format!("{e:#}"))?;
-    let policy = Policy::compile(&new.namespaces).map_err(|e| e.to_string())?;
-    let restart = needs_restart(&shared.config, &new);
+    let mut policy = Policy::compile(&new.namespaces).map_err(|e| e.to_string())?;
+    // Counters carry over to the rule of the same name.
+    policy.attach_stats(&shared.metrics.namespaces);
+    let mut restart = needs_restart(&shared.config, &new);
+    if crate::logging::apply_config(&new.log).is_ok() {
+        restart.retain(|s| *s != "[log]"); // the level changes now (format: restart)
+    }
     if !restart.is_empty() {
         warn!(
             sections = restart.join(", "),

@@ -24,6 +24,7 @@ use crate::{
         L1,
         tracking::{self, TrackingState},
     },
+    metrics::{self, Metrics},
     policy::Policy,
     reload, session,
     upstream::Upstream,
@@ -48,6 +49,8 @@ pub struct Shared {
     pub warming: AtomicUsize,
     /// What the admin commands share: running operations, uptime, client count.
     pub admin: Arc<AdminState>,
+    /// This instance's counters (see `metrics.rs`; readiness in `metrics/health.rs`).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -58,13 +61,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics_listener = metrics::http::bind(&config.metrics).await?;
+    let metrics = Arc::new(Metrics::new(&config));
     let upstream = Upstream::new(&config.upstream).map_err(std::io::Error::other)?;
-    let policy = Policy::compile(&config.namespaces).map_err(std::io::Error::other)?;
+    let mut policy = Policy::compile(&config.namespaces).map_err(std::io::Error::other)?;
+    policy.attach_stats(&metrics.namespaces);
     upstream.warm_up();
     let (stop_tx, stop_rx) = watch::channel(false);
     let tracked = config.l1.coherence == Coherence::Tracking;
     // Always there, even with no cached namespace yet: a reload may add one.
-    let l1 = L1::new(config.l1.max_memory.as_u64(), !tracked);
+    let l1 = L1::with_namespaces(
+        config.l1.max_memory.as_u64(),
+        !tracked,
+        metrics.namespaces.clone(),
+    );
     let (prefixes, prefixes_rx) = watch::channel(policy.tracking_prefixes());
     let tracking = tracked
         .then(|| tracking::spawn(l1.clone(), upstream.clone(), prefixes_rx, stop_rx.clone()));
@@ -78,11 +88,15 @@ pub async fn run(
         reloads: reload::Reloads::default(),
         warming: AtomicUsize::new(0),
         admin: Arc::default(),
+        metrics,
     });
     if shared.config.source.is_some() {
         reload::spawn_watchers(shared.clone(), stop_rx.clone());
     }
     admin::start(&shared, stop_rx.clone());
+    let endpoint = metrics_listener
+        .map(|l| metrics::http::Endpoint::start(l, shared.clone(), stop_rx.clone()))
+        .transpose()?;
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
@@ -96,6 +110,7 @@ pub async fn run(
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        shared.metrics.clients.reject();
                         tokio::spawn(reject(stream));
                         continue;
                     };
@@ -103,9 +118,9 @@ pub async fn run(
                     let shared = shared.clone();
                     let stop = stop_rx.clone();
                     let span = info_span!("client", %peer);
+                    let counted = shared.metrics.clients.connect();
                     sessions.spawn(
                         async move {
-                            let counted = shared.admin.client_connected();
                             session::serve(shared, stream, stop).await;
                             drop((counted, permit));
                         }
@@ -141,6 +156,9 @@ pub async fn run(
         sessions.shutdown().await;
     }
     shared.upstream.shutdown();
+    if let Some(endpoint) = endpoint {
+        endpoint.close().await;
+    }
     Ok(())
 }
 

@@ -43,6 +43,8 @@ pub use admin::Filler;
 use post::{Outgoing, Post, Queued};
 
 use crate::{
+    command::Kind,
+    metrics::Outcome,
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
     upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, UpstreamError},
@@ -59,6 +61,8 @@ enum Pending {
         deadline: Option<Instant>,
         effect: Effect,
         post: Post,
+        /// The command's kind, for the request metrics.
+        kind: Kind,
     },
 }
 
@@ -135,6 +139,8 @@ pub struct Session {
     timeout: Duration,
     /// `RESPITE` admin commands are allowed (no `[admin] password`, or RESPITE AUTH).
     admin_ok: bool,
+    /// The kind of the command being dispatched (counted with its outcome).
+    kind: Kind,
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
@@ -160,6 +166,7 @@ impl Session {
             pool: upstream.initial_pool(),
             timeout: upstream.request_timeout(),
             admin_ok: shared.config.admin.password.is_none(),
+            kind: Kind::Unknown,
             shared: shared.clone(),
             name: None,
             pinned: None,
@@ -260,7 +267,8 @@ impl Session {
                         Ok(Some(req)) => req,
                         Ok(None) => return None,
                         Err(e) => {
-                            self.reply(crate::protocol::reply::error(&e.to_string()));
+                            // Not a command: not counted.
+                            self.push_reply(crate::protocol::reply::error(&e.to_string()));
                             self.inbuf.clear();
                             self.closing = true;
                             return None;
@@ -276,8 +284,20 @@ impl Session {
         }
     }
 
-    /// Queues a reply that needs no upstream round trip.
+    /// Queues the proxy's own answer to the command being dispatched.
     fn reply(&mut self, frame: Bytes) {
+        self.count(Outcome::of_local_reply(&frame));
+        self.push_reply(frame);
+    }
+
+    /// Counts the command being dispatched, answered with `outcome`.
+    #[inline]
+    fn count(&self, outcome: Outcome) {
+        self.shared.metrics.request(self.kind, outcome);
+    }
+
+    /// Queues a reply that needs no upstream round trip (not counted).
+    fn push_reply(&mut self, frame: Bytes) {
         if self.pending.is_empty() {
             self.out.extend_from_slice(&frame);
         } else {
@@ -285,7 +305,7 @@ impl Session {
         }
     }
 
-    /// Like `reply`, copying straight into the output when nothing is ahead of it.
+    /// Like `push_reply`, copying straight into the output when nothing is ahead of it.
     fn reply_slice(&mut self, frame: &[u8]) {
         if self.pending.is_empty() {
             self.out.extend_from_slice(frame);
@@ -303,6 +323,7 @@ impl Session {
             deadline,
             effect,
             post: out.post,
+            kind: self.kind,
         });
     }
 
@@ -315,6 +336,7 @@ impl Session {
             deadline: self.deadline(),
             effect,
             post: out.post,
+            kind: self.kind,
         });
     }
 
@@ -326,6 +348,7 @@ impl Session {
             deadline,
             effect,
             post: Post::default(),
+            kind: self.kind,
         });
     }
 
@@ -338,6 +361,7 @@ impl Session {
             deadline: None,
             effect: Effect::None,
             post: Post::default(),
+            kind: self.kind,
         });
     }
 
@@ -373,16 +397,25 @@ impl Session {
 
     /// Pops the front entry with its reply (or error), applying its effect.
     fn complete_front(&mut self, reply: Reply) {
-        let Some(Pending::Upstream { effect, post, .. }) = self.pending.pop_front() else {
+        let Some(Pending::Upstream {
+            effect, post, kind, ..
+        }) = self.pending.pop_front()
+        else {
             return;
         };
+        let metrics = &self.shared.metrics;
         match reply {
             Ok(frame) => {
+                metrics.request(kind, Outcome::of_redis_reply(&frame));
                 let frame = post.apply(frame);
                 self.apply(effect, &frame);
                 self.out.extend_from_slice(&frame);
             }
             Err(e) => {
+                metrics.request(kind, Outcome::UpstreamError);
+                if let UpstreamError::Timeout(_) = e {
+                    self.shared.upstream.stats().error(&e);
+                }
                 self.apply_l1(&effect); // the write may have been applied
                 if matches!(e, UpstreamError::Timeout(_) | UpstreamError::ConnectionLost) {
                     // A dedicated connection with a reply outstanding is out of step.

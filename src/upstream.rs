@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 pub use conn::{Conn, Detached, Job, Reply, ReplyTo};
 
-use crate::{config::UpstreamConfig, protocol::reply};
+use crate::{config::UpstreamConfig, metrics::UpstreamStats, protocol::reply};
 
 /// Where Redis is, parsed from `redis://[user:pass@]host:port[/db]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +144,8 @@ pub struct Upstream {
     config: UpstreamConfig,
     pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
     idle: Mutex<HashMap<PoolKey, Vec<Conn>>>,
+    /// Latency, errors and reconnects of every connection.
+    stats: Arc<UpstreamStats>,
 }
 
 impl Upstream {
@@ -153,6 +155,7 @@ impl Upstream {
             config: config.clone(),
             pools: Mutex::default(),
             idle: Mutex::default(),
+            stats: Arc::default(),
         }))
     }
 
@@ -233,7 +236,12 @@ impl Upstream {
             min_backoff: self.config.min_backoff,
             max_backoff: self.config.max_backoff,
             reconnect,
+            stats: self.stats.clone(),
         }
+    }
+
+    pub fn stats(&self) -> &Arc<UpstreamStats> {
+        &self.stats
     }
 
     /// A connection for one client alone (MULTI, WATCH, blocking commands).

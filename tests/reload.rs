@@ -141,6 +141,10 @@ fn l1_entries_of_changed_namespaces_are_dropped() {
     direct.cmd("SET d:1 old");
     let proxy = Proxy::start_from_file(&redis.url(), &cached("60s"));
     let mut client = proxy.client();
+    // The pattern-delete channel flushes L1 when it (re)subscribes: let it settle.
+    assert!(wait_until(Duration::from_secs(5), || {
+        stat(&mut client, "invalidation_channel") == "up"
+    }));
     assert_eq!(client.cmd("GET c:1"), bulk("old"));
     assert_eq!(client.cmd("GET d:1"), bulk("old"));
     // Changed behind the proxy's back: without tracking, L1 keeps the old values.

@@ -73,9 +73,11 @@ pub fn spawn_listener(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let (min, max) = shared.upstream.backoff();
         let mut backoff = min;
+        let mut resubscribe = false;
         loop {
             tokio::select! {
-                result = listen(&shared, &l1, channel.as_bytes()) => {
+                result = listen(&shared, &l1, channel.as_bytes(), resubscribe) => {
+                    resubscribe = true;
                     if shared.admin.listener_up.swap(false, Ordering::AcqRel) {
                         backoff = min;
                     }
@@ -92,8 +94,9 @@ pub fn spawn_listener(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
     });
 }
 
-/// One subscription's life; returns why it ended.
-async fn listen(shared: &Shared, l1: &L1, channel: &[u8]) -> Result<(), String> {
+/// One subscription's life; returns why it ended. `resubscribe`: an earlier one was
+/// lost, and with it whatever was published meanwhile.
+async fn listen(shared: &Shared, l1: &L1, channel: &[u8], resubscribe: bool) -> Result<(), String> {
     let key = PoolKey {
         db: 0,
         creds: shared.upstream.credentials_of_url(),
@@ -122,8 +125,12 @@ async fn listen(shared: &Shared, l1: &L1, channel: &[u8]) -> Result<(), String> 
         BytesFrame::Array { data, .. } if is_kind(&data, b"subscribe") => {}
         other => return Err(format!("SUBSCRIBE refused: {other:?}")),
     }
-    // Whatever was published while nobody listened is lost.
-    l1.flush_all();
+    // Whatever was published while nobody listened is lost. (At start-up the window
+    // is the same as for any write made before this respite started: `ttl-only`
+    // bounds it by `l1_ttl`.)
+    if resubscribe {
+        l1.flush_all();
+    }
     shared.admin.listener_up.store(true, Ordering::Release);
     info!(channel = %String::from_utf8_lossy(channel), "listening for invalidations");
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -137,6 +144,8 @@ async fn listen(shared: &Shared, l1: &L1, channel: &[u8]) -> Result<(), String> 
                         && let Some((_db, keys)) = decode(message)
                     {
                         keys.iter().for_each(|k| l1.invalidate_key(k));
+                        let source = crate::metrics::InvalidationSource::Pattern;
+                        l1.stats.invalidations.add(source, keys.len() as u64);
                     }
                 }
                 _ => awaiting_pong = false, // the reply to our PING

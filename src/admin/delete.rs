@@ -107,6 +107,10 @@ async fn unlink(
     invalidate();
     let reply = scan::request(conn, Bytes::from(cmd), frames).await;
     invalidate(); // also when the reply was lost: the keys may be gone
+    if let Some(l1) = l1 {
+        let source = crate::metrics::InvalidationSource::Pattern;
+        l1.stats.invalidations.add(source, keys.len() as u64);
+    }
     let reply = reply?;
     let first = crate::protocol::reply::split_frames(&reply)
         .next()

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use super::L1;
 use crate::{
+    metrics::InvalidationSource,
     protocol::request::encode_command,
     upstream::{PoolKey, Upstream},
 };
@@ -190,6 +191,7 @@ fn apply(l1: &L1, push: Vec<BytesFrame>) {
     }
     match parts.next() {
         Some(BytesFrame::Array { data, .. }) => {
+            let keys = data.len() as u64;
             for k in data {
                 if let BytesFrame::BlobString { data, .. } | BytesFrame::SimpleString { data, .. } =
                     k
@@ -197,8 +199,13 @@ fn apply(l1: &L1, push: Vec<BytesFrame>) {
                     l1.invalidate_key(&data);
                 }
             }
+            let counted = &l1.stats.invalidations;
+            counted.add(InvalidationSource::Tracking, keys);
         }
-        _ => l1.flush_all(),
+        _ => {
+            l1.flush_all();
+            l1.stats.invalidations.add(InvalidationSource::Flush, 1);
+        }
     }
 }
 
@@ -256,6 +263,9 @@ mod tests {
         assert!(matches!(l1.get(&b), Lookup::Hit(_)));
         apply(&l1, vec![blob(b"invalidate"), BytesFrame::Null]);
         assert!(matches!(l1.get(&b), Lookup::Miss));
+        let counted = &l1.stats.invalidations;
+        assert_eq!(counted.get(InvalidationSource::Tracking), 1);
+        assert_eq!(counted.get(InvalidationSource::Flush), 1);
     }
 
     #[test]

@@ -111,9 +111,12 @@ impl Session {
             .into(),
         );
         field("uptime_seconds", admin.uptime().as_secs().to_string());
-        field("clients", admin.clients().to_string());
+        field("clients", shared.metrics.clients.connected().to_string());
         field("warming", shared.warming.load(Relaxed).to_string());
         field("operations", admin.running().len().to_string());
+        if let Some(addr) = shared.metrics.endpoint() {
+            field("metrics_listen", addr.to_string());
+        }
         if let Some(l1) = &shared.l1 {
             let s = &l1.stats;
             let (hits, misses) = (s.hits.load(Relaxed), s.misses.load(Relaxed));
@@ -130,25 +133,23 @@ impl Session {
                 "l1_fills_dropped",
                 s.fills_dropped.load(Relaxed).to_string(),
             );
-            // Per namespace, walked now: no per-namespace counters on the hot path.
-            let policy = shared.policy.load();
-            let mut per_ns: Vec<(Arc<str>, u64, u64)> = policy
-                .rules()
-                .iter()
-                .filter(|r| r.l1)
-                .map(|r| (r.name.clone(), 0, 0))
-                .collect();
-            l1.for_each_entry(|_, key, weight| {
-                if let Some(rule) = policy.lookup(key)
-                    && let Some(ns) = per_ns.iter_mut().find(|(n, ..)| *n == rule.name)
-                {
-                    ns.1 += 1;
-                    ns.2 += weight;
-                }
-            });
-            for (name, entries, bytes) in per_ns {
-                field(&format!("ns:{name}:l1_entries"), entries.to_string());
-                field(&format!("ns:{name}:l1_bytes"), bytes.to_string());
+            // Per namespace: the counters the metrics export too.
+            for rule in shared.policy.load().rules().iter().filter(|r| r.l1) {
+                let ns = &rule.stats;
+                let (hits, misses) = (ns.hits.load(Relaxed), ns.misses.load(Relaxed));
+                let ratio = hits as f64 / (hits + misses).max(1) as f64;
+                let name = &rule.name;
+                field(
+                    &format!("ns:{name}:l1_entries"),
+                    ns.entries.load(Relaxed).max(0).to_string(),
+                );
+                field(
+                    &format!("ns:{name}:l1_bytes"),
+                    ns.bytes.load(Relaxed).max(0).to_string(),
+                );
+                field(&format!("ns:{name}:l1_hits"), hits.to_string());
+                field(&format!("ns:{name}:l1_misses"), misses.to_string());
+                field(&format!("ns:{name}:l1_hit_ratio"), format!("{ratio:.4}"));
             }
         }
         pairs(&fields, self.key.resp3)
@@ -169,6 +170,9 @@ impl Session {
         let Some(name) = namespace else {
             if let Some(l1) = &self.shared.l1 {
                 l1.flush_all();
+                l1.stats
+                    .invalidations
+                    .add(crate::metrics::InvalidationSource::Flush, 1);
             }
             return Bytes::from_static(reply::OK);
         };

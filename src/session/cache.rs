@@ -10,6 +10,7 @@ use super::{Effect, Session};
 use crate::{
     command::{self, Kind},
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
+    metrics::{InvalidationSource, Outcome},
     protocol::{
         reply::{array_elements, is_error, split_frames},
         request::{Request, encode_command},
@@ -48,22 +49,30 @@ impl Session {
             return false;
         };
         let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
-        drop(policy);
-        let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig);
+        // Borrowed from the policy still held: no reference count on a hit either.
+        let ns = &rule.stats;
+        let ek =
+            EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig).in_namespace(ns.id);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
                 l1.stats.hits.fetch_add(1, Relaxed);
+                ns.hits.fetch_add(1, Relaxed);
+                self.count(Outcome::L1Hit);
                 self.reply_slice(&reply);
                 return true;
             }
             Lookup::Stale(reply) if stale.is_some() && self.pool.conn(self.id).is_down() => {
                 l1.stats.stale.fetch_add(1, Relaxed);
+                ns.stale.fetch_add(1, Relaxed);
+                self.count(Outcome::L1Stale);
                 self.reply_slice(&reply);
                 return true;
             }
             _ => {}
         }
         l1.stats.misses.fetch_add(1, Relaxed);
+        ns.misses.fetch_add(1, Relaxed);
+        drop(policy);
         let made = l1.snapshot(&ek);
         let fill_key = FillKey { ek, made };
         let rx = match l1.join(fill_key.clone()) {
@@ -93,12 +102,15 @@ impl Session {
                 parts.push(None);
                 continue;
             };
-            let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), sig.clone());
+            let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), sig.clone())
+                .in_namespace(rule.stats.id);
             if let Lookup::Hit(reply) = l1.get(&ek) {
                 l1.stats.hits.fetch_add(1, Relaxed);
+                rule.stats.hits.fetch_add(1, Relaxed);
                 parts.push(Some(Bytes::copy_from_slice(&reply)));
             } else {
                 l1.stats.misses.fetch_add(1, Relaxed);
+                rule.stats.misses.fetch_add(1, Relaxed);
                 let made = l1.snapshot(&ek);
                 fills.push(MgetFill {
                     index: i,
@@ -120,7 +132,8 @@ impl Session {
             .map(|(k, _)| k.clone())
             .collect();
         if missing.is_empty() {
-            self.reply(assemble(&parts));
+            self.count(Outcome::L1Hit);
+            self.push_reply(assemble(&parts));
             return true;
         }
         let mut mget = vec![Bytes::from_static(b"MGET")];
@@ -159,15 +172,19 @@ impl Session {
             return Effect::None;
         }
         let name = &args[0];
+        let counted = &l1.stats.invalidations;
         if name.eq_ignore_ascii_case(b"FLUSHALL") {
             l1.flush_all();
+            counted.add(InvalidationSource::Flush, 1);
             return Effect::FlushAll;
         }
         if name.eq_ignore_ascii_case(b"FLUSHDB") {
             l1.flush_db(self.key.db);
+            counted.add(InvalidationSource::Flush, 1);
             return Effect::FlushDbs(vec![self.key.db]);
         }
         if name.eq_ignore_ascii_case(b"SWAPDB") {
+            counted.add(InvalidationSource::Flush, 1);
             let dbs: Vec<u32> = args[1..]
                 .iter()
                 .filter_map(|a| std::str::from_utf8(a).ok()?.parse().ok())
@@ -183,6 +200,7 @@ impl Session {
             return Effect::None;
         }
         keys.iter().for_each(|k| l1.invalidate_key(k));
+        counted.add(InvalidationSource::LocalWrite, keys.len() as u64);
         Effect::Invalidate(keys)
     }
 
@@ -246,7 +264,7 @@ fn fill_hook(
             }
             Err(e) => match l1.get(&key.ek) {
                 Lookup::Stale(b) | Lookup::Hit(b) if stale.is_some() => {
-                    l1.stats.stale.fetch_add(1, Relaxed);
+                    l1.served_stale(&key.ek);
                     Ok(Bytes::copy_from_slice(&b))
                 }
                 _ => Err(e),

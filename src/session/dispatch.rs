@@ -21,10 +21,12 @@ impl Session {
             return None;
         }
         if req.name().eq_ignore_ascii_case(b"RESPITE") {
+            self.kind = Kind::Admin;
             self.admin(&req);
             return Some(Flow::Continue);
         }
         let class = command::classify(&req.args);
+        self.kind = class.kind;
         let route = class.route;
         if let Some(flow) = self.local(&req, route) {
             return Some(flow);

@@ -11,7 +11,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU8, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +24,10 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{PoolKey, UpstreamAddr, UpstreamError, handshake};
-use crate::protocol::reply::{ReplyScanner, is_push};
+use crate::{
+    metrics::{LocalHistogram, UpstreamStats},
+    protocol::reply::{ReplyScanner, is_push},
+};
 
 /// What a request gets back: the reply frame's exact bytes, or why there is none.
 pub type Reply = Result<Bytes, UpstreamError>;
@@ -85,6 +88,7 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Reconnect after failures (pool connections) or end (dedicated ones).
     pub reconnect: bool,
+    pub stats: Arc<UpstreamStats>,
 }
 
 impl Conn {
@@ -165,10 +169,11 @@ async fn run(
                     }
                     if was_up {
                         info!(db = settings.key.db, "upstream connection re-established");
+                        settings.stats.reconnected();
                     }
                     was_up = true;
                     backoff = settings.min_backoff;
-                    match serve(stream, &mut rx).await {
+                    match serve(stream, &mut rx, &settings.stats).await {
                         Ok(()) => return, // every handle dropped
                         Err(e) => e,
                     }
@@ -180,6 +185,7 @@ async fn run(
         } else {
             debug!(error = %failure, "upstream connect failed");
         }
+        settings.stats.error(&failure);
         *state.last_error.lock().expect("state lock") = Some(failure.clone());
         state.phase.store(DOWN, Ordering::Release);
         if let Some(f) = first.take() {
@@ -251,6 +257,7 @@ fn answer(to: ReplyTo, reply: Reply) {
 async fn serve(
     mut stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<Job>,
+    stats: &UpstreamStats,
 ) -> Result<(), UpstreamError> {
     let mut io = Pipeline::default();
     let mut detach = None;
@@ -267,13 +274,15 @@ async fn serve(
                     break Ok(());
                 }
                 let fresh = io.wbuf.is_empty();
-                batch.drain(..).for_each(|job| io.take(job, &mut detach));
+                // One clock read per batch: its requests are written together.
+                let now = Instant::now();
+                batch.drain(..).for_each(|job| io.take(job, now, &mut detach));
                 if fresh && detach.is_none() {
                     // Let the other clients whose requests are ready run first, so their
                     // commands share this write (twemproxy gets this from its event loop).
                     tokio::task::yield_now().await;
                     while detach.is_none() && let Ok(job) = rx.try_recv() {
-                        io.take(job, &mut detach);
+                        io.take(job, now, &mut detach);
                     }
                 }
             }
@@ -288,7 +297,9 @@ async fn serve(
                     Err(e) => break Err(lost(e)),
                     Ok(_) => {}
                 }
-                if let Err(e) = io.dispatch(detach.is_some()) {
+                let dispatched = io.dispatch(detach.is_some());
+                io.latency.flush(&stats.latency);
+                if let Err(e) = dispatched {
                     break Err(e);
                 }
                 if io.rbuf.capacity() - io.rbuf.len() < READ_CHUNK / 4 {
@@ -298,7 +309,7 @@ async fn serve(
         }
     };
     // Requests sent or queued on a failed socket may or may not have been applied.
-    for (reply, _) in io.inflight.drain(..) {
+    for (reply, _, _) in io.inflight.drain(..) {
         answer(reply, Err(UpstreamError::ConnectionLost));
     }
     if let (Ok(()), Some(to)) = (&result, detach) {
@@ -309,8 +320,8 @@ async fn serve(
 
 /// Buffers and FIFO of one pipelined socket.
 struct Pipeline {
-    /// Who gets each reply, and how many frames it has.
-    inflight: VecDeque<(ReplyTo, u32)>,
+    /// Who gets each reply, how many frames it has, and when it was taken.
+    inflight: VecDeque<(ReplyTo, u32, Instant)>,
     /// Bytes and frames of the front reply scanned so far (multi-frame replies).
     front_len: usize,
     front_frames: u32,
@@ -319,6 +330,8 @@ struct Pipeline {
     scanner: ReplyScanner,
     /// RESP3 pushes waiting to go out in front of the next reply.
     pushes: BytesMut,
+    /// Reply latencies of the current read, added to the shared histogram after it.
+    latency: LocalHistogram,
 }
 
 impl Default for Pipeline {
@@ -331,16 +344,17 @@ impl Default for Pipeline {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             scanner: ReplyScanner::default(),
             pushes: BytesMut::new(),
+            latency: LocalHistogram::default(),
         }
     }
 }
 
 impl Pipeline {
-    fn take(&mut self, job: Job, detach: &mut Option<oneshot::Sender<Detached>>) {
+    fn take(&mut self, job: Job, now: Instant, detach: &mut Option<oneshot::Sender<Detached>>) {
         match job {
             Job::Request { cmd, frames, reply } => {
                 self.wbuf.extend_from_slice(&cmd);
-                self.inflight.push_back((reply, frames.max(1)));
+                self.inflight.push_back((reply, frames.max(1), now));
             }
             Job::Detach(to) => *detach = Some(to),
         }
@@ -349,6 +363,7 @@ impl Pipeline {
     /// Hands every complete reply read so far to the oldest waiting request. When a
     /// handover is pending, bytes after the last awaited reply are left for the new owner.
     fn dispatch(&mut self, detaching: bool) -> Result<(), UpstreamError> {
+        let mut now = None;
         while !(detaching && self.inflight.is_empty())
             && let Some(len) = self
                 .scanner
@@ -365,7 +380,7 @@ impl Pipeline {
                 self.pushes.extend_from_slice(&push);
                 continue;
             }
-            let Some(&(_, frames)) = self.inflight.front() else {
+            let Some(&(_, frames, _)) = self.inflight.front() else {
                 return Err(UpstreamError::Protocol("reply without a request".into()));
             };
             self.front_len += len;
@@ -379,7 +394,9 @@ impl Pipeline {
                 self.pushes.extend_from_slice(&frame);
                 frame = self.pushes.split().freeze();
             }
-            let (to, _) = self.inflight.pop_front().expect("front exists");
+            let (to, _, taken) = self.inflight.pop_front().expect("front exists");
+            let now = *now.get_or_insert_with(Instant::now);
+            self.latency.record(now.saturating_duration_since(taken));
             answer(to, Ok(frame));
         }
         Ok(())

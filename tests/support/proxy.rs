@@ -114,6 +114,13 @@ impl Proxy {
         self.addr.port()
     }
 
+    /// Where the proxy's `/metrics` endpoint listens (`[metrics] listen`, port 0
+    /// allowed), as `RESPITE STATS` reports it.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let addr = super::l1::stat(&mut self.client(), "metrics_listen");
+        addr.parse().expect("metrics_listen is host:port")
+    }
+
     /// The configuration text the proxy was started with.
     pub fn config_text(&self) -> &str {
         &self.config_text

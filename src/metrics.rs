@@ -1,0 +1,372 @@
+//! Every metric the proxy exports, declared once in [`ALL`], and the counters behind
+//! them.
+//!
+//! Hot paths count with plain atomics in the structs that own the events:
+//! [`Requests`] and [`Clients`] here (reached through `Shared::metrics`),
+//! [`NamespaceStats`] in each policy rule (hits, misses, L1 bytes, compression),
+//! [`UpstreamStats`] in the upstream (latency, errors, reconnects), `l1::Stats` in the
+//! L1 (coalesced waiters, invalidations by source). Nothing on a request's path looks up
+//! a registry, hashes, locks or allocates for a metric. A scrape of `/metrics`
+//! ([`render`]) copies the atomics into a Prometheus recorder of this instance's own
+//! (no global recorder: tests run several proxies in one process) and renders it.
+//!
+//! Names are prefixed `respite_`; labels are low-cardinality only: namespace name,
+//! command kind, outcome, source, reason, cause. Never a key or a client address.
+
+mod health;
+mod histogram;
+pub mod http;
+mod render;
+mod stats;
+
+use std::{net::SocketAddr, sync::OnceLock};
+
+use std::sync::Arc;
+
+pub use health::Readiness;
+pub use histogram::{LatencyHistogram, LocalHistogram};
+pub use render::render;
+pub use stats::{
+    ClientGuard, Clients, InvalidationSource, Invalidations, NamespaceStats, Namespaces, Outcome,
+    Reloads, Requests, UpstreamStats,
+};
+
+use crate::config::Config;
+
+/// The Prometheus type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Type {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Type::Counter => "counter",
+            Type::Gauge => "gauge",
+            Type::Histogram => "histogram",
+        }
+    }
+}
+
+/// One metric: its name, type, help text and label names, in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct Def {
+    pub name: &'static str,
+    pub kind: Type,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+const fn def(
+    name: &'static str,
+    kind: Type,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Def {
+    Def {
+        name,
+        kind,
+        help,
+        labels,
+    }
+}
+
+use Type::{Counter, Gauge, Histogram};
+
+pub const BUILD_INFO: Def = def(
+    "respite_build_info",
+    Gauge,
+    &["version"],
+    "Always 1; the version label is the running respite's.",
+);
+pub const REQUESTS: Def = def(
+    "respite_requests_total",
+    Counter,
+    &["kind", "outcome"],
+    "Client commands by kind (read, write, admin, stateful, blocking, pubsub, connection, unknown) and outcome: l1_hit, l1_stale (served from L1), ok, redis_error (Redis replied with an error), upstream_error (the proxy's -ERR upstream ...), local (answered by the proxy). Commands relayed in streaming mode (after SUBSCRIBE, MONITOR) are not counted.",
+);
+pub const CLIENTS_CONNECTED: Def = def(
+    "respite_clients_connected",
+    Gauge,
+    &[],
+    "Client connections open now.",
+);
+pub const CLIENTS_CONNECTIONS: Def = def(
+    "respite_clients_connections_total",
+    Counter,
+    &[],
+    "Client connections accepted.",
+);
+pub const CLIENTS_REJECTED: Def = def(
+    "respite_clients_rejected_total",
+    Counter,
+    &[],
+    "Client connections refused because server.max_clients were open.",
+);
+pub const CLIENTS_MAX: Def = def("respite_clients_max", Gauge, &[], "server.max_clients.");
+pub const L1_HITS: Def = def(
+    "respite_l1_hits_total",
+    Counter,
+    &["namespace"],
+    "Cacheable reads answered from L1 (MGET counts each key).",
+);
+pub const L1_MISSES: Def = def(
+    "respite_l1_misses_total",
+    Counter,
+    &["namespace"],
+    "Cacheable reads not in L1 (or not fresh), read from Redis.",
+);
+pub const L1_STALE: Def = def(
+    "respite_l1_stale_total",
+    Counter,
+    &["namespace"],
+    "Expired L1 entries served because Redis was unreachable (stale_if_error).",
+);
+pub const L1_EVICTIONS: Def = def(
+    "respite_l1_evictions_total",
+    Counter,
+    &["namespace", "cause"],
+    "L1 entries removed by the cache itself: cause=size (to stay within l1.max_memory, including entries refused admission) or cause=expired.",
+);
+pub const L1_ENTRIES: Def = def(
+    "respite_l1_entries",
+    Gauge,
+    &["namespace"],
+    "Entries in L1.",
+);
+pub const L1_BYTES: Def = def(
+    "respite_l1_bytes",
+    Gauge,
+    &["namespace"],
+    "Bytes of L1 (key, value and per-entry overhead), as counted against l1.max_memory.",
+);
+pub const L1_MEMORY: Def = def(
+    "respite_l1_memory_bytes",
+    Gauge,
+    &[],
+    "Bytes of L1 in use, all namespaces (the figure l1.max_memory bounds).",
+);
+pub const L1_MAX: Def = def("respite_l1_max_bytes", Gauge, &[], "l1.max_memory.");
+pub const L1_COALESCED: Def = def(
+    "respite_l1_coalesced_total",
+    Counter,
+    &[],
+    "L1 misses that waited for a read already in flight instead of sending their own.",
+);
+pub const L1_FILLS_DROPPED: Def = def(
+    "respite_l1_fills_dropped_total",
+    Counter,
+    &[],
+    "Replies not stored in L1 because the key changed while they were read, tracking was down, or the key expires at once.",
+);
+pub const INVALIDATIONS: Def = def(
+    "respite_invalidations_total",
+    Counter,
+    &["source"],
+    "L1 invalidations by source: keys reported by Redis tracking (tracking), written through this proxy (local_write) or deleted by pattern (pattern); whole flushes (FLUSHALL, FLUSHDB, SWAPDB, RESPITE FLUSHL1, a flush reported by tracking) count one each (flush).",
+);
+pub const TRACKING_UP: Def = def(
+    "respite_tracking_up",
+    Gauge,
+    &[],
+    "1 while the CLIENT TRACKING connection is established (present with an L1 and coherence = tracking).",
+);
+pub const UPSTREAM_UP: Def = def(
+    "respite_upstream_up",
+    Gauge,
+    &[],
+    "1 while a connection of the initial upstream pool is up.",
+);
+pub const UPSTREAM_LATENCY: Def = def(
+    "respite_upstream_request_duration_seconds",
+    Histogram,
+    &[],
+    "Time from a request being taken by an upstream connection to its reply being read.",
+);
+pub const UPSTREAM_ERRORS: Def = def(
+    "respite_upstream_errors_total",
+    Counter,
+    &["reason"],
+    "Upstream failures: failed connections and connect attempts by reason (unavailable, connection_lost, protocol, rejected), and requests that got no reply within upstream.request_timeout (timeout).",
+);
+pub const UPSTREAM_RECONNECTS: Def = def(
+    "respite_upstream_reconnects_total",
+    Counter,
+    &[],
+    "Upstream connections re-established after a failure.",
+);
+pub const COMPRESS_IN: Def = def(
+    "respite_compression_bytes_in_total",
+    Counter,
+    &["namespace"],
+    "Value bytes given to the compressor.",
+);
+pub const COMPRESS_OUT: Def = def(
+    "respite_compression_bytes_out_total",
+    Counter,
+    &["namespace"],
+    "Bytes the compressor produced from them (in / out is the compression ratio).",
+);
+pub const CONFIG_RELOADS: Def = def(
+    "respite_config_reloads_total",
+    Counter,
+    &["outcome"],
+    "Configuration reloads by outcome (ok, error).",
+);
+pub const CONFIG_LAST_RELOAD_OK: Def = def(
+    "respite_config_last_reload_successful",
+    Gauge,
+    &[],
+    "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
+);
+
+/// Every metric, in the order `--list-metrics` prints them.
+pub const ALL: &[Def] = &[
+    BUILD_INFO,
+    REQUESTS,
+    CLIENTS_CONNECTED,
+    CLIENTS_CONNECTIONS,
+    CLIENTS_REJECTED,
+    CLIENTS_MAX,
+    L1_HITS,
+    L1_MISSES,
+    L1_STALE,
+    L1_EVICTIONS,
+    L1_ENTRIES,
+    L1_BYTES,
+    L1_MEMORY,
+    L1_MAX,
+    L1_COALESCED,
+    L1_FILLS_DROPPED,
+    INVALIDATIONS,
+    TRACKING_UP,
+    UPSTREAM_UP,
+    UPSTREAM_LATENCY,
+    UPSTREAM_ERRORS,
+    UPSTREAM_RECONNECTS,
+    COMPRESS_IN,
+    COMPRESS_OUT,
+    CONFIG_RELOADS,
+    CONFIG_LAST_RELOAD_OK,
+];
+
+/// The metrics of one proxy instance: the counters sessions and the accept loop bump,
+/// the per-namespace stats the policy rules point to, and the recorder a scrape fills.
+pub struct Metrics {
+    pub requests: Requests,
+    pub clients: Arc<Clients>,
+    pub reloads: Reloads,
+    /// Per-namespace stats by name; rules of every policy (reloads too) attach to them.
+    pub namespaces: Arc<Namespaces>,
+    max_clients: usize,
+    recorder: render::Exporter,
+    /// Where `/metrics` listens, once bound.
+    endpoint: OnceLock<SocketAddr>,
+}
+
+impl Metrics {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            requests: Requests::default(),
+            clients: Arc::default(),
+            reloads: Reloads::default(),
+            namespaces: Arc::default(),
+            max_clients: config.server.max_clients,
+            recorder: render::Exporter::new(),
+            endpoint: OnceLock::new(),
+        }
+    }
+
+    /// Counts one client command.
+    #[inline]
+    pub fn request(&self, kind: crate::command::Kind, outcome: Outcome) {
+        self.requests.add(kind, outcome);
+    }
+
+    /// The address `/metrics` listens on, if the endpoint is running.
+    pub fn endpoint(&self) -> Option<SocketAddr> {
+        self.endpoint.get().copied()
+    }
+
+    pub(crate) fn set_endpoint(&self, addr: SocketAddr) {
+        let _ = self.endpoint.set(addr);
+    }
+}
+
+/// The metric table as text, one metric a line: name, type, labels, help.
+pub fn describe() -> String {
+    let mut out = String::new();
+    for d in ALL {
+        let labels = if d.labels.is_empty() {
+            "-".to_owned()
+        } else {
+            d.labels.join(",")
+        };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\n",
+            d.name,
+            d.kind.as_str(),
+            labels,
+            d.help
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn every_name_is_declared_once() {
+        let mut seen = HashSet::new();
+        for d in ALL {
+            assert!(seen.insert(d.name), "{} is declared twice", d.name);
+        }
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        const ALLOWED_LABELS: &[&str] = &[
+            "namespace",
+            "kind",
+            "outcome",
+            "source",
+            "reason",
+            "cause",
+            "version",
+        ];
+        for d in ALL {
+            assert!(d.name.starts_with("respite_"), "{}", d.name);
+            assert!(
+                d.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                d.name
+            );
+            assert_eq!(
+                d.kind == Type::Counter,
+                d.name.ends_with("_total"),
+                "{}: counters and only counters end in _total",
+                d.name
+            );
+            assert!(!d.help.is_empty(), "{} has no help", d.name);
+            for l in d.labels {
+                assert!(ALLOWED_LABELS.contains(l), "{}: label {l}", d.name);
+            }
+        }
+    }
+
+    #[test]
+    fn describe_lists_every_metric() {
+        let text = describe();
+        assert_eq!(text.lines().count(), ALL.len());
+        assert!(text.contains("respite_requests_total\tcounter\tkind,outcome\t"));
+    }
+}

@@ -1,0 +1,35 @@
+//! Readiness: whether this proxy should be sent traffic (`/readyz`).
+
+use crate::server::Shared;
+
+/// Why the proxy is not ready, or that it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// A short reason, shown in the `/readyz` body.
+    NotReady(&'static str),
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        *self == Readiness::Ready
+    }
+}
+
+impl Shared {
+    /// Ready when Redis is reachable (a connection of the initial pool is up) and, with
+    /// an L1 kept coherent by tracking, the tracking connection is established.
+    /// Conditions are checked in order; the first unmet one is the reason.
+    pub fn readiness(&self) -> Readiness {
+        if !self.upstream.is_up() {
+            return Readiness::NotReady("upstream unreachable");
+        }
+        if self.tracking.as_ref().is_some_and(|t| !t.is_up()) {
+            return Readiness::NotReady("l1 tracking not established");
+        }
+        if self.warming.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            return Readiness::NotReady("warming");
+        }
+        Readiness::Ready
+    }
+}

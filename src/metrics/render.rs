@@ -1,0 +1,272 @@
+//! A scrape: the atomics are copied into this instance's Prometheus recorder (counters
+//! with `absolute`, gauges with `set`), which renders the text exposition format. The
+//! histogram is rendered from its own buckets with the exporter's formatting helpers.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use metrics::{Key, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use super::{
+    ALL, BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_REJECTED,
+    COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, Def, INVALIDATIONS,
+    InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS, L1_FILLS_DROPPED,
+    L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUESTS, TRACKING_UP, Type,
+    UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
+};
+use crate::{command::Kind, server::Shared};
+
+static METADATA: Metadata<'static> = Metadata::new("respite", Level::INFO, Some("respite"));
+
+/// One instance's recorder (never installed as the global one).
+pub(super) struct Exporter {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl Exporter {
+    pub(super) fn new() -> Self {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        for d in ALL {
+            let help = d.help.into();
+            match d.kind {
+                Type::Counter => recorder.describe_counter(d.name.into(), None, help),
+                Type::Gauge => recorder.describe_gauge(d.name.into(), None, help),
+                Type::Histogram => {} // rendered from our own buckets
+            }
+        }
+        let handle = recorder.handle();
+        Self { recorder, handle }
+    }
+
+    fn key(def: &Def, labels: &[(&'static str, &str)]) -> Key {
+        debug_assert!(
+            def.labels.len() == labels.len()
+                && def.labels.iter().zip(labels).all(|(a, (b, _))| a == b),
+            "{}: labels {labels:?} differ from the declared {:?}",
+            def.name,
+            def.labels
+        );
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(*k, v.to_string()))
+            .collect();
+        Key::from_parts(def.name, labels)
+    }
+
+    fn counter(&self, def: &Def, labels: &[(&'static str, &str)], value: u64) {
+        debug_assert_eq!(def.kind, Type::Counter, "{}", def.name);
+        self.recorder
+            .register_counter(&Self::key(def, labels), &METADATA)
+            .absolute(value);
+    }
+
+    fn gauge(&self, def: &Def, labels: &[(&'static str, &str)], value: f64) {
+        debug_assert_eq!(def.kind, Type::Gauge, "{}", def.name);
+        self.recorder
+            .register_gauge(&Self::key(def, labels), &METADATA)
+            .set(value);
+    }
+}
+
+/// The `/metrics` body for this proxy instance.
+pub fn render(shared: &Shared) -> String {
+    let m = &shared.metrics;
+    let x = &m.recorder;
+    x.gauge(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    for kind in Kind::ALL {
+        for outcome in Outcome::ALL {
+            let labels = [("kind", kind.as_str()), ("outcome", outcome.as_str())];
+            x.counter(&REQUESTS, &labels, m.requests.get(kind, outcome));
+        }
+    }
+    x.gauge(&CLIENTS_CONNECTED, &[], m.clients.connected() as f64);
+    x.counter(&CLIENTS_CONNECTIONS, &[], m.clients.accepted.load(Relaxed));
+    x.counter(&CLIENTS_REJECTED, &[], m.clients.rejected.load(Relaxed));
+    x.gauge(&CLIENTS_MAX, &[], m.max_clients as f64);
+    render_l1(shared);
+    render_namespaces(shared);
+    let up = shared.upstream.is_up();
+    x.gauge(&UPSTREAM_UP, &[], f64::from(u8::from(up)));
+    let upstream = shared.upstream.stats();
+    for (reason, n) in upstream.errors() {
+        x.counter(&UPSTREAM_ERRORS, &[("reason", reason)], n);
+    }
+    x.counter(&UPSTREAM_RECONNECTS, &[], upstream.reconnects.load(Relaxed));
+    let (ok, error) = m.reloads.counts();
+    x.counter(&CONFIG_RELOADS, &[("outcome", "ok")], ok);
+    x.counter(&CONFIG_RELOADS, &[("outcome", "error")], error);
+    let last_ok = f64::from(u8::from(m.reloads.last_ok()));
+    x.gauge(&CONFIG_LAST_RELOAD_OK, &[], last_ok);
+
+    let mut out = x.handle.render();
+    upstream.latency.render(&UPSTREAM_LATENCY, &mut out);
+    out
+}
+
+/// Whole-cache figures, present only with an L1.
+fn render_l1(shared: &Shared) {
+    let Some(l1) = &shared.l1 else {
+        return;
+    };
+    let x = &shared.metrics.recorder;
+    // `bytes()` runs the cache's pending work, so evictions are counted before the
+    // per-namespace figures are read.
+    x.gauge(&L1_MEMORY, &[], l1.bytes() as f64);
+    x.gauge(&L1_MAX, &[], l1.max_bytes() as f64);
+    x.counter(&L1_COALESCED, &[], l1.stats.coalesced.load(Relaxed));
+    x.counter(&L1_FILLS_DROPPED, &[], l1.stats.fills_dropped.load(Relaxed));
+    for source in InvalidationSource::ALL {
+        let n = l1.stats.invalidations.get(source);
+        x.counter(&INVALIDATIONS, &[("source", source.as_str())], n);
+    }
+    if let Some(t) = &shared.tracking {
+        x.gauge(&TRACKING_UP, &[], f64::from(u8::from(t.is_up())));
+    }
+}
+
+fn render_namespaces(shared: &Shared) {
+    let x = &shared.metrics.recorder;
+    let l1 = shared.l1.is_some();
+    for ns in shared.metrics.namespaces.all() {
+        let name = &*ns.name;
+        let labels = [("namespace", name)];
+        if l1 {
+            x.counter(&L1_HITS, &labels, ns.hits.load(Relaxed));
+            x.counter(&L1_MISSES, &labels, ns.misses.load(Relaxed));
+            x.counter(&L1_STALE, &labels, ns.stale.load(Relaxed));
+            for (cause, n) in [("size", &ns.evicted_size), ("expired", &ns.evicted_expired)] {
+                let labels = [("namespace", name), ("cause", cause)];
+                x.counter(&L1_EVICTIONS, &labels, n.load(Relaxed));
+            }
+            let entries = ns.entries.load(Relaxed).max(0);
+            x.gauge(&L1_ENTRIES, &labels, entries as f64);
+            x.gauge(&L1_BYTES, &labels, ns.bytes.load(Relaxed).max(0) as f64);
+        }
+        x.counter(&COMPRESS_IN, &labels, ns.compress_in.load(Relaxed));
+        x.counter(&COMPRESS_OUT, &labels, ns.compress_out.load(Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        collections::{HashMap, HashSet},
+        sync::Arc,
+    };
+
+    use arc_swap::ArcSwap;
+
+    use super::*;
+    use crate::{
+        config::Config,
+        l1::{L1, tracking::TrackingState},
+        metrics::{Metrics, stats::UPSTREAM_ERROR_REASONS},
+        policy::Policy,
+        upstream::Upstream,
+    };
+
+    /// A proxy's shared state as `server::run` builds it, without starting anything.
+    fn shared() -> Shared {
+        let config = Config::parse(
+            "[[namespace]]\nname = \"a\"\nmatch = \"a:*\"\nl1 = true\n\n\
+             [[namespace]]\nname = \"b\"\nmatch = \"b:*\"\ncompress = \"zstd\"\n",
+        )
+        .unwrap();
+        let metrics = Arc::new(Metrics::new(&config));
+        let mut policy = Policy::compile(&config.namespaces).unwrap();
+        policy.attach_stats(&metrics.namespaces);
+        let l1 = L1::with_namespaces(1 << 20, true, metrics.namespaces.clone());
+        Shared {
+            upstream: Upstream::new(&config.upstream).unwrap(),
+            policy: ArcSwap::from_pointee(policy),
+            l1: Some(l1),
+            tracking: Some(Arc::new(TrackingState::default())),
+            prefixes: tokio::sync::watch::channel(None).0,
+            reloads: Default::default(),
+            warming: Default::default(),
+            admin: Default::default(),
+            metrics,
+            config,
+        }
+    }
+
+    /// `name{labels}` -> value, and the names with a `# TYPE` line.
+    fn parse(text: &str) -> (HashMap<String, f64>, HashSet<String>) {
+        let mut samples = HashMap::new();
+        let mut types = HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                types.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.is_empty() && !line.starts_with('#') {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                samples.insert(series.to_owned(), value.parse().unwrap());
+            }
+        }
+        (samples, types)
+    }
+
+    #[test]
+    fn every_declared_metric_is_rendered_and_nothing_else() {
+        let shared = shared();
+        let (_, types) = parse(&render(&shared));
+        let declared: HashSet<String> = ALL.iter().map(|d| d.name.to_owned()).collect();
+        assert_eq!(types, declared);
+    }
+
+    #[test]
+    fn counters_reach_the_exposition() {
+        let shared = shared();
+        let m = &shared.metrics;
+        m.request(Kind::Read, Outcome::L1Hit);
+        m.request(Kind::Read, Outcome::L1Hit);
+        m.request(Kind::Write, Outcome::RedisError);
+        m.reloads.record(false);
+        let rule = shared.policy.load().lookup(b"b:1").unwrap().stats.clone();
+        rule.compress_in.fetch_add(1000, Relaxed);
+        rule.compress_out.fetch_add(250, Relaxed);
+        shared
+            .upstream
+            .stats()
+            .error(&crate::upstream::UpstreamError::ConnectionLost);
+        let (s, _) = parse(&render(&shared));
+        let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("no {k} in {s:#?}"));
+        assert_eq!(
+            get(r#"respite_requests_total{kind="read",outcome="l1_hit"}"#),
+            2.0
+        );
+        assert_eq!(
+            get(r#"respite_requests_total{kind="write",outcome="redis_error"}"#),
+            1.0
+        );
+        assert_eq!(get(r#"respite_config_reloads_total{outcome="error"}"#), 1.0);
+        assert_eq!(get("respite_config_last_reload_successful"), 0.0);
+        assert_eq!(
+            get(r#"respite_compression_bytes_in_total{namespace="b"}"#),
+            1000.0
+        );
+        assert_eq!(
+            get(r#"respite_compression_bytes_out_total{namespace="b"}"#),
+            250.0
+        );
+        assert_eq!(
+            get(r#"respite_upstream_errors_total{reason="connection_lost"}"#),
+            1.0
+        );
+        assert_eq!(get("respite_l1_max_bytes"), f64::from(1u32 << 20));
+        assert_eq!(get(r#"respite_build_info{version="0.1.0"}"#), 1.0);
+        assert_eq!(get("respite_tracking_up"), 0.0);
+        assert_eq!(get("respite_clients_max"), 10_000.0);
+        for reason in UPSTREAM_ERROR_REASONS {
+            get(&format!(
+                r#"respite_upstream_errors_total{{reason="{reason}"}}"#
+            ));
+        }
+        // Scrapes do not double count.
+        let (again, _) = parse(&render(&shared));
+        assert_eq!(
+            again[r#"respite_requests_total{kind="read",outcome="l1_hit"}"#],
+            2.0
+        );
+    }
+}

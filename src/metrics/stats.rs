@@ -1,0 +1,390 @@
+//! The atomics behind the metrics, kept by whoever sees the events. Bumping one is a
+//! relaxed `fetch_add` on a field reached without a lookup.
+
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+};
+
+use super::histogram::LatencyHistogram;
+use crate::{command::Kind, upstream::UpstreamError};
+
+/// How a client command was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// From L1, fresh.
+    L1Hit,
+    /// From L1 past its freshness, because Redis is unreachable (`stale_if_error`).
+    L1Stale,
+    /// Redis's reply, not an error.
+    Ok,
+    /// Redis replied with an error frame.
+    RedisError,
+    /// No reply from Redis: the proxy answered `-ERR upstream …`.
+    UpstreamError,
+    /// Answered by the proxy itself (CLIENT SETNAME, RESPITE, QUIT, refusals…).
+    Local,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 6] = [
+        Outcome::L1Hit,
+        Outcome::L1Stale,
+        Outcome::Ok,
+        Outcome::RedisError,
+        Outcome::UpstreamError,
+        Outcome::Local,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::L1Hit => "l1_hit",
+            Outcome::L1Stale => "l1_stale",
+            Outcome::Ok => "ok",
+            Outcome::RedisError => "redis_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Local => "local",
+        }
+    }
+
+    /// The outcome of a reply Redis sent.
+    #[inline]
+    pub fn of_redis_reply(frame: &[u8]) -> Outcome {
+        match frame.first() {
+            Some(b'-' | b'!') => Outcome::RedisError,
+            _ => Outcome::Ok,
+        }
+    }
+
+    /// The outcome of a reply the proxy made: its upstream errors say `-ERR upstream`.
+    #[inline]
+    pub fn of_local_reply(frame: &[u8]) -> Outcome {
+        if frame.starts_with(b"-ERR upstream ") {
+            Outcome::UpstreamError
+        } else {
+            Outcome::Local
+        }
+    }
+}
+
+/// Client commands by kind and outcome.
+#[derive(Default)]
+pub struct Requests {
+    counts: [[AtomicU64; Outcome::ALL.len()]; Kind::ALL.len()],
+}
+
+impl Requests {
+    #[inline]
+    pub fn add(&self, kind: Kind, outcome: Outcome) {
+        self.counts[kind as usize][outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, kind: Kind, outcome: Outcome) -> u64 {
+        self.counts[kind as usize][outcome as usize].load(Relaxed)
+    }
+}
+
+/// Client connections.
+#[derive(Default)]
+pub struct Clients {
+    connected: AtomicI64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+impl Clients {
+    /// Counts a connection in; it is counted out when the guard drops.
+    pub fn connect(self: &Arc<Self>) -> ClientGuard {
+        self.accepted.fetch_add(1, Relaxed);
+        self.connected.fetch_add(1, Relaxed);
+        ClientGuard(self.clone())
+    }
+
+    pub fn reject(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    pub fn connected(&self) -> u64 {
+        self.connected.load(Relaxed).max(0) as u64
+    }
+}
+
+/// One open client connection (see [`Clients::connect`]).
+pub struct ClientGuard(Arc<Clients>);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.connected.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Configuration reloads by outcome. Call [`Reloads::record`] once per reload attempt.
+pub struct Reloads {
+    ok: AtomicU64,
+    error: AtomicU64,
+    last_ok: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Reloads {
+    fn default() -> Self {
+        Self {
+            ok: AtomicU64::new(0),
+            error: AtomicU64::new(0),
+            last_ok: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+impl Reloads {
+    pub fn record(&self, ok: bool) {
+        if ok { &self.ok } else { &self.error }.fetch_add(1, Relaxed);
+        self.last_ok.store(ok, Relaxed);
+    }
+
+    /// (ok, error) counts.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.ok.load(Relaxed), self.error.load(Relaxed))
+    }
+
+    pub fn last_ok(&self) -> bool {
+        self.last_ok.load(Relaxed)
+    }
+}
+
+/// Where an L1 invalidation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidationSource {
+    /// Keys Redis reported through CLIENT TRACKING.
+    Tracking,
+    /// Keys written through this proxy.
+    LocalWrite,
+    /// Keys deleted by pattern.
+    Pattern,
+    /// Whole flushes (one per FLUSHALL, FLUSHDB, SWAPDB, RESPITE FLUSHL1).
+    Flush,
+}
+
+impl InvalidationSource {
+    pub const ALL: [InvalidationSource; 4] = [
+        InvalidationSource::Tracking,
+        InvalidationSource::LocalWrite,
+        InvalidationSource::Pattern,
+        InvalidationSource::Flush,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvalidationSource::Tracking => "tracking",
+            InvalidationSource::LocalWrite => "local_write",
+            InvalidationSource::Pattern => "pattern",
+            InvalidationSource::Flush => "flush",
+        }
+    }
+}
+
+/// L1 invalidations by source (kept in `l1::Stats`).
+#[derive(Default)]
+pub struct Invalidations {
+    counts: [AtomicU64; InvalidationSource::ALL.len()],
+}
+
+impl Invalidations {
+    #[inline]
+    pub fn add(&self, source: InvalidationSource, n: u64) {
+        self.counts[source as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn get(&self, source: InvalidationSource) -> u64 {
+        self.counts[source as usize].load(Relaxed)
+    }
+}
+
+/// The counters of one `[[namespace]]`, shared by every policy that has a rule of
+/// that name (a reload keeps them). `id` is what L1 entries record to be counted back
+/// out when they leave; 0 is a rule not attached to any [`Namespaces`].
+#[derive(Debug, Default)]
+pub struct NamespaceStats {
+    pub id: u32,
+    pub name: Arc<str>,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub stale: AtomicU64,
+    pub evicted_size: AtomicU64,
+    pub evicted_expired: AtomicU64,
+    /// L1 entries and bytes now (moved by L1 inserts and its eviction listener).
+    pub entries: AtomicI64,
+    pub bytes: AtomicI64,
+    /// Value bytes given to the compressor, and the bytes it produced.
+    pub compress_in: AtomicU64,
+    pub compress_out: AtomicU64,
+}
+
+impl NamespaceStats {
+    /// Counts an L1 entry of `weight` bytes in (`sign` 1) or out (-1).
+    pub fn account(&self, weight: usize, sign: i64) {
+        self.entries.fetch_add(sign, Relaxed);
+        self.bytes.fetch_add(sign * weight as i64, Relaxed);
+    }
+}
+
+/// Every namespace seen by this instance, by name; ids are positions from 1.
+#[derive(Default)]
+pub struct Namespaces {
+    list: RwLock<Vec<Arc<NamespaceStats>>>,
+}
+
+impl Namespaces {
+    /// The stats of namespace `name`, created on first use.
+    pub fn get_or_register(&self, name: &Arc<str>) -> Arc<NamespaceStats> {
+        if let Some(s) = self.find(name) {
+            return s;
+        }
+        let mut list = self.list.write().expect("namespaces");
+        if let Some(s) = list.iter().find(|s| *s.name == **name) {
+            return s.clone();
+        }
+        let stats = Arc::new(NamespaceStats {
+            id: u32::try_from(list.len() + 1).expect("fewer than 2^32 namespaces"),
+            name: name.clone(),
+            ..NamespaceStats::default()
+        });
+        list.push(stats.clone());
+        stats
+    }
+
+    fn find(&self, name: &str) -> Option<Arc<NamespaceStats>> {
+        let list = self.list.read().expect("namespaces");
+        list.iter().find(|s| &*s.name == name).cloned()
+    }
+
+    /// Runs `f` on the stats of namespace `id` (nothing for 0 or an unknown id).
+    pub fn with(&self, id: u32, f: impl FnOnce(&NamespaceStats)) {
+        if id == 0 {
+            return;
+        }
+        if let Some(s) = self.list.read().expect("namespaces").get(id as usize - 1) {
+            f(s);
+        }
+    }
+
+    /// Every namespace registered so far, in registration order.
+    pub fn all(&self) -> Vec<Arc<NamespaceStats>> {
+        self.list.read().expect("namespaces").clone()
+    }
+
+    /// The sum of one counter over every namespace.
+    pub fn sum(&self, field: impl Fn(&NamespaceStats) -> &AtomicU64) -> u64 {
+        let list = self.list.read().expect("namespaces");
+        list.iter().map(|s| field(s).load(Relaxed)).sum()
+    }
+}
+
+/// Failure reasons, as [`UpstreamError::as_str`] names them.
+pub const UPSTREAM_ERROR_REASONS: [&str; 5] = [
+    "unavailable",
+    "connection_lost",
+    "timeout",
+    "protocol",
+    "rejected",
+];
+
+/// Upstream connection health and request latency (kept by `Upstream`, shared with
+/// every connection task through `Settings`).
+#[derive(Default)]
+pub struct UpstreamStats {
+    pub latency: LatencyHistogram,
+    errors: [AtomicU64; UPSTREAM_ERROR_REASONS.len()],
+    pub reconnects: AtomicU64,
+}
+
+impl UpstreamStats {
+    pub fn error(&self, e: &UpstreamError) {
+        let reason = e.as_str();
+        if let Some(i) = UPSTREAM_ERROR_REASONS.iter().position(|r| *r == reason) {
+            self.errors[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        UPSTREAM_ERROR_REASONS
+            .iter()
+            .zip(&self.errors)
+            .map(|(r, c)| (*r, c.load(Relaxed)))
+    }
+
+    pub fn reconnected(&self) {
+        self.reconnects.fetch_add(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_index_their_row() {
+        for (i, k) in Kind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i);
+        }
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i);
+        }
+        for (i, s) in InvalidationSource::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+        }
+        let r = Requests::default();
+        r.add(Kind::Write, Outcome::RedisError);
+        assert_eq!(r.get(Kind::Write, Outcome::RedisError), 1);
+        assert_eq!(r.get(Kind::Read, Outcome::RedisError), 0);
+    }
+
+    #[test]
+    fn outcomes_of_replies() {
+        assert_eq!(Outcome::of_redis_reply(b"+OK\r\n"), Outcome::Ok);
+        assert_eq!(Outcome::of_redis_reply(b"-ERR x\r\n"), Outcome::RedisError);
+        assert_eq!(
+            Outcome::of_redis_reply(b"!3\r\nerr\r\n"),
+            Outcome::RedisError
+        );
+        let e = UpstreamError::unavailable("down").to_reply();
+        assert_eq!(Outcome::of_local_reply(&e), Outcome::UpstreamError);
+        let e = UpstreamError::Timeout(std::time::Duration::from_secs(1)).to_reply();
+        assert_eq!(Outcome::of_local_reply(&e), Outcome::UpstreamError);
+        assert_eq!(Outcome::of_local_reply(b"+OK\r\n"), Outcome::Local);
+    }
+
+    #[test]
+    fn every_upstream_error_has_a_reason_slot() {
+        let s = UpstreamStats::default();
+        for e in [
+            UpstreamError::unavailable("x"),
+            UpstreamError::ConnectionLost,
+            UpstreamError::Timeout(std::time::Duration::ZERO),
+            UpstreamError::Protocol("x".into()),
+            UpstreamError::Rejected(bytes::Bytes::new()),
+        ] {
+            s.error(&e);
+        }
+        assert!(s.errors().all(|(_, n)| n == 1));
+    }
+
+    #[test]
+    fn namespaces_keep_ids_by_name() {
+        let ns = Namespaces::default();
+        let a = ns.get_or_register(&Arc::from("a"));
+        let b = ns.get_or_register(&Arc::from("b"));
+        assert_eq!((a.id, b.id), (1, 2));
+        assert!(Arc::ptr_eq(&a, &ns.get_or_register(&Arc::from("a"))));
+        ns.with(2, |s| s.account(100, 1));
+        ns.with(0, |_| panic!("id 0 is unattached"));
+        assert_eq!(b.bytes.load(Relaxed), 100);
+        a.hits.fetch_add(2, Relaxed);
+        b.hits.fetch_add(3, Relaxed);
+        assert_eq!(ns.sum(|s| &s.hits), 5);
+        let c = Arc::new(Clients::default());
+        let g = c.connect();
+        assert_eq!(c.connected(), 1);
+        drop(g);
+        assert_eq!(c.connected(), 0);
+    }
+}
