@@ -134,10 +134,15 @@ async fn listen(shared: &Shared, l1: &L1, channel: &[u8], resubscribe: bool) -> 
     shared.admin.listener_up.store(true, Ordering::Release);
     info!(channel = %String::from_utf8_lossy(channel), "listening for invalidations");
     let mut ping = tokio::time::interval(PING_EVERY);
+    // After a stall, one tick (not a burst that would count the stall as lost pongs).
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut awaiting_pong = false;
     loop {
         tokio::select! {
+            // Replies already in are read before the ping timer is looked at: a
+            // late-running task must not take its own delay for a lost connection.
+            biased;
             frame = next_frame(&mut stream, &mut buf) => match frame? {
                 BytesFrame::Array { data, .. } if is_kind(&data, b"message") => {
                     if let Some(BytesFrame::BlobString { data: message, .. }) = data.get(2)

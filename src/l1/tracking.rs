@@ -144,10 +144,15 @@ async fn track(
     state.up.store(true, Ordering::Release);
     info!(prefixes = ?prefixes.map(|p| p.len()), "tracking established");
     let mut ping = tokio::time::interval(PING_EVERY);
+    // After a stall, one tick (not a burst that would count the stall as lost pongs).
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
     let mut awaiting_pong = false;
     loop {
         tokio::select! {
+            // Replies already in are read before the ping timer is looked at: a
+            // late-running task must not take its own delay for a lost connection.
+            biased;
             frame = next_frame(&mut stream, &mut buf) => match frame? {
                 BytesFrame::Push { data, .. } => apply(l1, data),
                 _ => awaiting_pong = false, // the reply to our PING
