@@ -9,12 +9,15 @@
 //! - [`policy`]: the namespace rule for each key (l1, l1_ttl, ttl, max_ttl, compress…).
 //! - [`l1`]: the in-process cache of replies, its generations, miss coalescing and the
 //!   CLIENT TRACKING connection that keeps it coherent.
+//! - [`compress`]: values of compressing namespaces stored as envelopes; replies
+//!   restored on the way back (before L1 stores them).
 //! - [`upstream`]: pooled pipelined connections to Redis (one pool per db, user and
 //!   protocol), dedicated connections for stateful clients, reconnect with backoff.
 //!
 //! Configuration lives in [`config`] (`proxy.toml`).
 
 pub mod command;
+pub mod compress;
 pub mod config;
 pub mod l1;
 pub mod policy;

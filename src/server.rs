@@ -33,6 +33,8 @@ pub struct Shared {
     pub l1: Option<Arc<L1>>,
     /// Present with `coherence = "tracking"` and an L1.
     pub tracking: Option<Arc<TrackingState>>,
+    /// Bytes before and after compression, per namespace.
+    pub compression: crate::compress::Registry,
 }
 
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
@@ -65,6 +67,7 @@ pub async fn run(
         policy: ArcSwap::from_pointee(policy),
         l1,
         tracking,
+        compression: Default::default(),
     });
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();

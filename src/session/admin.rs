@@ -29,6 +29,7 @@ impl Session {
     }
 
     fn stats(&self) -> Bytes {
+        let compression = compression_fields(&self.shared.compression);
         let mut fields: Vec<(&str, String)> = Vec::new();
         let upstream = if self.shared.upstream.is_up() {
             "up"
@@ -58,8 +59,19 @@ impl Session {
                 ),
             ]);
         }
+        fields.extend(compression.iter().map(|(k, v)| (k.as_str(), v.clone())));
         pairs(&fields, self.key.resp3)
     }
+}
+
+/// `compress_<namespace>_bytes_in` / `_bytes_out` for each namespace that compressed.
+fn compression_fields(registry: &crate::compress::Registry) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    for (ns, bytes_in, bytes_out) in registry.snapshot() {
+        fields.push((format!("compress_{ns}_bytes_in"), bytes_in.to_string()));
+        fields.push((format!("compress_{ns}_bytes_out"), bytes_out.to_string()));
+    }
+    fields
 }
 
 /// Field/value pairs: a map in RESP3, a flat array in RESP2.

@@ -6,9 +6,11 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Effect, Session};
+use super::{Effect, Session, compress::fill_rewrite};
 use crate::{
     command::{self, Kind},
+    compress::Restore,
+    policy::Compress,
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
     protocol::{
         reply::{array_elements, is_error, split_frames},
@@ -41,7 +43,11 @@ impl Session {
         let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
             return false;
         };
-        let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
+        let (l1_ttl, stale, compressed) = (
+            rule.l1_ttl,
+            rule.stale_if_error,
+            rule.compress != Compress::None,
+        );
         drop(policy);
         let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig);
         match l1.get(&ek) {
@@ -63,8 +69,14 @@ impl Session {
         let rx = match l1.join(fill_key.clone()) {
             Join::Waiter(rx) => rx,
             Join::Leader(fill, rx) => {
-                let cmd = with_pttl(&req.raw, std::slice::from_ref(key));
-                let hook = fill_hook(l1.clone(), fill_key, fill, l1_ttl, stale);
+                // L1 holds restored replies: a compressed value is read (perhaps by
+                // another command, see session/compress.rs) and restored before storing.
+                let (read, restore) = match compressed.then(|| fill_rewrite(&req.args)) {
+                    Some(Some((read, restore))) => (read.map(|r| encode_command(&r)), Some(restore)),
+                    _ => (None, None),
+                };
+                let cmd = with_pttl(read.as_ref().unwrap_or(&req.raw), std::slice::from_ref(key));
+                let hook = fill_hook(l1.clone(), fill_key, fill, l1_ttl, stale, restore);
                 self.pool
                     .conn(self.id)
                     .request_with(cmd, 2, ReplyTo::Hook(hook));
@@ -81,9 +93,15 @@ impl Session {
         let sig = l1::get_signature(self.key.resp3);
         let mut parts = Vec::with_capacity(keys.len());
         let mut fills = Vec::new();
+        // Positions of keys whose values may be stored compressed.
+        let mut restore = Vec::new();
         let policy = self.shared.policy.load();
         for (i, key) in keys.iter().enumerate() {
-            let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
+            let rule = policy.lookup(key);
+            if rule.is_some_and(|r| r.compress != Compress::None) {
+                restore.push(i);
+            }
+            let Some(rule) = rule.filter(|r| r.l1) else {
                 parts.push(None);
                 continue;
             };
@@ -124,7 +142,7 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let l1 = l1.clone();
         let hook = Box::new(move |reply: Reply| {
-            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames)));
+            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames, &restore)));
         });
         self.pool
             .conn(self.id)
@@ -215,6 +233,7 @@ fn fill_hook(
     fill: Arc<Fill>,
     l1_ttl: Duration,
     stale: Option<Duration>,
+    restore: Option<Restore>,
 ) -> Box<dyn FnOnce(Reply) + Send> {
     Box::new(move |reply: Reply| {
         // Store first, then stop accepting joiners: a request arriving in between
@@ -222,7 +241,10 @@ fn fill_hook(
         let out = match reply {
             Ok(frames) => {
                 let mut split = split_frames(&frames);
-                let value = split.next().unwrap_or_default();
+                let mut value = split.next().unwrap_or_default();
+                if let Some(restore) = &restore {
+                    value = restore.apply(value);
+                }
                 let pttl = split.next().and_then(|f| parse_integer(&f));
                 if let Some(pttl) = pttl
                     && !is_error(&value)
@@ -261,11 +283,13 @@ struct MgetFill {
 
 /// Builds the client's MGET reply from the cached parts and Redis's reply for the
 /// missing keys (followed by one PTTL per filled key), storing what can be stored.
+/// Values of the keys at `restore` lose their compression envelope first.
 fn finish_mget(
     l1: &L1,
     mut parts: Vec<Option<Bytes>>,
     fills: Vec<MgetFill>,
     frames: &Bytes,
+    restore: &[usize],
 ) -> Bytes {
     let mut split = split_frames(frames);
     let array = split.next().unwrap_or_default();
@@ -276,6 +300,9 @@ fn finish_mget(
     let missing: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].is_none()).collect();
     for i in missing {
         parts[i] = values.next();
+        if restore.binary_search(&i).is_ok() {
+            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v));
+        }
     }
     for (f, pttl) in fills.into_iter().zip(split) {
         if let (Some(value), Some(pttl)) = (&parts[f.index], parse_integer(&pttl)) {

@@ -71,14 +71,9 @@ impl Session {
             extras: Vec::new(),
             shape: Shape::Raw,
         };
-        self.compress_stage(&policy, &mut rw)?;
+        self.compress_stage(&policy, &mut rw)?; // session/compress.rs
         self.ttl_stage(&policy, &mut rw)?;
         Ok(rw.finish())
-    }
-
-    /// Compression (issue 5): not yet.
-    fn compress_stage(&self, _policy: &Policy, _rw: &mut Rewrite) -> Result<(), Bytes> {
-        Ok(())
     }
 
     /// TTL defaults and clamps (issue 4).
