@@ -265,7 +265,10 @@ impl Registry {
 
     /// The counters of one namespace (created at zero if new).
     pub fn namespace(&self, name: &str) -> Arc<Stats> {
-        self.by_namespace.entry(Arc::from(name)).or_default().clone()
+        self.by_namespace
+            .entry(Arc::from(name))
+            .or_default()
+            .clone()
     }
 
     /// (namespace, bytes_in, bytes_out) for every namespace that compressed, by name.

@@ -363,7 +363,9 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
             value: name.clone(),
         })?,
     };
-    let compress_level = ns.compress_level.unwrap_or(crate::compress::DEFAULT_ZSTD_LEVEL);
+    let compress_level = ns
+        .compress_level
+        .unwrap_or(crate::compress::DEFAULT_ZSTD_LEVEL);
     if ns.compress_level.is_some()
         && (compress != Compress::Zstd || !crate::compress::ZSTD_LEVELS.contains(&compress_level))
     {

@@ -103,7 +103,8 @@ fn rebuild(frame: Bytes, header: Bytes, parts: Vec<Bytes>, changed: bool) -> Byt
     if !changed {
         return frame;
     }
-    let mut out = BytesMut::with_capacity(header.len() + parts.iter().map(Bytes::len).sum::<usize>());
+    let mut out =
+        BytesMut::with_capacity(header.len() + parts.iter().map(Bytes::len).sum::<usize>());
     out.put_slice(&header);
     parts.iter().for_each(|p| out.put_slice(p));
     out.freeze()

@@ -141,9 +141,15 @@ fn len_range_integer() {
     let n = format!(":{}\r\n", v.len());
     assert_eq!(&Restore::Len.apply(bulk(&e))[..], n.as_bytes());
     assert_eq!(&Restore::Len.apply(bulk(b"abc"))[..], b":3\r\n");
-    assert_eq!(&Restore::Len.apply(Bytes::from_static(b"_\r\n"))[..], b":0\r\n");
+    assert_eq!(
+        &Restore::Len.apply(Bytes::from_static(b"_\r\n"))[..],
+        b":0\r\n"
+    );
     assert_eq!(Restore::Range(0, 4).apply(bulk(&e)), bulk(&v[..5]));
-    assert_eq!(Restore::Range(-3, -1).apply(bulk(&e)), bulk(&v[v.len() - 3..]));
+    assert_eq!(
+        Restore::Range(-3, -1).apply(bulk(&e)),
+        bulk(&v[v.len() - 3..])
+    );
     assert_eq!(
         &Restore::Range(0, 1).apply(Bytes::from_static(b"$-1\r\n"))[..],
         b"$0\r\n\r\n"

@@ -232,7 +232,12 @@ fn tracking_everything_when_an_l1_rule_starts_with_a_wildcard() {
 
 #[test]
 fn compress_level_only_for_zstd_and_in_range() {
-    let ok = policy(&rules(&[("a", "a:*", "compress = 'zstd'\ncompress_level = 19")])).unwrap();
+    let ok = policy(&rules(&[(
+        "a",
+        "a:*",
+        "compress = 'zstd'\ncompress_level = 19",
+    )]))
+    .unwrap();
     assert_eq!(ok.rules()[0].compress_level, 19);
     for bad in [
         "compress = 'zstd'\ncompress_level = 0",

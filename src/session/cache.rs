@@ -10,8 +10,8 @@ use super::{Effect, Session, compress::fill_rewrite};
 use crate::{
     command::{self, Kind},
     compress::Restore,
-    policy::Compress,
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
+    policy::Compress,
     protocol::{
         reply::{array_elements, is_error, split_frames},
         request::{Request, encode_command},
@@ -72,7 +72,9 @@ impl Session {
                 // L1 holds restored replies: a compressed value is read (perhaps by
                 // another command, see session/compress.rs) and restored before storing.
                 let (read, restore) = match compressed.then(|| fill_rewrite(&req.args)) {
-                    Some(Some((read, restore))) => (read.map(|r| encode_command(&r)), Some(restore)),
+                    Some(Some((read, restore))) => {
+                        (read.map(|r| encode_command(&r)), Some(restore))
+                    }
                     _ => (None, None),
                 };
                 let cmd = with_pttl(read.as_ref().unwrap_or(&req.raw), std::slice::from_ref(key));

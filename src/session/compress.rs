@@ -25,13 +25,16 @@ impl Session {
         let Some(spec) = rw.class.spec else {
             return Ok(());
         };
-        if !spec.arity_ok(rw.req.args.len()) {
+        if rw.req.args.len() < 2 || !spec.arity_ok(rw.req.args.len()) {
             return Ok(());
         }
         let compressing = |key: &[u8]| policy.lookup(key).filter(|r| r.compress != Compress::None);
         let args = &rw.req.args;
         match spec.name {
-            "mset" | "msetnx" => return Ok(self.pack_pairs(policy, rw)),
+            "mset" | "msetnx" => {
+                self.pack_pairs(policy, rw);
+                return Ok(());
+            }
             "mget" => {
                 let at: Vec<usize> = (1..args.len())
                     .filter(|&i| compressing(&args[i]).is_some())
@@ -64,7 +67,12 @@ impl Session {
                 }
             }
             name => match guard_target(name) {
-                Some(target) => *rw.args_mut() = guard::guarded(args, target, &rule.name),
+                Some(target) => {
+                    *rw.args_mut() = guard::guarded(args, target, &rule.name);
+                    if matches!(target, Target::StringInteger | Target::FieldInteger) {
+                        rw.shape = Shape::Compressed(Restore::Integer);
+                    }
+                }
                 None => {
                     if let Some((read, restore)) = read_rewrite(name, args) {
                         if let Some(read) = read {
@@ -181,7 +189,16 @@ mod tests {
     fn integers_as_redis_parses_them() {
         assert_eq!(redis_integer(b"0"), Some(0));
         assert_eq!(redis_integer(b"-5"), Some(-5));
-        for bad in ["+5", "05", "-0", " 1", "1 ", "", "x", "99999999999999999999"] {
+        for bad in [
+            "+5",
+            "05",
+            "-0",
+            " 1",
+            "1 ",
+            "",
+            "x",
+            "99999999999999999999",
+        ] {
             assert_eq!(redis_integer(bad.as_bytes()), None, "{bad}");
         }
     }
