@@ -8,8 +8,8 @@
 # For each setting it starts a fresh redis-server and a respite with
 #     [[namespace]] name = "docs"  match = "doc:*"  compress = <setting>
 # on free loopback ports, writes COMP_DOCS documents (1-64 KiB, log-uniform, made by
-# the generator from COMP_SEED: the same bytes in every run) with one SET each, then
-# GETs each document COMP_GET_ROUNDS times, checking every reply byte for byte.
+# the generator from COMP_SEED: the same bytes in every run) COMP_SET_ROUNDS times each,
+# then GETs each document COMP_GET_ROUNDS times, checking every reply byte for byte.
 # Redis's used_memory is read before and after the SETs; the difference is what the
 # dataset costs. The markdown table (memory, ratios, SET and GET ops/s against the
 # "none" run) goes to stdout and to target/bench/compression-<timestamp>.md.
@@ -18,7 +18,8 @@
 #   COMP_DOCS          documents                         (default 10000)
 #   COMP_CONNS         connections                       (default 8)
 #   COMP_PIPELINE      commands in flight per connection (default 4)
-#   COMP_GET_ROUNDS    GETs of every document            (default 2)
+#   COMP_SET_ROUNDS    SETs of every document            (default 3)
+#   COMP_GET_ROUNDS    GETs of every document            (default 5)
 #   COMP_SEED          dataset seed                      (default 1)
 #   COMP_LEVEL         zstd compress_level               (default: respite's default)
 #   COMP_THREADS       respite [server] threads          (default 0: respite's default)
@@ -58,7 +59,8 @@ else
 fi
 CONNS="${COMP_CONNS:-8}"
 PIPELINE="${COMP_PIPELINE:-4}"
-ROUNDS="${COMP_GET_ROUNDS:-2}"
+SET_ROUNDS="${COMP_SET_ROUNDS:-3}"
+ROUNDS="${COMP_GET_ROUNDS:-5}"
 SEED="${COMP_SEED:-1}"
 THREADS="${COMP_THREADS:-0}"
 SETTINGS="${COMP_SETTINGS:-direct none zstd lz4}"
@@ -133,7 +135,8 @@ if [[ -z "${RESPITE_BIN:-}" || -z "${LOAD_BIN:-}" ]]; then
     LOAD_BIN="${LOAD_BIN:-$target_dir/release/examples/compress_load}"
 fi
 
-LOAD_ARGS=(--docs "$DOCS" --conns "$CONNS" --pipeline "$PIPELINE" --get-rounds "$ROUNDS" --seed "$SEED")
+LOAD_ARGS=(--docs "$DOCS" --conns "$CONNS" --pipeline "$PIPELINE" --set-rounds "$SET_ROUNDS"
+    --get-rounds "$ROUNDS" --seed "$SEED")
 DATASET_BYTES="$("$LOAD_BIN" "${LOAD_ARGS[@]}" --dry-run | sed -n 's/^dataset_bytes: //p')"
 log "dataset: $DOCS documents, $DATASET_BYTES bytes"
 
@@ -178,8 +181,9 @@ EOF
     GET[$setting]="$(sed -n 's/^get_ops_per_s: //p' "$TMP/load-$setting.txt")"
     STORED[$setting]="-"
     if [[ "$setting" != direct && "$setting" != none ]]; then
-        STORED[$setting]="$(cli "$respite_port" respite stats | tr -d '\r' |
+        out="$(cli "$respite_port" respite stats | tr -d '\r' |
             sed -n '/^compress_docs_bytes_out$/{n;p}')"
+        STORED[$setting]=$((out / SET_ROUNDS)) # the counter adds up every round
     fi
     log "$setting: used_memory +${MEM[$setting]} B, SET ${SET[$setting]}/s, GET ${GET[$setting]}/s"
     stop_all
@@ -193,9 +197,9 @@ base="none"
 mkdir -p "$REPO/target/bench"
 OUT="$REPO/target/bench/compression-$(date +%Y%m%d-%H%M%S).md"
 {
-    echo "Dataset: $DOCS JSON documents, $DATASET_BYTES bytes (seed $SEED); $CONNS connections x pipeline $PIPELINE; GET rounds $ROUNDS; load average at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+    echo "Dataset: $DOCS JSON documents, $DATASET_BYTES bytes (seed $SEED); $CONNS connections x pipeline $PIPELINE; SET rounds $SET_ROUNDS, GET rounds $ROUNDS; respite threads $THREADS (0: default); load average at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
     echo
-    echo "| setting | Redis used_memory | vs none | memory saved | values stored (bytes) | SET ops/s | SET vs none | GET ops/s | GET vs none |"
+    echo "| setting | Redis used_memory | vs none | memory saved | values as stored (bytes) | SET ops/s | SET vs none | GET ops/s | GET vs none |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in $SETTINGS; do
         echo "| $s | ${MEM[$s]} | $(ratio "${MEM[$s]}" "${MEM[$base]}") | $(saved "${MEM[$s]}" "${MEM[$base]}") | ${STORED[$s]} | ${SET[$s]} | $(ratio "${SET[$s]}" "${SET[$base]}") | ${GET[$s]} | $(ratio "${GET[$s]}" "${GET[$base]}") |"

@@ -10,7 +10,7 @@
 //! (`<prefix><n>`) whose sizes are log-uniform between 1 KiB and 64 KiB, shaped like an
 //! API's cached responses: records with repeated field names, ids, timestamps, enum-like
 //! values and sentences drawn from a vocabulary with a skewed word frequency. Then:
-//! one SET per document (timed), `get-rounds` GETs per document (timed), every reply
+//! `set-rounds` SETs per document (timed), `get-rounds` GETs per document (timed), every reply
 //! compared with the document written. Prints `name: value` lines.
 
 use std::{
@@ -48,6 +48,9 @@ struct Args {
     /// Commands in flight per connection.
     #[arg(long, default_value_t = 4)]
     pipeline: usize,
+    /// SETs of every document (later rounds overwrite with the same bytes).
+    #[arg(long, default_value_t = 1)]
+    set_rounds: usize,
     /// GETs of every document after the SETs.
     #[arg(long, default_value_t = 2)]
     get_rounds: usize,
@@ -61,11 +64,53 @@ struct Args {
     /// Only write the dataset's size and exit (no connection).
     #[arg(long)]
     dry_run: bool,
+    /// Time respite's codecs on the dataset in this process (no connection): ratio
+    /// and single-core MB/s of packing and opening, per codec and zstd level.
+    #[arg(long)]
+    codecs: bool,
+}
+
+/// `--codecs`: what each setting costs one core and saves, on this dataset.
+fn measure_codecs(docs: &[Vec<u8>]) {
+    use respite::{compress, policy::Compress};
+    let total: usize = docs.iter().map(Vec::len).sum();
+    let settings = [
+        (Compress::Lz4, 0),
+        (Compress::Zstd, -5),
+        (Compress::Zstd, -1),
+        (Compress::Zstd, 1),
+        (Compress::Zstd, 3),
+    ];
+    for (codec, level) in settings {
+        let start = Instant::now();
+        let packed: Vec<Vec<u8>> = docs
+            .iter()
+            .map(|d| compress::pack(d, codec, level).unwrap_or_else(|| d.clone()))
+            .collect();
+        let pack_s = start.elapsed().as_secs_f64();
+        let stored: usize = packed.iter().map(Vec::len).sum();
+        let start = Instant::now();
+        for (p, d) in packed.iter().zip(docs) {
+            let opened = compress::open(p);
+            assert!(opened.as_deref().unwrap_or(p) == &d[..], "round trip");
+        }
+        let open_s = start.elapsed().as_secs_f64();
+        let mb = total as f64 / 1e6;
+        println!(
+            "codec {} level {level}: stored {:.1}% of {total} bytes, pack {:.0} MB/s ({:.1} us/doc), open {:.0} MB/s ({:.1} us/doc)",
+            codec.as_str(),
+            100.0 * stored as f64 / total as f64,
+            mb / pack_s,
+            pack_s * 1e6 / docs.len() as f64,
+            mb / open_s,
+            open_s * 1e6 / docs.len() as f64,
+        );
+    }
 }
 
 const FIRST: [&str; 24] = [
-    "ka", "ra", "mi", "to", "sa", "el", "an", "ur", "be", "di", "lo", "fa", "ne", "qu", "is",
-    "ho", "ya", "zu", "we", "pe", "ti", "go", "ma", "si",
+    "ka", "ra", "mi", "to", "sa", "el", "an", "ur", "be", "di", "lo", "fa", "ne", "qu", "is", "ho",
+    "ya", "zu", "we", "pe", "ti", "go", "ma", "si",
 ];
 const LAST: [&str; 12] = [
     "n", "ra", "tal", "em", "is", "on", "ah", "ir", "ud", "eth", "a", "ost",
@@ -247,7 +292,12 @@ async fn run_conn(
     Ok(mine.len() as u64)
 }
 
-async fn phase(args: &Args, docs: &Arc<Vec<Vec<u8>>>, op: Op, rounds: usize) -> anyhow::Result<f64> {
+async fn phase(
+    args: &Args,
+    docs: &Arc<Vec<Vec<u8>>>,
+    op: Op,
+    rounds: usize,
+) -> anyhow::Result<f64> {
     let prefix: Arc<str> = args.prefix.as_str().into();
     let mut tasks = Vec::new();
     let start = Instant::now();
@@ -283,7 +333,10 @@ fn main() -> anyhow::Result<()> {
     let bytes: usize = docs.iter().map(Vec::len).sum();
     println!("docs: {}", docs.len());
     println!("dataset_bytes: {bytes}");
-    if args.dry_run {
+    if args.codecs {
+        measure_codecs(&docs);
+    }
+    if args.dry_run || args.codecs {
         return Ok(());
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -291,7 +344,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(async {
-            let set = phase(&args, &docs, Op::Set, 1).await?;
+            let set = phase(&args, &docs, Op::Set, args.set_rounds).await?;
             println!("set_ops_per_s: {set:.0}");
             let get = phase(&args, &docs, Op::Get, args.get_rounds).await?;
             println!("get_ops_per_s: {get:.0}");

@@ -51,8 +51,9 @@ pub const HEADER_LEN: usize = 16;
 /// Values shorter than this are never compressed, whatever `compress_min_size` says:
 /// numbers and short strings stay as they are, so counters keep working.
 pub const MIN_WORTH: usize = 32;
-/// zstd level when a namespace sets none.
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// zstd level when a namespace sets none: on JSON it stores within 1% of level 3 at
+/// about 1.3 times the speed (`compress_load --codecs`).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 /// The zstd levels `compress_level` accepts (above 19 needs far more memory).
 pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
 

@@ -44,7 +44,7 @@ pub struct Rule {
     pub compress: Compress,
     /// Values shorter than this are stored as they are (1024 when unset).
     pub compress_min_size: u64,
-    /// zstd level (3 when unset).
+    /// zstd level (1 when unset).
     pub compress_level: i32,
     /// How long past expiry an L1 copy may be served while Redis is unreachable.
     pub stale_if_error: Option<Duration>,

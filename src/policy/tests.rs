@@ -266,7 +266,7 @@ fn explain_says_which_rule_and_what_it_does() {
         p.explain(b"quran:1:2"),
         "namespace `quran` (rule 1, match `quran:*`): ttl 7days added to writes that set none; \
          TTLs capped at 30days; cached in L1 for up to 10m; values of 1024 bytes or more \
-         compressed with zstd level 3; L1 copies served up to 5m past expiry while Redis is unreachable"
+         compressed with zstd level 1; L1 copies served up to 5m past expiry while Redis is unreachable"
     );
     assert_eq!(
         p.explain(b"plain:x"),
