@@ -219,6 +219,9 @@ pub struct NamespaceConfig {
     pub compress: Option<String>,
     #[serde(default)]
     pub compress_min_size: Option<ByteSize>,
+    /// zstd level (1–19); only with `compress = "zstd"`.
+    #[serde(default)]
+    pub compress_level: Option<i32>,
     #[serde(default, with = "humantime_serde")]
     pub stale_if_error: Option<Duration>,
     #[serde(default)]

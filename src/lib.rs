@@ -9,6 +9,8 @@
 //! - [`policy`]: the namespace rule for each key (l1, l1_ttl, ttl, max_ttl, compress…).
 //! - [`l1`]: the in-process cache of replies, its generations, miss coalescing and the
 //!   CLIENT TRACKING connection that keeps it coherent.
+//! - [`compress`]: values of compressing namespaces stored as envelopes; replies
+//!   restored on the way back (before L1 stores them).
 //! - [`upstream`]: pooled pipelined connections to Redis (one pool per db, user and
 //!   protocol), dedicated connections for stateful clients, reconnect with backoff.
 //!
@@ -23,6 +25,7 @@
 pub mod admin;
 pub mod cli;
 pub mod command;
+pub mod compress;
 pub mod config;
 pub mod l1;
 pub mod logging;

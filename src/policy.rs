@@ -47,6 +47,8 @@ pub struct Rule {
     pub compress: Compress,
     /// Values shorter than this are stored as they are (1024 when unset).
     pub compress_min_size: u64,
+    /// zstd level (1 when unset).
+    pub compress_level: i32,
     /// How long past expiry an L1 copy may be served while Redis is unreachable.
     pub stale_if_error: Option<Duration>,
     /// On a miss, one client refills and the others wait for its SET.
@@ -137,6 +139,10 @@ pub enum PolicyError {
     ZeroL1Ttl { rule: RuleRef },
     #[error("{rule}: compress: `{value}` is not one of zstd, lz4, none")]
     UnknownCompress { rule: RuleRef, value: String },
+    #[error(
+        "{rule}: compress_level: {level} is not a zstd level from 1 to 19 (or the rule does not use compress = \"zstd\")"
+    )]
+    BadCompressLevel { rule: RuleRef, level: i32 },
 }
 
 impl PolicyError {
@@ -150,7 +156,8 @@ impl PolicyError {
             | PolicyError::TtlTooShort { rule, .. }
             | PolicyError::TtlAboveMaxTtl { rule, .. }
             | PolicyError::ZeroL1Ttl { rule }
-            | PolicyError::UnknownCompress { rule, .. } => rule,
+            | PolicyError::UnknownCompress { rule, .. }
+            | PolicyError::BadCompressLevel { rule, .. } => rule,
         }
     }
 
@@ -163,6 +170,7 @@ impl PolicyError {
             PolicyError::TtlAboveMaxTtl { .. } => "ttl",
             PolicyError::ZeroL1Ttl { .. } => "l1_ttl",
             PolicyError::UnknownCompress { .. } => "compress",
+            PolicyError::BadCompressLevel { .. } => "compress_level",
         }
     }
 }
@@ -315,6 +323,10 @@ impl Rule {
             },
             match self.compress {
                 Compress::None => "not compressed".to_owned(),
+                Compress::Zstd => format!(
+                    "values of {} bytes or more compressed with zstd level {}",
+                    self.compress_min_size, self.compress_level
+                ),
                 c => format!(
                     "values of {} bytes or more compressed with {}",
                     self.compress_min_size,
@@ -383,6 +395,17 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
             value: name.clone(),
         })?,
     };
+    let compress_level = ns
+        .compress_level
+        .unwrap_or(crate::compress::DEFAULT_ZSTD_LEVEL);
+    if ns.compress_level.is_some()
+        && (compress != Compress::Zstd || !crate::compress::ZSTD_LEVELS.contains(&compress_level))
+    {
+        return Err(PolicyError::BadCompressLevel {
+            rule: rule(),
+            level: compress_level,
+        });
+    }
     let rule = Rule {
         index,
         name: Arc::from(ns.name.as_str()),
@@ -395,6 +418,7 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
         compress_min_size: ns
             .compress_min_size
             .map_or(DEFAULT_COMPRESS_MIN_SIZE, |s| s.as_u64()),
+        compress_level,
         stale_if_error: ns.stale_if_error,
         lease: ns.lease,
         warm: ns.warm,

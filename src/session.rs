@@ -14,6 +14,7 @@
 
 mod admin;
 mod cache;
+mod compress;
 mod connection;
 mod dispatch;
 mod post;

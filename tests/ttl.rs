@@ -384,3 +384,39 @@ fn show(replies: &[Vec<u8>]) -> Vec<String> {
         .map(|r| String::from_utf8_lossy(r).into_owned())
         .collect()
 }
+
+#[test]
+fn ttl_rules_compose_with_compression() {
+    let stack = Stack::start_with(
+        r#"
+[[namespace]]
+name = "zipped"
+match = "z:*"
+ttl = "100s"
+compress = "zstd"
+compress_min_size = "1KiB"
+"#,
+    );
+    let mut client = stack.client();
+    let mut direct = stack.direct();
+    let value = "json ".repeat(1000);
+    assert_eq!(client.call(&["SET", "z:big", &value]), b"+OK\r\n");
+    let stored = direct.call(&["STRLEN", "z:big"]);
+    let stored: usize = String::from_utf8_lossy(&stored[1..])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(stored < 1000, "stored compressed ({stored} bytes)");
+    let ttl = pttl(&mut direct, "z:big");
+    assert!(ttl > DEFAULT_MS - 5_000 && ttl <= DEFAULT_MS, "{ttl}");
+    assert_eq!(
+        client.call(&["GET", "z:big"]),
+        format!("${}\r\n{value}\r\n", value.len()).into_bytes()
+    );
+    // An in-place change runs through the compression guard and still gets the TTL.
+    assert_eq!(client.call(&["APPEND", "z:small", "abc"]), b":3\r\n");
+    let ttl = pttl(&mut direct, "z:small");
+    assert!(ttl > DEFAULT_MS - 5_000 && ttl <= DEFAULT_MS, "{ttl}");
+    assert_eq!(client.call(&["INCR", "z:n"]), b":1\r\n");
+    assert!(pttl(&mut direct, "z:n") > 0);
+}

@@ -231,6 +231,26 @@ fn tracking_everything_when_an_l1_rule_starts_with_a_wildcard() {
 }
 
 #[test]
+fn compress_level_only_for_zstd_and_in_range() {
+    let ok = policy(&rules(&[(
+        "a",
+        "a:*",
+        "compress = 'zstd'\ncompress_level = 19",
+    )]))
+    .unwrap();
+    assert_eq!(ok.rules()[0].compress_level, 19);
+    for bad in [
+        "compress = 'zstd'\ncompress_level = 0",
+        "compress = 'zstd'\ncompress_level = 20",
+        "compress = 'lz4'\ncompress_level = 3",
+        "compress_level = 3",
+    ] {
+        let err = policy(&rules(&[("a", "a:*", bad)])).unwrap_err();
+        assert_eq!(err.key(), "compress_level", "{bad}");
+    }
+}
+
+#[test]
 fn explain_says_which_rule_and_what_it_does() {
     let p = policy(&rules(&[
         (
@@ -246,7 +266,7 @@ fn explain_says_which_rule_and_what_it_does() {
         p.explain(b"quran:1:2"),
         "namespace `quran` (rule 1, match `quran:*`): ttl 7days added to writes that set none; \
          TTLs capped at 30days and PERSIST refused; cached in L1 for up to 10m; values of 1024 bytes or more \
-         compressed with zstd; L1 copies served up to 5m past expiry while Redis is unreachable"
+         compressed with zstd level 1; L1 copies served up to 5m past expiry while Redis is unreachable"
     );
     assert_eq!(
         p.explain(b"plain:x"),

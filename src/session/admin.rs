@@ -152,6 +152,17 @@ impl Session {
                 field(&format!("ns:{name}:l1_hit_ratio"), format!("{ratio:.4}"));
             }
         }
+        // Bytes of values given to the compressor and as stored, per namespace.
+        for rule in shared.policy.load().rules() {
+            let ns = &rule.stats;
+            let (bytes_in, bytes_out) =
+                (ns.compress_in.load(Relaxed), ns.compress_out.load(Relaxed));
+            if bytes_in > 0 {
+                let name = &rule.name;
+                field(&format!("compress_{name}_bytes_in"), bytes_in.to_string());
+                field(&format!("compress_{name}_bytes_out"), bytes_out.to_string());
+            }
+        }
         pairs(&fields, self.key.resp3)
     }
 

@@ -6,11 +6,13 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Effect, Session};
+use super::{Effect, Session, compress::fill_rewrite};
 use crate::{
     command::{self, Kind},
+    compress::Restore,
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
     metrics::{InvalidationSource, Outcome},
+    policy::Compress,
     protocol::{
         reply::{array_elements, is_error, split_frames},
         request::{Request, encode_command},
@@ -48,7 +50,11 @@ impl Session {
         let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
             return false;
         };
-        let (l1_ttl, stale) = (rule.l1_ttl, rule.stale_if_error);
+        let (l1_ttl, stale, compressed) = (
+            rule.l1_ttl,
+            rule.stale_if_error,
+            rule.compress != Compress::None,
+        );
         // Borrowed from the policy still held: no reference count on a hit either.
         let ns = &rule.stats;
         let ek =
@@ -78,8 +84,16 @@ impl Session {
         let rx = match l1.join(fill_key.clone()) {
             Join::Waiter(rx) => rx,
             Join::Leader(fill, rx) => {
-                let cmd = with_pttl(&req.raw, std::slice::from_ref(key));
-                let hook = fill_hook(l1.clone(), fill_key, fill, l1_ttl, stale);
+                // L1 holds restored replies: a compressed value is read (perhaps by
+                // another command, see session/compress.rs) and restored before storing.
+                let (read, restore) = match compressed.then(|| fill_rewrite(&req.args)) {
+                    Some(Some((read, restore))) => {
+                        (read.map(|r| encode_command(&r)), Some(restore))
+                    }
+                    _ => (None, None),
+                };
+                let cmd = with_pttl(read.as_ref().unwrap_or(&req.raw), std::slice::from_ref(key));
+                let hook = fill_hook(l1.clone(), fill_key, fill, l1_ttl, stale, restore);
                 self.pool
                     .conn(self.id)
                     .request_with(cmd, 2, ReplyTo::Hook(hook));
@@ -96,9 +110,15 @@ impl Session {
         let sig = l1::get_signature(self.key.resp3);
         let mut parts = Vec::with_capacity(keys.len());
         let mut fills = Vec::new();
+        // Positions of keys whose values may be stored compressed.
+        let mut restore = Vec::new();
         let policy = self.shared.policy.load();
         for (i, key) in keys.iter().enumerate() {
-            let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
+            let rule = policy.lookup(key);
+            if rule.is_some_and(|r| r.compress != Compress::None) {
+                restore.push(i);
+            }
+            let Some(rule) = rule.filter(|r| r.l1) else {
                 parts.push(None);
                 continue;
             };
@@ -143,7 +163,7 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let l1 = l1.clone();
         let hook = Box::new(move |reply: Reply| {
-            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames)));
+            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames, &restore)));
         });
         self.pool
             .conn(self.id)
@@ -239,6 +259,7 @@ fn fill_hook(
     fill: Arc<Fill>,
     l1_ttl: Duration,
     stale: Option<Duration>,
+    restore: Option<Restore>,
 ) -> Box<dyn FnOnce(Reply) + Send> {
     Box::new(move |reply: Reply| {
         // Store first, then stop accepting joiners: a request arriving in between
@@ -246,7 +267,10 @@ fn fill_hook(
         let out = match reply {
             Ok(frames) => {
                 let mut split = split_frames(&frames);
-                let value = split.next().unwrap_or_default();
+                let mut value = split.next().unwrap_or_default();
+                if let Some(restore) = &restore {
+                    value = restore.apply(value);
+                }
                 let pttl = split.next().and_then(|f| parse_integer(&f));
                 if let Some(pttl) = pttl
                     && !is_error(&value)
@@ -285,11 +309,13 @@ struct MgetFill {
 
 /// Builds the client's MGET reply from the cached parts and Redis's reply for the
 /// missing keys (followed by one PTTL per filled key), storing what can be stored.
+/// Values of the keys at `restore` lose their compression envelope first.
 fn finish_mget(
     l1: &L1,
     mut parts: Vec<Option<Bytes>>,
     fills: Vec<MgetFill>,
     frames: &Bytes,
+    restore: &[usize],
 ) -> Bytes {
     let mut split = split_frames(frames);
     let array = split.next().unwrap_or_default();
@@ -300,6 +326,9 @@ fn finish_mget(
     let missing: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].is_none()).collect();
     for i in missing {
         parts[i] = values.next();
+        if restore.binary_search(&i).is_ok() {
+            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v));
+        }
     }
     for (f, pttl) in fills.into_iter().zip(split) {
         if let (Some(value), Some(pttl)) = (&parts[f.index], parse_integer(&pttl)) {

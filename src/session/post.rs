@@ -83,6 +83,8 @@ pub(super) enum Shape {
     Raw,
     /// The client gets this frame instead (an error decided by the proxy).
     Replace(Bytes),
+    /// Values stored as compression envelopes are restored (see `compress::reply`).
+    Compressed(crate::compress::Restore),
 }
 
 impl Shape {
@@ -90,6 +92,7 @@ impl Shape {
         match self {
             Shape::Raw => frame,
             Shape::Replace(instead) => instead.clone(),
+            Shape::Compressed(restore) => restore.apply(frame),
         }
     }
 }

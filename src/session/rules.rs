@@ -43,7 +43,6 @@ impl Rewrite<'_> {
     }
 
     /// The arguments, to be changed.
-    #[allow(dead_code)] // the compression stage's
     pub fn args_mut(&mut self) -> &mut Vec<Bytes> {
         self.args.get_or_insert_with(|| self.req.args.clone())
     }
@@ -78,14 +77,9 @@ impl Session {
             extras: Vec::new(),
             shape: Shape::Raw,
         };
-        self.compress_stage(&policy, &mut rw)?;
+        self.compress_stage(&policy, &mut rw)?; // session/compress.rs
         self.ttl_stage(&policy, &mut rw)?;
         Ok(rw.finish())
-    }
-
-    /// Compression (issue 5): not yet.
-    fn compress_stage(&self, _policy: &Policy, _rw: &mut Rewrite) -> Result<(), Bytes> {
-        Ok(())
     }
 
     /// TTL defaults and clamps (see `ttl.rs`).
@@ -96,7 +90,11 @@ impl Session {
         let Some(spec) = rw.class.effective() else {
             return Ok(());
         };
-        let args = rw.args();
+        // The compression stage may have turned the command into another (an in-place
+        // change into a guarded EVAL): plan on the client's own command then, keeping
+        // only the extras (no command it renames carries a TTL argument).
+        let renamed = !rw.args()[0].eq_ignore_ascii_case(&rw.req.args[0]);
+        let args = if renamed { &rw.req.args[..] } else { rw.args() };
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -109,7 +107,7 @@ impl Session {
         )
         .map_err(|e| reply::error(&e))?;
         rw.extras.extend(plan.extra_commands());
-        if let Some(args) = plan.args {
+        if let Some(args) = plan.args.filter(|_| !renamed) {
             rw.args = Some(args);
         }
         Ok(())

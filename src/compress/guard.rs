@@ -1,0 +1,92 @@
+//! In-place changes (APPEND, SETRANGE, SETBIT, BITFIELD, INCR…, HINCRBY…) of a value
+//! that may be stored as an envelope.
+//!
+//! The command runs inside a Lua script that first reads the value's first 16 bytes
+//! (`GETRANGE key 0 15`, or `HGET key field`) and refuses with an error naming the
+//! namespace when they are a consistent envelope header; otherwise it runs the
+//! client's command with `redis.pcall` and returns its reply, Redis's own errors
+//! included. One script, so check and change are atomic; inside MULTI it is queued
+//! like any command.
+//!
+//! Replies pass through Lua's numbers (doubles): exact for lengths, bits and floats
+//! (INCRBYFLOAT answers with a string), but not for integers past 2^53. So for the
+//! INCR family the script answers `{value after}` (read with GET/HGET) and
+//! [`super::Restore::Integer`] turns that back into the integer reply. BITFIELD's
+//! 64-bit fields past 2^53 are the one reply that may differ from Redis's.
+
+use bytes::Bytes;
+
+/// ARGV: mode (`s` string key, `h` hash field; `si`/`hi` also answer `{value after}`),
+/// field (for `h`), the error to answer, then the client's command.
+pub const SCRIPT: &str = r"-- respite: refuse in-place changes of values stored compressed
+local mode = ARGV[1]
+local h
+if string.sub(mode, 1, 1) == 'h' then
+  h = redis.pcall('HGET', KEYS[1], ARGV[2])
+else
+  h = redis.pcall('GETRANGE', KEYS[1], 0, 15)
+end
+if type(h) == 'string' and #h >= 16 and string.sub(h, 1, 5) == '\254RSP\1'
+  and (string.byte(h, 6) == 1 or string.byte(h, 6) == 2) then
+  local s1, s2 = 0, 0
+  for i = 1, 14 do
+    s1 = (s1 + string.byte(h, i)) % 255
+    s2 = (s2 + s1) % 255
+  end
+  if string.byte(h, 15) == s1 and string.byte(h, 16) == s2 then
+    return redis.error_reply(ARGV[3])
+  end
+end
+local r = redis.pcall(unpack(ARGV, 4))
+if type(r) == 'number' and mode == 'si' then
+  return {redis.call('GET', KEYS[1])}
+elseif type(r) == 'number' and mode == 'hi' then
+  return {redis.call('HGET', KEYS[1], ARGV[2])}
+end
+return r
+";
+
+/// How a guarded command reads the value it changes, and what it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// A string key (APPEND, SETRANGE, SETBIT, BITFIELD, INCRBYFLOAT).
+    String,
+    /// A string key, integer reply (INCR, INCRBY, DECR, DECRBY).
+    StringInteger,
+    /// A hash field, float reply as a string (HINCRBYFLOAT).
+    Field,
+    /// A hash field, integer reply (HINCRBY).
+    FieldInteger,
+}
+
+/// The guarded form of a command: `args` (name first) of a change to `args[1]`
+/// (and, for a hash, field `args[2]`) in namespace `namespace`.
+pub fn guarded(args: &[Bytes], target: Target, namespace: &str) -> Vec<Bytes> {
+    let (mode, field) = match target {
+        Target::String => ("s", Bytes::new()),
+        Target::StringInteger => ("si", Bytes::new()),
+        Target::Field => ("h", args[2].clone()),
+        Target::FieldInteger => ("hi", args[2].clone()),
+    };
+    let mut out = Vec::with_capacity(args.len() + 7);
+    out.extend([
+        Bytes::from_static(b"EVAL"),
+        Bytes::from_static(SCRIPT.as_bytes()),
+        Bytes::from_static(b"1"),
+        args[1].clone(),
+        Bytes::from_static(mode.as_bytes()),
+        field,
+        Bytes::from(refusal(&args[0], namespace)),
+    ]);
+    out.extend(args.iter().cloned());
+    out
+}
+
+/// The error an in-place change of an enveloped value gets (without the `-`).
+pub fn refusal(command: &[u8], namespace: &str) -> String {
+    format!(
+        "ERR {} cannot change a value respite stores compressed (namespace `{namespace}`): write the whole value with SET/HSET instead",
+        String::from_utf8_lossy(command).to_uppercase()
+    )
+    .replace(['\r', '\n'], " ")
+}

@@ -1,0 +1,600 @@
+//! Compression per namespace: values are stored as envelopes and every read path gives
+//! back exactly what Redis gives for the value as written.
+//!
+//! Most tests are differential: the same commands go through the proxy to db 0, where
+//! keys match compressing namespaces, and straight to Redis in db 1, where nothing is
+//! compressed; the replies must be byte for byte the same (hash replies compare
+//! sorted: a compressed hash may use another encoding, so another field order).
+
+mod support;
+
+use support::{Client, Stack, contains, l1::stat_int, pseudo_random_bytes, show};
+
+const TOML: &str = r#"
+[l1]
+max_memory = "64MiB"
+
+[[namespace]]
+name = "docs"
+match = "z:*"
+compress = "zstd"
+compress_min_size = 100
+
+[[namespace]]
+name = "fast"
+match = "f:*"
+compress = "lz4"
+compress_min_size = 100
+
+[[namespace]]
+name = "cached"
+match = "c:*"
+compress = "zstd"
+compress_level = 9
+compress_min_size = 100
+l1 = true
+l1_ttl = "30s"
+"#;
+
+const MAGIC: &[u8] = b"\xFERSP\x01";
+
+/// JSON-like text of exactly `n` bytes, with the repetition real documents have.
+fn doc(n: usize) -> Vec<u8> {
+    let mut s = Vec::with_capacity(n + 100);
+    let mut i = 0;
+    while s.len() < n {
+        s.extend_from_slice(
+            format!(r#"{{"id":{i},"title":"Chapter {i}","tags":["a","b"],"ok":true}},"#).as_bytes(),
+        );
+        i += 1;
+    }
+    s.truncate(n);
+    s
+}
+
+/// Compressible binary: every byte value, CR LF and NUL included.
+fn binary(n: usize) -> Vec<u8> {
+    (0..n).map(|i| ((i * 7) % 256) as u8).collect()
+}
+
+/// The values each read path is tried with: around the 100-byte threshold, empty,
+/// binary, incompressible.
+fn values() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = [0, 1, 31, 99, 100, 101, 1000, 70_000]
+        .into_iter()
+        .map(doc)
+        .collect();
+    v.push(binary(5000));
+    v.push(pseudo_random_bytes(5000, 7));
+    v
+}
+
+/// A client through the proxy (db 0) and one straight to Redis (db 1).
+struct Pair {
+    proxy: Client,
+    direct: Client,
+}
+
+impl Pair {
+    fn new(stack: &Stack, resp3: bool) -> Pair {
+        let mut pair = Pair {
+            proxy: stack.client(),
+            direct: stack.direct(),
+        };
+        pair.direct.assert_cmd("SELECT 1", b"+OK\r\n");
+        if resp3 {
+            pair.proxy.cmd("HELLO 3");
+            pair.direct.cmd("HELLO 3");
+        }
+        pair
+    }
+
+    /// Sends `args` both ways; the replies must be identical.
+    fn same(&mut self, args: &[&[u8]]) -> Vec<u8> {
+        let p = self.proxy.call(args);
+        let d = self.direct.call(args);
+        assert_same(args, &p, &d);
+        p
+    }
+
+    /// Sends every command both ways in one pipeline and compares the replies.
+    fn pipeline(&mut self, cmds: &[Vec<&[u8]>]) {
+        let mut bytes = Vec::new();
+        for c in cmds {
+            bytes.extend(support::resp::encode_command(c));
+        }
+        self.proxy.send_raw(&bytes);
+        self.direct.send_raw(&bytes);
+        for c in cmds {
+            let p = self.proxy.read_reply();
+            let d = self.direct.read_reply();
+            assert_same(c, &p, &d);
+        }
+    }
+}
+
+fn assert_same(args: &[&[u8]], proxy: &[u8], direct: &[u8]) {
+    let name = args[0].to_ascii_uppercase();
+    let unordered = [&b"HGETALL"[..], b"HVALS"].contains(&&name[..]);
+    let equal = if unordered && proxy.first() != Some(&b'-') {
+        support::resp::decode(proxy).sorted() == support::resp::decode(direct).sorted()
+    } else {
+        proxy == direct
+    };
+    assert!(
+        equal,
+        "{}:\n proxy  {}\n direct {}",
+        support::resp::show_command(args),
+        show(proxy),
+        show(direct)
+    );
+}
+
+/// Every write and read path for value `v` under key prefix `p`, as commands.
+fn script(p: &str, v: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    let k = |s: &str| format!("{p}{s}").into_bytes();
+    let v = v.to_vec();
+    vec![
+        vec![b"SET".to_vec(), k("s"), v.clone()],
+        vec![b"GET".to_vec(), k("s")],
+        vec![b"GET".to_vec(), k("s")],
+        vec![b"STRLEN".to_vec(), k("s")],
+        vec![b"STRLEN".to_vec(), k("s")],
+        vec![b"GETRANGE".to_vec(), k("s"), b"0".to_vec(), b"10".to_vec()],
+        vec![b"GETRANGE".to_vec(), k("s"), b"-5".to_vec(), b"-1".to_vec()],
+        vec![b"GETRANGE".to_vec(), k("s"), b"5".to_vec(), b"2".to_vec()],
+        vec![b"GETRANGE".to_vec(), k("s"), b"0".to_vec(), b"-1".to_vec()],
+        vec![b"GETRANGE".to_vec(), k("s"), b"+1".to_vec(), b"2".to_vec()],
+        vec![b"SUBSTR".to_vec(), k("s"), b"1".to_vec(), b"3".to_vec()],
+        vec![
+            b"MGET".to_vec(),
+            k("s"),
+            k("missing"),
+            k("s"),
+            b"plain:x".to_vec(),
+        ],
+        vec![b"GETEX".to_vec(), k("s")],
+        vec![b"SET".to_vec(), k("s"), v.clone(), b"GET".to_vec()],
+        vec![
+            b"SET".to_vec(),
+            k("g"),
+            v.clone(),
+            b"NX".to_vec(),
+            b"GET".to_vec(),
+        ],
+        vec![b"GETSET".to_vec(), k("s"), v.clone()],
+        vec![b"SETEX".to_vec(), k("e"), b"100".to_vec(), v.clone()],
+        vec![b"GET".to_vec(), k("e")],
+        vec![b"PSETEX".to_vec(), k("e"), b"100000".to_vec(), v.clone()],
+        vec![b"GET".to_vec(), k("e")],
+        vec![b"SETNX".to_vec(), k("s"), b"other".to_vec()],
+        vec![b"SETNX".to_vec(), k("n"), v.clone()],
+        vec![b"GET".to_vec(), k("n")],
+        vec![
+            b"MSET".to_vec(),
+            k("m1"),
+            v.clone(),
+            k("m2"),
+            b"short".to_vec(),
+        ],
+        vec![b"MGET".to_vec(), k("m1"), k("m2")],
+        vec![b"MSETNX".to_vec(), k("m3"), v.clone(), k("m4"), v.clone()],
+        vec![b"MGET".to_vec(), k("m3"), k("m4"), k("m1")],
+        vec![
+            b"HSET".to_vec(),
+            k("h"),
+            b"f".to_vec(),
+            v.clone(),
+            b"g".to_vec(),
+            b"short".to_vec(),
+        ],
+        vec![b"HGET".to_vec(), k("h"), b"f".to_vec()],
+        vec![b"HGET".to_vec(), k("h"), b"f".to_vec()],
+        vec![
+            b"HMGET".to_vec(),
+            k("h"),
+            b"f".to_vec(),
+            b"g".to_vec(),
+            b"nope".to_vec(),
+        ],
+        vec![b"HGETALL".to_vec(), k("h")],
+        vec![b"HVALS".to_vec(), k("h")],
+        vec![b"HSTRLEN".to_vec(), k("h"), b"f".to_vec()],
+        vec![b"HSTRLEN".to_vec(), k("h"), b"nope".to_vec()],
+        vec![b"HSETNX".to_vec(), k("h"), b"f2".to_vec(), v.clone()],
+        vec![b"HMSET".to_vec(), k("h"), b"f3".to_vec(), v.clone()],
+        vec![b"HGETALL".to_vec(), k("h")],
+        vec![b"HGETALL".to_vec(), k("h")],
+        vec![b"HSET".to_vec(), k("h1"), b"f".to_vec(), v.clone()],
+        vec![
+            b"HRANDFIELD".to_vec(),
+            k("h1"),
+            b"1".to_vec(),
+            b"WITHVALUES".to_vec(),
+        ],
+        vec![
+            b"HRANDFIELD".to_vec(),
+            k("h1"),
+            b"-2".to_vec(),
+            b"WITHVALUES".to_vec(),
+        ],
+        vec![b"STRLEN".to_vec(), k("h")],
+        vec![b"GETDEL".to_vec(), k("s")],
+        vec![b"GET".to_vec(), k("s")],
+        vec![b"STRLEN".to_vec(), k("s")],
+        vec![b"GETRANGE".to_vec(), k("s"), b"0".to_vec(), b"1".to_vec()],
+        vec![b"HSTRLEN".to_vec(), k("missing"), b"f".to_vec()],
+    ]
+}
+
+fn refs(cmd: &[Vec<u8>]) -> Vec<&[u8]> {
+    cmd.iter().map(Vec::as_slice).collect()
+}
+
+fn cleanup(pair: &mut Pair) {
+    pair.proxy.cmd("FLUSHALL");
+}
+
+#[test]
+fn every_read_path_round_trips_resp2_and_resp3() {
+    let stack = Stack::start_with(TOML);
+    for resp3 in [false, true] {
+        let mut pair = Pair::new(&stack, resp3);
+        for prefix in ["z:", "f:", "c:"] {
+            for v in values() {
+                for cmd in script(prefix, &v) {
+                    pair.same(&refs(&cmd));
+                }
+                cleanup(&mut pair);
+            }
+        }
+    }
+}
+
+#[test]
+fn values_are_stored_as_envelopes() {
+    let stack = Stack::start_with(TOML);
+    let mut c = stack.client();
+    let mut d = stack.direct();
+    for (key, v) in [
+        ("z:doc", doc(20_000)),
+        ("f:doc", doc(20_000)),
+        ("c:doc", doc(20_000)),
+    ] {
+        c.call(&[&b"SET"[..], key.as_bytes(), &v]);
+        c.call(&[&b"HSET"[..], b"z:hash", key.as_bytes(), &v]);
+        let stored = support::resp::decode(&d.call(&["GET", key]));
+        let stored = stored.text().unwrap();
+        assert!(stored.starts_with(MAGIC), "{key}: {}", show(stored));
+        assert!(stored.len() * 5 < v.len(), "{key}: {} bytes", stored.len());
+        let field = support::resp::decode(&d.call(&["HGET", "z:hash", key]));
+        assert!(field.text().unwrap().starts_with(MAGIC));
+    }
+    // Below the threshold, incompressible, numbers, other namespaces: as written.
+    let noise = pseudo_random_bytes(5000, 3);
+    for (key, v) in [
+        ("z:short", doc(99)),
+        ("z:noise", noise),
+        ("z:num", b"12345678901234567890".to_vec()),
+        ("plain:doc", doc(20_000)),
+    ] {
+        c.call(&[&b"SET"[..], key.as_bytes(), &v]);
+        let stored = support::resp::decode(&d.call(&["GET", key]));
+        assert_eq!(stored.text().unwrap(), &v[..], "{key}");
+    }
+    // The counters: bytes as sent and as stored, per namespace.
+    let before = stat_int(&mut c, "compress_docs_bytes_in");
+    let after = stat_int(&mut c, "compress_docs_bytes_out");
+    assert!(
+        before >= 40_000 + 5000 && after < before / 2,
+        "{before} {after}"
+    );
+    assert!(stat_int(&mut c, "compress_fast_bytes_in") >= 20_000);
+}
+
+#[test]
+fn values_of_several_megabytes() {
+    let stack = Stack::start_with(TOML);
+    let mut pair = Pair::new(&stack, false);
+    let big = doc(4 << 20);
+    for prefix in ["z:", "f:", "c:"] {
+        let k = format!("{prefix}big");
+        let k = k.as_bytes();
+        pair.same(&[b"SET", k, &big]);
+        pair.same(&[b"GET", k]);
+        pair.same(&[b"GET", k]);
+        pair.same(&[b"STRLEN", k]);
+        pair.same(&[b"GETRANGE", k, b"4000000", b"4000100"]);
+        pair.same(&[b"MGET", k, k]);
+        pair.same(&[b"HSET", b"z:bh", b"f", &big]);
+        pair.same(&[b"HGETALL", b"z:bh"]);
+    }
+    let stored = support::resp::decode(&stack.direct().call(&["GET", "z:big"]));
+    assert!(stored.text().unwrap().len() < big.len() / 10);
+}
+
+#[test]
+fn inside_multi_exec_and_pipelines() {
+    let stack = Stack::start_with(TOML);
+    for resp3 in [false, true] {
+        let mut pair = Pair::new(&stack, resp3);
+        for prefix in ["z:", "c:"] {
+            for v in [doc(5000), doc(10)] {
+                let cmds = script(prefix, &v);
+                pair.same(&[b"MULTI"]);
+                for cmd in &cmds {
+                    pair.same(&refs(cmd));
+                }
+                pair.same(&[b"EXEC"]);
+                cleanup(&mut pair);
+                let cmds: Vec<Vec<&[u8]>> = cmds.iter().map(|c| refs(c)).collect();
+                pair.pipeline(&cmds);
+                cleanup(&mut pair);
+            }
+        }
+    }
+}
+
+/// Fletcher-16 as the envelope header uses it.
+fn fletcher(bytes: &[u8]) -> [u8; 2] {
+    let (mut a, mut b) = (0u32, 0u32);
+    for &x in bytes {
+        a = (a + u32::from(x)) % 255;
+        b = (b + a) % 255;
+    }
+    [a as u8, b as u8]
+}
+
+#[test]
+fn values_not_written_by_respite_read_back_unchanged() {
+    // A consistent header (check bytes right) over a payload that is not zstd.
+    let mut forged = MAGIC.to_vec();
+    forged.extend_from_slice(&[1, 0, 0, 0, 0, 200, 0, 0, 0]);
+    let check = fletcher(&forged);
+    forged.extend_from_slice(&check);
+    forged.extend_from_slice(&[0x55; 200]);
+    let mut zlib_pickle = b"\x78\x9c".to_vec();
+    zlib_pickle.extend_from_slice(&pseudo_random_bytes(3000, 11));
+    let mut magic_text = MAGIC.to_vec();
+    magic_text.extend_from_slice(&doc(500));
+    let foreign = [
+        ("raw", doc(5000)),
+        ("zlib", zlib_pickle),
+        ("magic", magic_text),
+        ("forged", forged),
+        ("bare", MAGIC.to_vec()),
+    ];
+    let stack = Stack::start_with(TOML);
+    let mut d = stack.direct();
+    let mut c = stack.client();
+    for prefix in ["z:", "c:"] {
+        for (name, v) in &foreign {
+            let key = format!("{prefix}{name}");
+            let k = key.as_bytes();
+            d.call(&[&b"SET"[..], k, v]);
+            d.call(&[
+                &b"HSET"[..],
+                format!("{prefix}h").as_bytes(),
+                name.as_bytes(),
+                v,
+            ]);
+            for _ in 0..2 {
+                assert_eq!(c.call(&[&b"GET"[..], k]), bulk(v), "GET {key}");
+                let n = format!(":{}\r\n", v.len());
+                assert_eq!(c.call(&[&b"STRLEN"[..], k]), n.as_bytes(), "STRLEN {key}");
+                let range = c.call(&[&b"GETRANGE"[..], k, b"0", b"5"]);
+                assert_eq!(range, bulk(&v[..v.len().min(6)]), "GETRANGE {key}");
+                let mget = c.call(&[&b"MGET"[..], k]);
+                assert_eq!(mget[4..], bulk(v)[..], "MGET {key}");
+                let field = c.call(&[
+                    &b"HGET"[..],
+                    format!("{prefix}h").as_bytes(),
+                    name.as_bytes(),
+                ]);
+                assert_eq!(field, bulk(v), "HGET {key}");
+            }
+            // Not ours, so in-place changes are Redis's business.
+            let mut want = v.clone();
+            want.extend_from_slice(b"!");
+            let n = format!(":{}\r\n", want.len());
+            if *name != "forged" {
+                assert_eq!(c.call(&[&b"APPEND"[..], k, b"!"]), n.as_bytes(), "{key}");
+                assert_eq!(c.call(&[&b"GET"[..], k]), bulk(&want));
+            }
+        }
+    }
+}
+
+fn bulk(v: &[u8]) -> Vec<u8> {
+    let mut out = format!("${}\r\n", v.len()).into_bytes();
+    out.extend_from_slice(v);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+#[test]
+fn in_place_changes_of_envelopes_are_refused() {
+    let stack = Stack::start_with(TOML);
+    let mut c = stack.client();
+    let v = doc(3000);
+    for prefix in ["z:", "f:", "c:"] {
+        let key = format!("{prefix}doc");
+        let hash = format!("{prefix}hash");
+        let (k, h) = (key.as_bytes(), hash.as_bytes());
+        c.call(&[&b"SET"[..], k, &v]);
+        c.call(&[&b"HSET"[..], h, b"f", &v]);
+        let namespace = match prefix {
+            "z:" => "docs",
+            "f:" => "fast",
+            _ => "cached",
+        };
+        let refused: Vec<Vec<&[u8]>> = vec![
+            vec![b"APPEND", k, b"x"],
+            vec![b"SETRANGE", k, b"3", b"xy"],
+            vec![b"SETBIT", k, b"7", b"1"],
+            vec![b"BITFIELD", k, b"SET", b"u8", b"0", b"255"],
+            vec![b"INCR", k],
+            vec![b"INCRBY", k, b"2"],
+            vec![b"DECR", k],
+            vec![b"DECRBY", k, b"2"],
+            vec![b"INCRBYFLOAT", k, b"1.5"],
+            vec![b"HINCRBY", h, b"f", b"1"],
+            vec![b"HINCRBYFLOAT", h, b"f", b"1.5"],
+        ];
+        for cmd in &refused {
+            let reply = c.call(cmd);
+            let name = String::from_utf8_lossy(cmd[0]).to_string();
+            assert!(
+                reply.starts_with(b"-ERR ")
+                    && contains(&reply, name.as_bytes())
+                    && contains(&reply, format!("namespace `{namespace}`").as_bytes()),
+                "{name} {key}: {}",
+                show(&reply)
+            );
+        }
+        // Unchanged, and still readable.
+        assert_eq!(c.call(&[&b"GET"[..], k]), bulk(&v));
+        assert_eq!(c.call(&[&b"HGET"[..], h, b"f"]), bulk(&v));
+        // Inside MULTI: that command's element is the error, the others run.
+        c.assert_cmd("MULTI", b"+OK\r\n");
+        c.call(&[&b"APPEND"[..], k, b"x"]);
+        c.call(&[&b"GET"[..], k]);
+        c.call(&[&b"INCR"[..], format!("{prefix}counter").as_bytes()]);
+        let exec = support::resp::decode(&c.cmd("EXEC"));
+        let parts = exec.children();
+        assert_eq!(parts.len(), 3);
+        assert!(matches!(&parts[0], support::Frame::Line(b'-', e) if contains(e, b"APPEND")));
+        assert_eq!(parts[1].text().unwrap(), &v[..]);
+        assert_eq!(parts[2], support::Frame::Line(b':', b"1".to_vec()));
+    }
+}
+
+#[test]
+fn counters_and_short_values_behave_as_in_redis() {
+    let stack = Stack::start_with(TOML);
+    for resp3 in [false, true] {
+        let mut pair = Pair::new(&stack, resp3);
+        for p in ["z:", "c:"] {
+            let k = |s: &str| format!("{p}{s}").into_bytes();
+            let (n, big, s, b) = (k("n"), k("big"), k("s"), k("b"));
+            let (h, hh, new, fresh) = (k("h"), k("hh"), k("new"), k("fresh"));
+            let cmds: Vec<Vec<&[u8]>> = vec![
+                vec![b"SET", &n, b"10"],
+                vec![b"INCR", &n],
+                vec![b"INCRBY", &n, b"5"],
+                vec![b"DECR", &n],
+                vec![b"DECRBY", &n, b"3"],
+                vec![b"INCRBYFLOAT", &n, b"1.5"],
+                vec![b"GET", &n],
+                vec![b"INCR", &fresh],
+                vec![b"SET", &big, b"9007199254740993"],
+                vec![b"INCRBY", &big, b"2"],
+                vec![b"INCR", &big],
+                vec![b"INCRBY", &big, b"9223372036854775000"],
+                vec![b"APPEND", &s, b"hello"],
+                vec![b"APPEND", &s, b" world"],
+                vec![b"SETRANGE", &s, b"2", b"XY"],
+                vec![b"SETRANGE", &new, b"3", b"ab"],
+                vec![b"GET", &new],
+                vec![b"SETBIT", &b, b"7", b"1"],
+                vec![
+                    b"BITFIELD",
+                    &b,
+                    b"INCRBY",
+                    b"u8",
+                    b"0",
+                    b"1",
+                    b"GET",
+                    b"u8",
+                    b"0",
+                ],
+                vec![
+                    b"BITFIELD",
+                    &b,
+                    b"OVERFLOW",
+                    b"FAIL",
+                    b"INCRBY",
+                    b"u2",
+                    b"0",
+                    b"5",
+                ],
+                vec![b"HINCRBY", &h, b"f", b"2"],
+                vec![b"HINCRBY", &h, b"", b"2"],
+                vec![b"HINCRBYFLOAT", &h, b"g", b"1.5"],
+                vec![b"HGETALL", &h],
+                // Redis's own errors, unchanged.
+                vec![b"INCR", &s],
+                vec![b"INCRBYFLOAT", &s, b"1"],
+                vec![b"HSET", &hh, b"x", b"y"],
+                vec![b"APPEND", &hh, b"x"],
+                vec![b"INCR", &hh],
+                vec![b"SETBIT", &hh, b"1", b"1"],
+                vec![b"HINCRBY", &s, b"f", b"1"],
+                vec![b"HINCRBY", &h, b"g", b"1"],
+                vec![b"SETRANGE", &s, b"-1", b"x"],
+                vec![b"BITFIELD", &b, b"FOO"],
+                vec![b"INCRBY", &n, b"x"],
+                vec![b"GETRANGE", &s, b"a", b"1"],
+                vec![b"GET", &s],
+                vec![b"STRLEN", &hh],
+                vec![b"GETRANGE", &hh, b"0", b"1"],
+                vec![b"HSTRLEN", &s, b"f"],
+            ];
+            // Wrong numbers of arguments: Redis's errors (and EXECABORT in MULTI).
+            let bad: Vec<Vec<&[u8]>> = vec![
+                vec![b"APPEND", &s],
+                vec![b"INCR"],
+                vec![b"GETRANGE", &s, b"1"],
+                vec![b"STRLEN", &s, &s],
+                vec![b"HINCRBY", &h, b"f"],
+            ];
+            for cmd in cmds.iter().chain(&bad) {
+                pair.same(cmd);
+            }
+            cleanup(&mut pair);
+            pair.same(&[b"MULTI"]);
+            for cmd in &cmds {
+                pair.same(cmd);
+            }
+            pair.same(&[b"EXEC"]);
+            pair.same(&[b"MULTI"]);
+            for cmd in bad.iter().chain(&cmds[..3]) {
+                pair.same(cmd);
+            }
+            pair.same(&[b"EXEC"]);
+            pair.same(&[b"DISCARD"]);
+            cleanup(&mut pair);
+        }
+    }
+}
+
+#[test]
+fn l1_holds_restored_values() {
+    let stack = Stack::start_with(TOML);
+    let mut c = stack.client();
+    let v = doc(8000);
+    c.call(&[&b"SET"[..], b"c:k", &v]);
+    c.call(&[&b"HSET"[..], b"c:h", b"f", &v]);
+    let hits = stat_int(&mut c, "l1_hits");
+    for _ in 0..3 {
+        assert_eq!(c.call(&[&b"GET"[..], b"c:k"]), bulk(&v));
+        assert_eq!(c.call(&[&b"HGET"[..], b"c:h", b"f"]), bulk(&v));
+        assert_eq!(c.call(&[&b"STRLEN"[..], b"c:k"]), b":8000\r\n");
+        assert_eq!(
+            c.call(&[&b"GETRANGE"[..], b"c:k", b"-3", b"-1"]),
+            bulk(&v[7997..])
+        );
+        let mget = c.call(&[&b"MGET"[..], b"c:k", b"z:none", b"c:k"]);
+        let mut want = b"*3\r\n".to_vec();
+        want.extend(bulk(&v));
+        want.extend_from_slice(b"$-1\r\n");
+        want.extend(bulk(&v));
+        assert_eq!(mget, want);
+    }
+    assert!(stat_int(&mut c, "l1_hits") >= hits + 10);
+    // A write through the proxy is seen at once, restored.
+    let v2 = doc(9000);
+    c.call(&[&b"SET"[..], b"c:k", &v2]);
+    assert_eq!(c.call(&[&b"GET"[..], b"c:k"]), bulk(&v2));
+    assert_eq!(c.call(&[&b"STRLEN"[..], b"c:k"]), b":9000\r\n");
+}
