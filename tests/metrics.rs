@@ -825,3 +825,41 @@ fn reloads_are_counted_by_outcome_and_namespace_counters_survive_them() {
     });
     assert_eq!(s.get("respite_config_last_reload_successful", &[]), 0.0);
 }
+
+#[test]
+fn readyz_says_warming_until_warm_on_start_is_done() {
+    let redis = RedisServer::start();
+    let mut d = redis.client();
+    for chunk in 0..10 {
+        let mut mset = vec!["MSET".to_owned()];
+        for i in chunk * 200..(chunk + 1) * 200 {
+            mset.push(format!("c:w:{i}"));
+            mset.push(format!("value:{i}"));
+        }
+        assert_eq!(d.call(&mset), b"+OK\r\n");
+    }
+    // Every chunk between Redis and the proxy waits, so warming takes a while.
+    let fault = FaultProxy::start(redis.addr());
+    fault.delay(Duration::from_millis(30));
+    let proxy = Proxy::start(
+        &fault.url(),
+        &CACHED.replace("l1 = true", "l1 = true\nwarm = true"),
+    );
+    let m = proxy.metrics_addr();
+    let mut reasons = Vec::new();
+    let ready = wait_until(Duration::from_secs(60), || {
+        let r = get(m, "/readyz");
+        if reasons.last() != Some(&r.body) {
+            reasons.push(r.body.clone());
+        }
+        r.status == 200
+    });
+    assert!(ready, "never ready: {reasons:?}");
+    assert!(
+        reasons.iter().any(|b| b.contains("warming")),
+        "readiness never said warming: {reasons:?}"
+    );
+    let mut c = proxy.client();
+    assert_eq!(support::l1::stat(&mut c, "warming"), "0");
+    assert!(support::l1::stat_int(&mut c, "ns:c:l1_entries") >= 2000);
+}
