@@ -15,15 +15,15 @@ use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    sync::watch,
-};
+use tokio::{io::AsyncWriteExt, sync::watch};
 use tracing::{info, warn};
 
 use crate::{
-    config::Coherence, l1::L1, protocol::request::encode_command, server::Shared, upstream::PoolKey,
+    config::Coherence,
+    l1::{L1, tracking::next_frame},
+    protocol::request::encode_command,
+    server::Shared,
+    upstream::PoolKey,
 };
 
 /// The first element of every message.
@@ -168,17 +168,6 @@ async fn listen(shared: &Shared, l1: &L1, channel: &[u8], resubscribe: bool) -> 
 
 fn is_kind(parts: &[BytesFrame], kind: &[u8]) -> bool {
     matches!(parts.first(), Some(BytesFrame::BlobString { data, .. }) if data.eq_ignore_ascii_case(kind))
-}
-
-async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesFrame, String> {
-    loop {
-        if let Some((frame, _, _)) = decode_bytes_mut(buf).map_err(|e| e.to_string())? {
-            return Ok(frame);
-        }
-        if stream.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
-            return Err("closed by Redis".into());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -214,7 +214,12 @@ fn apply(l1: &L1, push: Vec<BytesFrame>) {
     }
 }
 
-async fn next_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<BytesFrame, String> {
+/// The next RESP frame from a side connection (tracking, the invalidation channel),
+/// reading more into `buf` as needed.
+pub(crate) async fn next_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<BytesFrame, String> {
     loop {
         if let Some((frame, _, _)) = decode_bytes_mut(buf).map_err(|e| e.to_string())? {
             return Ok(frame);

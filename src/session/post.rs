@@ -9,8 +9,10 @@
 
 use bytes::{Bytes, BytesMut};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::protocol::{
-    reply::{array_elements, split_frames},
+    reply::{array_elements, is_error, split_frames},
     request::{Request, encode_command},
 };
 
@@ -109,7 +111,9 @@ pub(super) enum Queued {
 impl Post {
     pub fn apply(self, frame: Bytes) -> Bytes {
         let frame = if self.frames > 1 {
-            let first = split_frames(&frame).next();
+            let mut frames = split_frames(&frame);
+            let first = frames.next();
+            frames.for_each(|extra| check_extra(&extra));
             first.unwrap_or(frame)
         } else {
             frame
@@ -118,6 +122,26 @@ impl Post {
             Some(queued) => exec_reply(frame, &queued),
             None => self.shape.restore(frame),
         }
+    }
+}
+
+/// Extras Redis refused, process-wide (logged at 1, 2, 4, 8… so a misconfiguration
+/// shows in the log without flooding it).
+static EXTRAS_REFUSED: AtomicU64 = AtomicU64::new(0);
+
+/// An extra's reply is dropped, but a refusal means a rule is not applied (Redis
+/// before 7.0 knows no `PEXPIRE … NX`): say so.
+fn check_extra(reply: &[u8]) {
+    if !is_error(reply) {
+        return;
+    }
+    let n = EXTRAS_REFUSED.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(
+            refused = n,
+            reply = %String::from_utf8_lossy(reply).trim_end(),
+            "Redis refused a command respite adds for a namespace rule (PEXPIRE … NX needs Redis 7.0 or later): the rule's TTL was not applied"
+        );
     }
 }
 
@@ -138,7 +162,10 @@ fn exec_reply(frame: Bytes, queued: &[Queued]) -> Bytes {
         .zip(queued)
         .filter_map(|(e, q)| match q {
             Queued::Client(shape) => Some(shape.restore(e)),
-            Queued::Extra => None,
+            Queued::Extra => {
+                check_extra(&e);
+                None
+            }
         })
         .collect();
     let mut out = BytesMut::with_capacity(frame.len());
