@@ -39,32 +39,17 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
-HELPER="$SCRIPT_DIR/compare_helper.py"
+# shellcheck source=benches/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_init compare.sh
 
-REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
 NUTCRACKER="${NUTCRACKER:-/usr/sbin/nutcracker}"
 REDIS_BENCHMARK="${REDIS_BENCHMARK:-redis-benchmark}"
-REDIS_CLI="${REDIS_CLI:-redis-cli}"
 
 PIPELINES=(1 16)
 CLIENTS=50
 DATA_SIZE=256
 KEYSPACE=100000
-READY_TIMEOUT_S=10
-
-die() {
-    echo "compare.sh: $*" >&2
-    exit 1
-}
-
-log() {
-    echo "compare.sh: $*" >&2
-}
-
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-}
 
 # --- arguments and settings ---------------------------------------------------------
 
@@ -86,15 +71,9 @@ while (($#)); do
             EXTRA_SPECS+=("${1#--extra-toml=}")
             shift
             ;;
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *) die "unknown argument: $1 (see --help)" ;;
+        *) help_or_die "$1" ;;
     esac
 done
-
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
     N_P1="${BENCH_N:-20000}"
@@ -120,87 +99,19 @@ L1_LABEL="respite (L1 hit)"
 # The warm-up must leave at least this share of the keys in L1 (per mille).
 L1_MIN_WARM_PERMILLE=995
 
-for tool in "$REDIS_SERVER" "$NUTCRACKER" "$REDIS_BENCHMARK" "$REDIS_CLI" python3 timeout; do
-    command -v "$tool" >/dev/null || die "required tool not found: $tool"
-done
+require_tools "$REDIS_SERVER" "$NUTCRACKER" "$REDIS_BENCHMARK" "$REDIS_CLI" python3 timeout
 
 # --- process management -------------------------------------------------------------
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/respite-bench.XXXXXX")"
-PIDS=()
+bench_tmp respite-bench
 
-BENCH_PID=""
+free_ports $((9 + 2 * ${#EXTRA_SPECS[@]}))
 
-cleanup() {
-    local pid i
-    trap - EXIT INT TERM
-    if [[ -n "$BENCH_PID" ]]; then
-        kill -TERM "$BENCH_PID" 2>/dev/null || true
-        wait "$BENCH_PID" 2>/dev/null || true
-    fi
-    # Newest first: the proxies go before the Redis behind them.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Free loopback ports, all bound at once by the helper so they are distinct.
-mapfile -t FREE_PORTS < <(python3 "$HELPER" ports $((9 + 2 * ${#EXTRA_SPECS[@]})))
-((${#FREE_PORTS[@]} > 0)) || die "could not find free ports"
-next_port() {
-    ((${#FREE_PORTS[@]} > 0)) || die "ran out of free ports"
-    PORT="${FREE_PORTS[0]}"
-    FREE_PORTS=("${FREE_PORTS[@]:1}")
-}
-
-# spawn NAME CMD...: start CMD in the background, output to $TMP/NAME.log; sets PID.
-spawn() {
-    local name="$1"
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-}
-
-show_log() {
-    if [[ -s "$TMP/$1.log" ]]; then
-        echo "--- last lines of $1's log ---" >&2
-        tail -n 20 "$TMP/$1.log" >&2
-    fi
-}
-
-ping_port() {
-    [[ "$(timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$1" ping 2>/dev/null)" == PONG ]]
-}
-
-# wait_ready NAME LOG PORT PID: poll until PING answers PONG, bounded.
+# wait_ready NAME LOG PORT PID: wait_ping, then one write/read round trip, so a target
+# that answers PING but not data fails here.
 wait_ready() {
-    local name="$1" logname="$2" port="$3" pid="$4" deadline=$((SECONDS + READY_TIMEOUT_S))
-    until ping_port "$port"; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            show_log "$logname"
-            die "$name exited during startup (port $port)"
-        fi
-        if ((SECONDS >= deadline)); then
-            show_log "$logname"
-            die "$name did not answer PING on 127.0.0.1:$port within ${READY_TIMEOUT_S}s"
-        fi
-        sleep 0.05
-    done
-    # One write/read round trip, so a target that answers PING but not data fails here.
-    local key="respite-bench:probe:$logname" got
+    local name="$1" port="$3" key="respite-bench:probe:$2" got
+    wait_ping "$@"
     got="$(timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" set "$key" ok 2>&1 || true)"
     [[ "$got" == OK ]] || die "$name: SET probe replied '$got'"
     got="$(timeout 2 "$REDIS_CLI" -h 127.0.0.1 -p "$port" get "$key" 2>&1 || true)"
@@ -225,12 +136,9 @@ add_target() { # ID LABEL PORT PID LOG [TESTS]
 }
 
 start_redis() {
-    local dir="$TMP/redis"
-    mkdir -p "$dir"
     next_port
     REDIS_PORT="$PORT"
-    spawn redis "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 \
-        --daemonize no --save "" --appendonly no --dir "$dir" --logfile ""
+    spawn_redis "$REDIS_PORT" "$TMP/redis"
     wait_ready redis-server redis "$REDIS_PORT" "$PID"
     add_target direct direct "$REDIS_PORT" "$PID" redis
 }
@@ -265,21 +173,12 @@ EOF
 start_respite() {
     local id="$1" label="$2" extra="${3:-}" tests="${4:-get,set}" conf="$TMP/$1.toml"
     next_port
-    cat >"$conf" <<EOF
-[server]
-listen = "127.0.0.1:$PORT"
-[upstream]
-url = "redis://127.0.0.1:$REDIS_PORT"
-[log]
-level = "warn"
-EOF
+    respite_toml "$PORT" "$REDIS_PORT" >"$conf"
     if [[ -n "$extra" ]]; then
         printf '\n# --- appended from %s ---\n' "$extra" >>"$conf"
         cat "$extra" >>"$conf"
     fi
-    # The env overrides and RUST_LOG would change what is benchmarked: drop them.
-    spawn "$id" env -u RESPITE_LISTEN -u RESPITE_UPSTREAM -u RUST_LOG \
-        "$RESPITE_BIN" --config "$conf"
+    spawn_respite "$id" "$conf"
     wait_ready "$label" "$id" "$PORT" "$PID"
     add_target "$id" "$label" "$PORT" "$PID" "$id" "$tests"
 }
@@ -310,9 +209,9 @@ done
 
 if [[ -z "${RESPITE_BIN:-}" ]]; then
     log "building respite (cargo build --release)"
-    cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" ||
-        die "cargo build --release failed"
-    RESPITE_BIN="$(python3 "$HELPER" target-dir "$REPO/Cargo.toml")/release/respite"
+    # shellcheck disable=SC2119 # no extra cargo arguments: the default binaries
+    cargo_build
+    RESPITE_BIN="$TARGET_DIR/release/respite"
     RESPITE_BIN_SOURCE="built"
 else
     RESPITE_BIN_SOURCE="RESPITE_BIN"
@@ -322,10 +221,7 @@ fi
 # --- start everything ---------------------------------------------------------------
 
 # Other work on this machine skews the numbers; say so up front and in the header.
-LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
-if awk -v l="${LOAD_AT_START%% *}" -v n="$(nproc)" 'BEGIN {exit !(l + 0 > n / 2)}'; then
-    log "warning: load average is $LOAD_AT_START on $(nproc) CPUs; results will be noisy"
-fi
+note_load results
 
 start_redis
 start_twemproxy
@@ -350,14 +246,10 @@ RAW_TMP="$TMP/raw.csv"
 # It runs in the background and is waited for, so a signal to this script interrupts
 # the wait at once and cleanup stops it; returns redis-benchmark's (or timeout's) status.
 run_bench() {
-    local port="$1" out="$2" err="$3" rc=0
+    local port="$1" out="$2" err="$3"
     shift 3
-    timeout "$BENCH_TIMEOUT" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$port" "$@" \
-        >"$out" 2>"$err" </dev/null &
-    BENCH_PID=$!
-    wait "$BENCH_PID" || rc=$?
-    BENCH_PID=""
-    return "$rc"
+    run_fg timeout "$BENCH_TIMEOUT" "$REDIS_BENCHMARK" -h 127.0.0.1 -p "$port" "$@" \
+        >"$out" 2>"$err"
 }
 
 bench_args() { # N PIPELINE [TESTS]

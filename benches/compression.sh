@@ -30,27 +30,14 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
-HELPER="$SCRIPT_DIR/compare_helper.py"
+# shellcheck source=benches/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_init compression.sh
 
-REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
-REDIS_CLI="${REDIS_CLI:-redis-cli}"
-READY_TIMEOUT_S=10
-
-die() {
-    echo "compression.sh: $*" >&2
-    exit 1
-}
-log() { echo "compression.sh: $*" >&2; }
-
-case "${1:-}" in
-    -h | --help)
-        sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-        exit 0
-        ;;
-    "") ;;
-    *) die "unknown argument: $1 (see --help)" ;;
-esac
+# No options: --help prints the above; only the first argument is looked at.
+if [[ -n "${1:-}" ]]; then
+    help_or_die "$1"
+fi
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
     DOCS="${COMP_DOCS:-1000}"
@@ -67,72 +54,17 @@ SETTINGS="${COMP_SETTINGS:-direct none zstd lz4}"
 LEVEL_LINE=""
 [[ -n "${COMP_LEVEL:-}" ]] && LEVEL_LINE="compress_level = ${COMP_LEVEL}"
 
-for tool in "$REDIS_SERVER" "$REDIS_CLI" python3 timeout; do
-    command -v "$tool" >/dev/null || die "required tool not found: $tool"
-done
+require_tools "$REDIS_SERVER" "$REDIS_CLI" python3 timeout
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/respite-compression.XXXXXX")"
-PIDS=()
-
-stop_all() {
-    local pid i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-}
-cleanup() {
-    trap - EXIT INT TERM
-    stop_all
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-spawn() { # NAME CMD...: start CMD in the background, output to $TMP/NAME.log; sets PID.
-    local name="$1"
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-}
-
-cli() { # PORT ARGS...
-    local port="$1"
-    shift
-    timeout 10 "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@"
-}
-
-wait_ready() { # NAME PORT PID
-    local name="$1" port="$2" pid="$3" deadline=$((SECONDS + READY_TIMEOUT_S))
-    until [[ "$(cli "$port" ping 2>/dev/null)" == PONG ]]; do
-        kill -0 "$pid" 2>/dev/null || {
-            tail -n 20 "$TMP/$name.log" >&2
-            die "$name exited during startup"
-        }
-        ((SECONDS < deadline)) || die "$name did not answer PING on port $port"
-        sleep 0.05
-    done
-}
+bench_tmp respite-compression
 
 used_memory() { cli "$1" info memory | tr -d '\r' | sed -n 's/^used_memory://p'; }
 
 if [[ -z "${RESPITE_BIN:-}" || -z "${LOAD_BIN:-}" ]]; then
     log "building respite and examples/compress_load.rs (cargo build --release)"
-    cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" --bin respite \
-        --example compress_load || die "cargo build --release failed"
-    target_dir="$(python3 "$HELPER" target-dir "$REPO/Cargo.toml")"
-    RESPITE_BIN="${RESPITE_BIN:-$target_dir/release/respite}"
-    LOAD_BIN="${LOAD_BIN:-$target_dir/release/examples/compress_load}"
+    cargo_build --bin respite --example compress_load
+    RESPITE_BIN="${RESPITE_BIN:-$TARGET_DIR/release/respite}"
+    LOAD_BIN="${LOAD_BIN:-$TARGET_DIR/release/examples/compress_load}"
 fi
 
 LOAD_ARGS=(--docs "$DOCS" --conns "$CONNS" --pipeline "$PIPELINE" --set-rounds "$SET_ROUNDS"
@@ -142,23 +74,18 @@ log "dataset: $DOCS documents, $DATASET_BYTES bytes"
 
 declare -A MEM SET GET STORED
 for setting in $SETTINGS; do
-    mapfile -t ports < <(python3 "$HELPER" ports 2)
-    redis_port="${ports[0]}"
-    respite_port="${ports[1]}"
-    mkdir -p "$TMP/redis-$setting"
-    spawn redis "$REDIS_SERVER" --port "$redis_port" --bind 127.0.0.1 --daemonize no \
-        --save "" --appendonly no --dir "$TMP/redis-$setting" --logfile ""
-    wait_ready redis "$redis_port" "$PID"
+    free_ports 2
+    next_port
+    redis_port="$PORT"
+    next_port
+    respite_port="$PORT"
+    spawn_redis "$redis_port" "$TMP/redis-$setting"
+    wait_ping redis redis "$redis_port" "$PID"
     addr="127.0.0.1:$redis_port"
     if [[ "$setting" != direct ]]; then
-        cat >"$TMP/respite.toml" <<EOF
-[server]
-listen = "127.0.0.1:$respite_port"
-threads = $THREADS
-[upstream]
-url = "redis://127.0.0.1:$redis_port"
-[log]
-level = "warn"
+        {
+            respite_toml "$respite_port" "$redis_port" "threads = $THREADS"
+            cat <<EOF
 
 [[namespace]]
 name = "docs"
@@ -166,9 +93,9 @@ match = "doc:*"
 compress = "$setting"
 $([[ "$setting" == zstd ]] && echo "$LEVEL_LINE")
 EOF
-        spawn respite env -u RESPITE_LISTEN -u RESPITE_UPSTREAM -u RUST_LOG \
-            "$RESPITE_BIN" --config "$TMP/respite.toml"
-        wait_ready respite "$respite_port" "$PID"
+        } >"$TMP/respite.toml"
+        spawn_respite respite "$TMP/respite.toml"
+        wait_ping respite respite "$respite_port" "$PID"
         addr="127.0.0.1:$respite_port"
     fi
     before="$(used_memory "$redis_port")"

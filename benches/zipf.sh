@@ -40,39 +40,16 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$SCRIPT_DIR/.." && pwd)"
-HELPER="$SCRIPT_DIR/compare_helper.py"
-
-REDIS_SERVER="${REDIS_SERVER:-/usr/bin/redis-server}"
-REDIS_CLI="${REDIS_CLI:-redis-cli}"
-READY_TIMEOUT_S=10
-
-die() {
-    echo "zipf.sh: $*" >&2
-    exit 1
-}
-
-log() {
-    echo "zipf.sh: $*" >&2
-}
-
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
-}
+# shellcheck source=benches/lib.sh
+source "$SCRIPT_DIR/lib.sh"
+bench_init zipf.sh
 
 # --- arguments and settings ---------------------------------------------------------
 
-while (($#)); do
-    case "$1" in
-        -h | --help)
-            usage
-            exit 0
-            ;;
-        *) die "unknown argument: $1 (see --help)" ;;
-    esac
-done
-
-is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+# No options: --help prints the above, anything else is an error.
+if (($#)); then
+    help_or_die "$1"
+fi
 
 if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
     KEYS="${ZIPF_KEYS:-100000}"
@@ -99,107 +76,36 @@ done
 [[ "$DIRECT" == 0 || "$DIRECT" == 1 ]] || die "ZIPF_DIRECT must be 0 or 1"
 ((L1_PERCENT <= 100)) || die "ZIPF_L1_PERCENT must be at most 100"
 
-for tool in "$REDIS_SERVER" "$REDIS_CLI" python3 timeout; do
-    command -v "$tool" >/dev/null || die "required tool not found: $tool"
-done
+require_tools "$REDIS_SERVER" "$REDIS_CLI" python3 timeout
 
-# --- process management (as in compare.sh) ------------------------------------------
+# --- process management -------------------------------------------------------------
 
-TMP="$(mktemp -d "${TMPDIR:-/tmp}/respite-zipf.XXXXXX")"
-PIDS=()
-GEN_PID=""
+bench_tmp respite-zipf
 
-cleanup() {
-    local pid i
-    trap - EXIT INT TERM
-    if [[ -n "$GEN_PID" ]]; then
-        kill -TERM "$GEN_PID" 2>/dev/null || true
-        wait "$GEN_PID" 2>/dev/null || true
-    fi
-    # Newest first: the proxy goes before the Redis behind it.
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-mapfile -t FREE_PORTS < <(python3 "$HELPER" ports 4)
-((${#FREE_PORTS[@]} >= 2)) || die "could not find free ports"
-REDIS_PORT="${FREE_PORTS[0]}"
-RESPITE_PORT="${FREE_PORTS[1]}"
-
-spawn() { # NAME CMD...: start CMD in the background, output to $TMP/NAME.log; sets PID.
-    local name="$1"
-    shift
-    "$@" >"$TMP/$name.log" 2>&1 &
-    PID=$!
-    PIDS+=("$PID")
-}
-
-show_log() {
-    if [[ -s "$TMP/$1.log" ]]; then
-        echo "--- last lines of $1's log ---" >&2
-        tail -n 20 "$TMP/$1.log" >&2
-    fi
-}
-
-cli() { # PORT ARGS...
-    local port="$1"
-    shift
-    timeout 10 "$REDIS_CLI" -h 127.0.0.1 -p "$port" "$@"
-}
-
-wait_ready() { # NAME LOG PORT PID: poll until PING answers PONG, bounded.
-    local name="$1" logname="$2" port="$3" pid="$4" deadline=$((SECONDS + READY_TIMEOUT_S))
-    until [[ "$(cli "$port" ping 2>/dev/null)" == PONG ]]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            show_log "$logname"
-            die "$name exited during startup (port $port)"
-        fi
-        if ((SECONDS >= deadline)); then
-            show_log "$logname"
-            die "$name did not answer PING on 127.0.0.1:$port within ${READY_TIMEOUT_S}s"
-        fi
-        sleep 0.05
-    done
-}
+free_ports 4
+next_port
+REDIS_PORT="$PORT"
+next_port
+RESPITE_PORT="$PORT"
 
 # --- binaries -----------------------------------------------------------------------
 
 if [[ -z "${RESPITE_BIN:-}" || -z "${ZIPF_BIN:-}" ]]; then
     log "building respite and examples/zipf.rs (cargo build --release)"
-    cargo build --release --quiet --manifest-path "$REPO/Cargo.toml" --bin respite --example zipf ||
-        die "cargo build --release failed"
-    target_dir="$(python3 "$HELPER" target-dir "$REPO/Cargo.toml")"
-    RESPITE_BIN="${RESPITE_BIN:-$target_dir/release/respite}"
-    ZIPF_BIN="${ZIPF_BIN:-$target_dir/release/examples/zipf}"
+    cargo_build --bin respite --example zipf
+    RESPITE_BIN="${RESPITE_BIN:-$TARGET_DIR/release/respite}"
+    ZIPF_BIN="${ZIPF_BIN:-$TARGET_DIR/release/examples/zipf}"
 fi
 [[ -x "$RESPITE_BIN" ]] || die "respite binary not executable: $RESPITE_BIN"
 [[ -x "$ZIPF_BIN" ]] || die "zipf generator not executable: $ZIPF_BIN"
 
-LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
-if awk -v l="${LOAD_AT_START%% *}" -v n="$(nproc)" 'BEGIN {exit !(l + 0 > n / 2)}'; then
-    log "warning: load average is $LOAD_AT_START on $(nproc) CPUs; ops/s will be noisy"
-fi
+note_load ops/s
 
 # --- Redis, data, sizes -------------------------------------------------------------
 
-mkdir -p "$TMP/redis"
-spawn redis "$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 \
-    --daemonize no --save "" --appendonly no --dir "$TMP/redis" --logfile ""
+spawn_redis "$REDIS_PORT" "$TMP/redis"
 REDIS_PID="$PID"
-wait_ready redis-server redis "$REDIS_PORT" "$REDIS_PID"
+wait_ping redis-server redis "$REDIS_PORT" "$REDIS_PID"
 
 log "loading $KEYS keys zipf:1..zipf:$KEYS with $VALUE_SIZE-byte values into Redis"
 fill_out="$(python3 "$HELPER" zipf-fill "$KEYS" "$VALUE_SIZE" |
@@ -231,13 +137,9 @@ log "all $KEYS keys weigh $DATA_L1_BYTES bytes as L1 counts them (keys $KEY_BYTE
 # --- respite ------------------------------------------------------------------------
 
 CONF="$TMP/respite.toml"
-cat >"$CONF" <<EOF
-[server]
-listen = "127.0.0.1:$RESPITE_PORT"
-[upstream]
-url = "redis://127.0.0.1:$REDIS_PORT"
-[log]
-level = "warn"
+{
+    respite_toml "$RESPITE_PORT" "$REDIS_PORT"
+    cat <<EOF
 
 # $L1_PERCENT% of the $KEYS entries' L1 weight ($DATA_L1_BYTES bytes).
 [l1]
@@ -250,11 +152,10 @@ match = "zipf:*"
 l1 = true
 l1_ttl = "1h"
 EOF
-# The env overrides and RUST_LOG would change what is benchmarked: drop them.
-spawn respite env -u RESPITE_LISTEN -u RESPITE_UPSTREAM -u RUST_LOG \
-    "$RESPITE_BIN" --config "$CONF"
+} >"$CONF"
+spawn_respite respite "$CONF"
 RESPITE_PID="$PID"
-wait_ready respite respite "$RESPITE_PORT" "$RESPITE_PID"
+wait_ping respite respite "$RESPITE_PORT" "$RESPITE_PID"
 
 # --- measuring ----------------------------------------------------------------------
 
@@ -280,11 +181,8 @@ redis_calls() { # CMD: calls of CMD on the Redis server so far (INFO commandstat
 # generate PORT REQUESTS OUT [SEED]: run the generator, bounded by BENCH_TIMEOUT.
 generate() {
     local rc=0
-    timeout "$BENCH_TIMEOUT" "$ZIPF_BIN" --addr "127.0.0.1:$1" --keys "$KEYS" --requests "$2" \
-        --s "$S" --conns "$CONNS" --pipeline "$PIPELINE" --seed "${4:-$SEED}" >"$3" 2>&1 </dev/null &
-    GEN_PID=$!
-    wait "$GEN_PID" || rc=$?
-    GEN_PID=""
+    run_fg timeout "$BENCH_TIMEOUT" "$ZIPF_BIN" --addr "127.0.0.1:$1" --keys "$KEYS" --requests "$2" \
+        --s "$S" --conns "$CONNS" --pipeline "$PIPELINE" --seed "${4:-$SEED}" >"$3" 2>&1 || rc=$?
     for pid in "$REDIS_PID" "$RESPITE_PID"; do
         kill -0 "$pid" 2>/dev/null || {
             show_log redis
