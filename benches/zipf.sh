@@ -9,9 +9,10 @@
 # straight into Redis, and gives respite
 #     [l1] max_memory = <ZIPF_L1_PERCENT% of the data as L1 counts it>
 #     [[namespace]] match = "zipf:*"  l1 = true  l1_ttl = "1h"
-# L1 counts an entry as key + command signature + reply + ENTRY_OVERHEAD (src/l1.rs,
-# ~160 bytes; read from there): for a RESP2 GET that is len(key) + 4 ("2get") +
-# (ZIPF_VALUE_SIZE + 8) ("$100\r\n…\r\n") + ENTRY_OVERHEAD, summed over every key (the
+# L1 counts an entry as its header + key + command signature + reply + ENTRY_OVERHEAD
+# (src/l1.rs: the 88-byte header `at::SIZE` and ~200 bytes; read from there): for a
+# RESP2 GET that is 88 + len(key) + 4 ("2get") + (ZIPF_VALUE_SIZE + 8)
+# ("$100\r\n…\r\n") + ENTRY_OVERHEAD, summed over every key (the
 # helper's zipf-size computes it exactly). The report checks it against l1_bytes /
 # l1_entries at the end.
 # Then it runs the generator, first straight at Redis (ops/s baseline, no cache; skip
@@ -32,7 +33,8 @@
 #   ZIPF_SEED          seed of the key sequence            (default 1)
 #   ZIPF_L1_PERCENT    L1 max_memory as % of the data      (default 10)
 #   ZIPF_DIRECT=0      skip the run straight at Redis
-#   ZIPF_L1_OVERHEAD   L1's per-entry overhead (default: ENTRY_OVERHEAD in src/l1.rs)
+#   ZIPF_L1_OVERHEAD   L1's per-entry bytes beyond key, signature and reply
+#                      (default: the entry header plus ENTRY_OVERHEAD, from src/l1.rs)
 #   BENCH_QUICK=1      smoke run: 100000 keys, 200000 requests
 #   BENCH_TIMEOUT      seconds allowed for one generator run (default 600)
 #   RESPITE_BIN, ZIPF_BIN   binaries to use (default: cargo build --release)
@@ -117,7 +119,12 @@ dbsize="$(cli "$REDIS_PORT" dbsize)"
 
 # kv NAME < "name=value" lines: the value of NAME.
 kv() { sed -n "s/^$1=//p"; }
-L1_OVERHEAD="${ZIPF_L1_OVERHEAD:-$(sed -n 's/^const ENTRY_OVERHEAD: usize = \([0-9]*\);.*/\1/p' "$REPO/src/l1.rs" 2>/dev/null | head -n 1)}"
+entry_overhead="$(sed -n 's/^const ENTRY_OVERHEAD: usize = \([0-9]*\);.*/\1/p' "$REPO/src/l1.rs" 2>/dev/null | head -n 1)"
+entry_header="$(sed -n 's/^ *pub const SIZE: usize = \([0-9]*\);.*/\1/p' "$REPO/src/l1.rs" 2>/dev/null | head -n 1)"
+if [[ -n "$entry_overhead" && -n "$entry_header" ]]; then
+    entry_overhead=$((entry_overhead + entry_header))
+fi
+L1_OVERHEAD="${ZIPF_L1_OVERHEAD:-$entry_overhead}"
 if [[ -z "$L1_OVERHEAD" ]]; then
     L1_OVERHEAD=160
     log "warning: ENTRY_OVERHEAD not found in src/l1.rs; assuming $L1_OVERHEAD bytes per entry"
@@ -341,7 +348,7 @@ EOF
     echo
     echo "Command: \`$cmd\` — loads $KEYS keys \`zipf:<rank>\` with $VALUE_SIZE-byte values into Redis, then runs \`examples/zipf.rs\` (\`${GEN_CMD#"$ZIPF_BIN" }\`)$([[ "$DIRECT" == 1 ]] && echo " straight at Redis, then") through respite, whose L1 starts empty$( ((WARMUP > 0)) && echo " and gets $WARMUP uncounted requests (seed $((SEED + 1))) first")."
     echo
-    echo "L1: \`max_memory = $L1_MAX_BYTES\` bytes = $L1_PERCENT% of $DATA_L1_BYTES, the weight of all $KEYS entries as L1 counts them: key ($KEY_BYTES bytes for all keys) + 4 (signature \"2get\") + $REPLY_LEN (reply \`\$$VALUE_SIZE\\r\\n…\\r\\n\`) + $L1_OVERHEAD overhead (ENTRY_OVERHEAD), $PER_ENTRY_AVG bytes per entry on average. Namespace \`zipf:*\`, \`l1_ttl = \"1h\"\`, \`coherence = \"tracking\"\`."
+    echo "L1: \`max_memory = $L1_MAX_BYTES\` bytes = $L1_PERCENT% of $DATA_L1_BYTES, the weight of all $KEYS entries as L1 counts them: key ($KEY_BYTES bytes for all keys) + 4 (signature \"2get\") + $REPLY_LEN (reply \`\$$VALUE_SIZE\\r\\n…\\r\\n\`) + $L1_OVERHEAD overhead (entry header + ENTRY_OVERHEAD), $PER_ENTRY_AVG bytes per entry on average. Namespace \`zipf:*\`, \`l1_ttl = \"1h\"\`, \`coherence = \"tracking\"\`."
     echo
     cat "$TMP/table.md"
     echo
