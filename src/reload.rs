@@ -37,7 +37,8 @@ pub struct Reloads {
     pub failed: AtomicU64,
 }
 
-/// How long file events are gathered before reloading (editors write in steps).
+/// How long file events are gathered before reloading (editors write in steps); the
+/// file must also read the same twice this far apart.
 const SETTLE: Duration = Duration::from_millis(100);
 
 /// Reloads the configuration file. Ok: a one-line summary; Err: why nothing changed.
@@ -173,9 +174,8 @@ pub fn spawn_watchers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 }
                 Some(()) = rx.recv() => {
                     // Let the writer finish, then take every event of the burst at once.
-                    tokio::time::sleep(SETTLE).await;
+                    let now = settled(&path).await;
                     while rx.try_recv().is_ok() {}
-                    let now = std::fs::read(&path).ok();
                     if now.is_some() && now != last {
                         info!("configuration file changed: reloading");
                         let _ = reload(&shared);
@@ -185,6 +185,22 @@ pub fn spawn_watchers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         }
     });
+}
+
+/// The file's content once two reads `SETTLE` apart agree (an editor that truncates
+/// and then writes must not have its half-written file applied), or the last read
+/// after a few tries.
+async fn settled(path: &Path) -> Option<Vec<u8>> {
+    let mut last = None;
+    for _ in 0..10 {
+        tokio::time::sleep(SETTLE).await;
+        let now = std::fs::read(path).ok();
+        if now.is_some() && now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
 }
 
 /// Watches the directory holding `path`: a file replaced by rename, or a ConfigMap's

@@ -11,7 +11,7 @@
 //! reconnecting with backoff like the tracking connection. Messages published while
 //! it was away are lost, so each (re)subscription flushes L1.
 
-use std::{sync::Arc, sync::atomic::Ordering, time::Duration};
+use std::{sync::Arc, sync::atomic::Ordering};
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
@@ -20,7 +20,10 @@ use tracing::{info, warn};
 
 use crate::{
     config::Coherence,
-    l1::{L1, tracking::next_frame},
+    l1::{
+        L1,
+        tracking::{next_frame, watch_connection},
+    },
     protocol::request::encode_command,
     server::Shared,
     upstream::PoolKey,
@@ -30,8 +33,6 @@ use crate::{
 const TAG: &[u8] = b"invalidate";
 /// Name of the listening connection in `CLIENT LIST`.
 pub const CLIENT_NAME: &str = "respite-invalidations";
-/// A lost connection is noticed within two of these.
-const PING_EVERY: Duration = Duration::from_millis(500);
 
 /// The message announcing that `keys` of `db` were deleted.
 pub fn encode(db: u32, keys: &[Bytes]) -> Bytes {
@@ -133,37 +134,20 @@ async fn listen(shared: &Shared, l1: &L1, channel: &[u8], resubscribe: bool) -> 
     }
     shared.admin.listener_up.store(true, Ordering::Release);
     info!(channel = %String::from_utf8_lossy(channel), "listening for invalidations");
-    let mut ping = tokio::time::interval(PING_EVERY);
-    // After a stall, one tick (not a burst that would count the stall as lost pongs).
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping.tick().await;
-    let mut awaiting_pong = false;
-    loop {
-        tokio::select! {
-            // Replies already in are read before the ping timer is looked at: a
-            // late-running task must not take its own delay for a lost connection.
-            biased;
-            frame = next_frame(&mut stream, &mut buf) => match frame? {
-                BytesFrame::Array { data, .. } if is_kind(&data, b"message") => {
-                    if let Some(BytesFrame::BlobString { data: message, .. }) = data.get(2)
-                        && let Some((_db, keys)) = decode(message)
-                    {
-                        keys.iter().for_each(|k| l1.invalidate_key(k));
-                        let source = crate::metrics::InvalidationSource::Pattern;
-                        l1.stats.invalidations.add(source, keys.len() as u64);
-                    }
-                }
-                _ => awaiting_pong = false, // the reply to our PING
-            },
-            _ = ping.tick() => {
-                if awaiting_pong {
-                    return Err(format!("no reply to PING within {PING_EVERY:?}"));
-                }
-                stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
-                awaiting_pong = true;
+    watch_connection(&mut stream, &mut buf, |frame| match frame {
+        BytesFrame::Array { data, .. } if is_kind(&data, b"message") => {
+            if let Some(BytesFrame::BlobString { data: message, .. }) = data.get(2)
+                && let Some((_db, keys)) = decode(message)
+            {
+                keys.iter().for_each(|k| l1.invalidate_key(k));
+                let source = crate::metrics::InvalidationSource::Pattern;
+                l1.stats.invalidations.add(source, keys.len() as u64);
             }
+            true
         }
-    }
+        _ => false,
+    })
+    .await
 }
 
 fn is_kind(parts: &[BytesFrame], kind: &[u8]) -> bool {

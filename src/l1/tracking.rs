@@ -71,6 +71,11 @@ pub fn spawn(
     mut stop: watch::Receiver<bool>,
 ) -> Arc<TrackingState> {
     let state = Arc::new(TrackingState::default());
+    if prefixes.borrow().as_ref().is_some_and(Vec::is_empty) {
+        // Idle from the start, not "down" until the task first runs.
+        state.idle.store(true, Ordering::Release);
+        state.up.store(true, Ordering::Release);
+    }
     let st = state.clone();
     tokio::spawn(async move {
         let key = PoolKey {
@@ -143,6 +148,25 @@ async fn track(
     l1.resume_fills();
     state.up.store(true, Ordering::Release);
     info!(prefixes = ?prefixes.map(|p| p.len()), "tracking established");
+    watch_connection(&mut stream, &mut buf, |frame| match frame {
+        BytesFrame::Push { data, .. } => {
+            apply(l1, data);
+            true
+        }
+        _ => false,
+    })
+    .await
+}
+
+/// Reads a side connection (tracking, the invalidation channel) until it fails,
+/// sending a PING every `PING_EVERY`: a PING unanswered by the next one ends it.
+/// `on_message` gets every frame and says whether it was a message (anything else is
+/// the reply to a PING).
+pub(crate) async fn watch_connection(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    mut on_message: impl FnMut(BytesFrame) -> bool,
+) -> Result<(), String> {
     let mut ping = tokio::time::interval(PING_EVERY);
     // After a stall, one tick (not a burst that would count the stall as lost pongs).
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -153,10 +177,11 @@ async fn track(
             // Replies already in are read before the ping timer is looked at: a
             // late-running task must not take its own delay for a lost connection.
             biased;
-            frame = next_frame(&mut stream, &mut buf) => match frame? {
-                BytesFrame::Push { data, .. } => apply(l1, data),
-                _ => awaiting_pong = false, // the reply to our PING
-            },
+            frame = next_frame(stream, buf) => {
+                if !on_message(frame?) {
+                    awaiting_pong = false;
+                }
+            }
             _ = ping.tick() => {
                 if awaiting_pong {
                     return Err(format!("no reply to PING within {PING_EVERY:?}"));
