@@ -310,6 +310,13 @@ impl Classified {
     pub fn effective(&self) -> Option<&'static Spec> {
         self.sub.or(self.spec)
     }
+
+    /// [`write_keys`] of `args`, which this classifies: no second table lookup.
+    pub fn write_keys(&self, args: &[Bytes]) -> Vec<usize> {
+        self.effective().map_or_else(Vec::new, |spec| {
+            spec.writes.select(spec.keys.positions(args))
+        })
+    }
 }
 
 /// A command as sent by a client: `args[0]` is the name, in any case.
@@ -380,10 +387,7 @@ pub fn key_positions(args: &[Bytes]) -> Vec<usize> {
 /// The subset of [`key_positions`] the command may modify. Empty for read-only
 /// commands and for unknown ones (which have no known keys).
 pub fn write_keys(args: &[Bytes]) -> Vec<usize> {
-    let Some(spec) = classify(args).effective() else {
-        return Vec::new();
-    };
-    spec.writes.select(spec.keys.positions(args))
+    classify(args).write_keys(args)
 }
 
 /// Binary search of a sorted table, comparing `name` with each spec's name past `skip`

@@ -450,25 +450,6 @@ impl L1 {
             .fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Drops every entry whose key satisfies `pred` (its namespace's rule changed on
-    /// reload, …) and moves those keys' generations, so fills in flight for them are
-    /// dropped too. Returns the number of entries dropped.
-    pub fn invalidate_matching(&self, pred: impl Fn(&[u8]) -> bool) -> usize {
-        let doomed: Vec<(u64, Entry)> = self
-            .index
-            .iter()
-            .filter(|e| pred(e.value().key()))
-            .map(|e| (*e.key(), e.value().clone()))
-            .collect();
-        for (hash, entry) in &doomed {
-            self.invalidate_key(entry.key());
-            self.index
-                .remove_if(hash, |_, e| Arc::ptr_eq(&e.0, &entry.0));
-            self.cache.invalidate(hash);
-        }
-        doomed.len()
-    }
-
     /// FLUSHDB or one side of SWAPDB.
     pub fn flush_db(&self, db: u32) {
         self.db_slot(db).fetch_add(1, Ordering::AcqRel);
@@ -522,20 +503,25 @@ impl L1 {
         }
     }
 
-    /// Drops the entries for which `drop(db, key)` holds, and every entry that can
-    /// never be served again because its key changed since it was stored (after a
+    /// Drops the entries for which `drop(db, key)` holds, moving their keys'
+    /// generations so a fill in flight cannot bring them back, and every entry that
+    /// can never be served again because its key changed since it was stored (after a
     /// pattern delete those would hold memory until they expire). Returns how many
     /// entries were dropped.
     pub fn remove_where(&self, mut drop: impl FnMut(u32, &[u8]) -> bool) -> u64 {
         let mut gone = Vec::new();
         for e in self.index.iter() {
             let entry = e.value();
-            if drop(entry.half(at::DB), entry.key()) || !self.still_valid(entry) {
-                gone.push((*e.key(), entry.clone()));
+            let chosen = drop(entry.half(at::DB), entry.key());
+            if chosen || !self.still_valid(entry) {
+                gone.push((*e.key(), entry.clone(), chosen));
             }
         }
         // moka's eviction listener writes to the index: not while iterating it.
-        for (hash, entry) in &gone {
+        for (hash, entry, chosen) in &gone {
+            if *chosen {
+                self.invalidate_key(entry.key());
+            }
             self.index
                 .remove_if(hash, |_, e| Arc::ptr_eq(&e.0, &entry.0));
             self.cache.invalidate(hash);

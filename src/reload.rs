@@ -12,10 +12,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -28,14 +25,9 @@ use crate::{
     server::Shared,
 };
 
-/// Reload bookkeeping shared by every trigger.
-#[derive(Default)]
-pub struct Reloads {
-    /// One reload at a time.
-    lock: Mutex<()>,
-    pub ok: AtomicU64,
-    pub failed: AtomicU64,
-}
+/// Held while a reload runs: one at a time, whatever triggered it. (They are counted
+/// in the metrics' `reloads`.)
+pub type Reloads = Mutex<()>;
 
 /// How long file events are gathered before reloading (editors write in steps); the
 /// file must also read the same twice this far apart.
@@ -46,21 +38,15 @@ pub fn reload(shared: &Shared) -> Result<String, String> {
     let Some(path) = shared.config.source.as_deref() else {
         return Err("no configuration file to reload (started without --config)".into());
     };
-    let _one_at_a_time = shared
-        .reloads
-        .lock
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _one_at_a_time = shared.reloads.lock().unwrap_or_else(|e| e.into_inner());
     let outcome = apply(shared, path);
     shared.metrics.reloads.record(outcome.is_ok());
     match outcome {
         Ok(summary) => {
-            shared.reloads.ok.fetch_add(1, Ordering::Relaxed);
             info!(file = %path.display(), "configuration reloaded: {summary}");
             Ok(summary)
         }
         Err(e) => {
-            shared.reloads.failed.fetch_add(1, Ordering::Relaxed);
             error!(file = %path.display(), "configuration reload refused, the previous rules stay: {e}");
             Err(e)
         }
@@ -82,14 +68,13 @@ fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
             "these settings changed but apply only after a restart; they are left as they were"
         );
     }
-    let old = shared.policy.load_full();
     let rules = policy.rules().len();
     let prefixes = policy.tracking_prefixes();
-    shared.policy.store(Arc::new(policy));
-    let new_policy = shared.policy.load();
+    let new_policy = Arc::new(policy);
+    let old = shared.policy.swap(new_policy.clone());
     let dropped = match &shared.l1 {
         Some(l1) if !same_rules(old.rules(), new_policy.rules()) => {
-            l1.invalidate_matching(|key| !same_rule(old.lookup(key), new_policy.lookup(key)))
+            l1.remove_where(|_, key| !same_rule(old.lookup(key), new_policy.lookup(key)))
         }
         _ => 0,
     };

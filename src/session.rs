@@ -318,7 +318,7 @@ impl Session {
 
     /// Sends `out` on `conn` and queues its reply.
     fn forward(&mut self, conn: &Conn, out: Outgoing, deadline: Option<Instant>, effect: Effect) {
-        let rx = send(conn, out.cmd, out.frames);
+        let rx = send(conn, out.frames(), out.cmd);
         self.pending.push_back(Pending::Upstream {
             rx,
             deadline,
@@ -331,7 +331,7 @@ impl Session {
     /// Sends `out` on the client's shared connection, with the usual timeout.
     fn forward_pooled(&mut self, out: Outgoing, effect: Effect) {
         // The connection is borrowed only to send: no handle clone per request.
-        let rx = send(self.pool.conn(self.id), out.cmd, out.frames);
+        let rx = send(self.pool.conn(self.id), out.frames(), out.cmd);
         self.pending.push_back(Pending::Upstream {
             rx,
             deadline: self.deadline(),
@@ -470,7 +470,7 @@ impl Session {
 }
 
 /// Sends `cmd` (which produces `frames` reply frames) and returns its reply's receiver.
-fn send(conn: &Conn, cmd: Bytes, frames: u32) -> oneshot::Receiver<Reply> {
+fn send(conn: &Conn, frames: u32, cmd: Bytes) -> oneshot::Receiver<Reply> {
     if frames == 1 {
         return conn.request(cmd);
     }

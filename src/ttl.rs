@@ -112,7 +112,8 @@ fn ms(d: Duration) -> u64 {
 }
 
 /// Plans `args` (a write command, `name` its lower-case table name) under the rules
-/// `rule_of` gives each key, `now_ms` being Unix time in milliseconds. `write_keys`
+/// `rule_of` gives each key; `now_ms` gives Unix time in milliseconds, asked only for
+/// an absolute time to clamp or fill in. `write_keys`
 /// gives the argument positions of the keys the command may write. Err: the command
 /// is refused with this message.
 pub fn plan<'r>(
@@ -120,8 +121,9 @@ pub fn plan<'r>(
     args: &[Bytes],
     write_keys: impl FnOnce() -> Vec<usize>,
     rule_of: impl Fn(&[u8]) -> Option<&'r Rule>,
-    now_ms: u64,
+    now_ms: impl Fn() -> u64,
 ) -> Result<Plan, String> {
+    let now_ms: &dyn Fn() -> u64 = &now_ms;
     let key_rule = |i: usize| args.get(i).and_then(|k| rule_of(k));
     let mut plan = Plan::default();
     match name {
@@ -214,7 +216,7 @@ enum SetTtl {
 }
 
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL].
-fn set(args: &[Bytes], rule: &Rule, now_ms: u64) -> Option<Vec<Bytes>> {
+fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64) -> Option<Vec<Bytes>> {
     if args.len() < 3 {
         return None;
     }
@@ -267,7 +269,11 @@ fn set(args: &[Bytes], rule: &Rule, now_ms: u64) -> Option<Vec<Bytes>> {
 }
 
 /// GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST].
-fn getex(args: &[Bytes], rule: &Rule, now_ms: u64) -> Result<Option<Vec<Bytes>>, String> {
+fn getex(
+    args: &[Bytes],
+    rule: &Rule,
+    now_ms: &dyn Fn() -> u64,
+) -> Result<Option<Vec<Bytes>>, String> {
     if args.len() == 3 && is(&args[2], b"PERSIST") && rule.max_ttl.is_some() {
         return Err(refusal("GETEX PERSIST", rule));
     }
@@ -295,7 +301,7 @@ fn getex(args: &[Bytes], rule: &Rule, now_ms: u64) -> Result<Option<Vec<Bytes>>,
 }
 
 /// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f].
-fn restore(args: &[Bytes], rule: &Rule, now_ms: u64) -> Option<Vec<Bytes>> {
+fn restore(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64) -> Option<Vec<Bytes>> {
     if args.len() < 4 {
         return None;
     }
@@ -303,10 +309,14 @@ fn restore(args: &[Bytes], rule: &Rule, now_ms: u64) -> Option<Vec<Bytes>> {
     let ttl = parse(&args[2])?;
     let value = if ttl == 0 {
         let default = default_ms(rule)?;
-        if absolute { now_ms + default } else { default }
+        if absolute {
+            now_ms() + default
+        } else {
+            default
+        }
     } else {
         let max = rule.max_ttl.map(ms)?;
-        let limit = if absolute { now_ms + max } else { max };
+        let limit = if absolute { now_ms() + max } else { max };
         if ttl <= 0 || ttl as u64 <= limit {
             return None;
         }
@@ -326,10 +336,10 @@ fn clamp_relative(value: &[u8], unit: u64, max: u64) -> Option<Bytes> {
 
 /// An absolute expiry (Unix time in units of `unit` ms) further than `max` ms from
 /// now, as the Unix time in ms `max` from now.
-fn clamp_absolute(value: &[u8], unit: u64, max: u64, now_ms: u64) -> Option<Bytes> {
+fn clamp_absolute(value: &[u8], unit: u64, max: u64, now_ms: &dyn Fn() -> u64) -> Option<Bytes> {
     let v = parse(value)?;
     let at_ms = (v as i128) * (unit as i128);
-    let limit = now_ms + max;
+    let limit = now_ms() + max;
     (at_ms > limit as i128).then(|| Bytes::from(limit.to_string()))
 }
 
@@ -386,7 +396,7 @@ mod tests {
             &args,
             || command::write_keys(&args),
             |k| policy.lookup(k),
-            NOW,
+            || NOW,
         )
     }
 

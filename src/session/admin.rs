@@ -81,6 +81,7 @@ impl Session {
     fn stats(&self) -> Bytes {
         let shared = &self.shared;
         let admin = &shared.admin;
+        let policy = shared.policy.load();
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut field = |k: &str, v: String| fields.push((k.to_owned(), v));
         let up = |on: bool, up: bool| match (on, up) {
@@ -96,12 +97,9 @@ impl Session {
             _ => "down",
         };
         field("tracking", tracking.into());
-        let reloads = &shared.reloads;
-        field("config_reloads_ok", reloads.ok.load(Relaxed).to_string());
-        field(
-            "config_reloads_failed",
-            reloads.failed.load(Relaxed).to_string(),
-        );
+        let (reloads_ok, reloads_failed) = shared.metrics.reloads.counts();
+        field("config_reloads_ok", reloads_ok.to_string());
+        field("config_reloads_failed", reloads_failed.to_string());
         field(
             "invalidation_channel",
             up(
@@ -134,7 +132,7 @@ impl Session {
                 s.fills_dropped.load(Relaxed).to_string(),
             );
             // Per namespace: the counters the metrics export too.
-            for rule in shared.policy.load().rules().iter().filter(|r| r.l1) {
+            for rule in policy.rules().iter().filter(|r| r.l1) {
                 let ns = &rule.stats;
                 let (hits, misses) = (ns.hits.load(Relaxed), ns.misses.load(Relaxed));
                 let ratio = hits as f64 / (hits + misses).max(1) as f64;
@@ -153,7 +151,7 @@ impl Session {
             }
         }
         // Bytes of values given to the compressor and as stored, per namespace.
-        for rule in shared.policy.load().rules() {
+        for rule in policy.rules() {
             let ns = &rule.stats;
             let (bytes_in, bytes_out) =
                 (ns.compress_in.load(Relaxed), ns.compress_out.load(Relaxed));
@@ -200,13 +198,9 @@ impl Session {
         }
         if let Some(l1) = &self.shared.l1 {
             l1.remove_where(|_, key| {
-                let ours = policy
+                policy
                     .lookup(key)
-                    .is_some_and(|r| r.name.as_bytes() == &name[..]);
-                if ours {
-                    l1.invalidate_key(key); // a fill in flight must not bring it back
-                }
-                ours
+                    .is_some_and(|r| r.name.as_bytes() == &name[..])
             });
         }
         Bytes::from_static(reply::OK)
@@ -422,8 +416,9 @@ impl Filler {
 
     /// Sends the reads (pipelined) and waits for them all; replies are dropped.
     pub async fn read(&mut self, reads: &[&Request]) {
+        let policy = self.session.shared.policy.load();
         for req in reads {
-            self.session.cached_read(req);
+            self.session.cached_read(req, &policy);
         }
         let timeout = self.session.timeout;
         while let Some(pending) = self.session.pending.pop_front() {

@@ -8,11 +8,11 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Effect, Session, compress::fill_rewrite};
 use crate::{
-    command::{self, Kind},
+    command::Classified,
     compress::Restore,
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
     metrics::{InvalidationSource, Outcome},
-    policy::Compress,
+    policy::{Compress, Policy},
     protocol::{
         reply::{array_elements, is_error, split_frames},
         request::{Request, encode_command},
@@ -24,14 +24,15 @@ use crate::{
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Session {
-    /// Serves `req` from L1 or starts/joins its fill. False: not a cached read.
-    pub(super) fn cached_read(&mut self, req: &Request) -> bool {
+    /// Serves `req` from L1 or starts/joins its fill, under the rules of `policy`.
+    /// False: not a cached read.
+    pub(super) fn cached_read(&mut self, req: &Request, policy: &Policy) -> bool {
+        if !policy.has_l1() {
+            return false;
+        }
         if req.name().eq_ignore_ascii_case(b"MGET") {
-            if !self.shared.policy.load().has_l1() {
-                return false;
-            }
             return match self.shared.l1.clone() {
-                Some(l1) => self.cached_mget(&l1, req),
+                Some(l1) => self.cached_mget(&l1, req, policy),
                 None => false,
             };
         }
@@ -39,10 +40,6 @@ impl Session {
         let Some(l1) = self.shared.l1.as_ref() else {
             return false;
         };
-        let policy = self.shared.policy.load();
-        if !policy.has_l1() {
-            return false;
-        }
         let Some(read) = cacheable(&req.args, self.key.resp3) else {
             return false;
         };
@@ -55,7 +52,7 @@ impl Session {
             rule.stale_if_error,
             rule.compress != Compress::None,
         );
-        // Borrowed from the policy still held: no reference count on a hit either.
+        // Borrowed from the caller's policy: no reference count on a hit either.
         let ns = &rule.stats;
         let ek =
             EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig).in_namespace(ns.id);
@@ -78,7 +75,6 @@ impl Session {
         }
         l1.stats.misses.fetch_add(1, Relaxed);
         ns.misses.fetch_add(1, Relaxed);
-        drop(policy);
         let made = l1.snapshot(&ek);
         let fill_key = FillKey { ek, made };
         let rx = match l1.join(fill_key.clone()) {
@@ -105,14 +101,13 @@ impl Session {
     }
 
     /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs).
-    fn cached_mget(&mut self, l1: &Arc<L1>, req: &Request) -> bool {
+    fn cached_mget(&mut self, l1: &Arc<L1>, req: &Request, policy: &Policy) -> bool {
         let keys = &req.args[1..];
         let sig = l1::get_signature(self.key.resp3);
         let mut parts = Vec::with_capacity(keys.len());
         let mut fills = Vec::new();
         // Positions of keys whose values may be stored compressed.
         let mut restore = Vec::new();
-        let policy = self.shared.policy.load();
         for (i, key) in keys.iter().enumerate() {
             let rule = policy.lookup(key);
             if rule.is_some_and(|r| r.compress != Compress::None) {
@@ -184,35 +179,37 @@ impl Session {
 
     /// Moves the generations of every key `args` may write (now, as it is sent); the
     /// returned effect moves them again when Redis acknowledges.
-    pub(super) fn invalidate_writes(&self, args: &[Bytes], kind: Kind) -> Effect {
-        let Some(l1) = &self.shared.l1 else {
+    pub(super) fn invalidate_writes(&self, args: &[Bytes], class: &Classified) -> Effect {
+        let (Some(l1), Some(spec)) = (&self.shared.l1, class.effective()) else {
             return Effect::None;
         };
-        if kind != Kind::Write {
-            return Effect::None;
-        }
-        let name = &args[0];
         let counted = &l1.stats.invalidations;
-        if name.eq_ignore_ascii_case(b"FLUSHALL") {
-            l1.flush_all();
+        let flushed = match spec.name {
+            "flushall" => {
+                l1.flush_all();
+                Effect::FlushAll
+            }
+            "flushdb" => {
+                l1.flush_db(self.key.db);
+                Effect::FlushDbs(vec![self.key.db])
+            }
+            "swapdb" => {
+                let dbs: Vec<u32> = args[1..]
+                    .iter()
+                    .filter_map(|a| std::str::from_utf8(a).ok()?.parse().ok())
+                    .collect();
+                dbs.iter().for_each(|&db| l1.flush_db(db));
+                Effect::FlushDbs(dbs)
+            }
+            _ => Effect::None,
+        };
+        if flushed != Effect::None {
             counted.add(InvalidationSource::Flush, 1);
-            return Effect::FlushAll;
+            return flushed;
         }
-        if name.eq_ignore_ascii_case(b"FLUSHDB") {
-            l1.flush_db(self.key.db);
-            counted.add(InvalidationSource::Flush, 1);
-            return Effect::FlushDbs(vec![self.key.db]);
-        }
-        if name.eq_ignore_ascii_case(b"SWAPDB") {
-            counted.add(InvalidationSource::Flush, 1);
-            let dbs: Vec<u32> = args[1..]
-                .iter()
-                .filter_map(|a| std::str::from_utf8(a).ok()?.parse().ok())
-                .collect();
-            dbs.iter().for_each(|&db| l1.flush_db(db));
-            return Effect::FlushDbs(dbs);
-        }
-        let keys: Vec<Bytes> = command::write_keys(args)
+        // Only writing (and blocking) commands have keys they may write.
+        let keys: Vec<Bytes> = class
+            .write_keys(args)
             .into_iter()
             .filter_map(|i| args.get(i).cloned())
             .collect();

@@ -98,12 +98,12 @@ impl Session {
     async fn dispatch_pinned(&mut self, req: Request, class: Classified) -> Option<Flow> {
         let route = class.route;
         let mut deadline = self.deadline();
-        let mut effect = self.invalidate_writes(&req.args, class.kind);
+        let mut effect = self.invalidate_writes(&req.args, &class);
         let in_multi = self
             .pinned
             .as_ref()
             .is_some_and(|p| p.state == PinState::Multi);
-        let mut out = match self.outgoing(&req, &class) {
+        let mut out = match self.outgoing(&req, &class, &self.shared.policy.load()) {
             Ok(out) => out,
             Err(e) if in_multi => {
                 // Refused by a rule inside MULTI: Redis must abort the transaction at
@@ -198,9 +198,9 @@ impl Session {
     async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
         match class.route {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
-            Route::Blocking => match self.outgoing(&req, &class) {
+            Route::Blocking => match self.outgoing(&req, &class, &self.shared.policy.load()) {
                 Ok(out) => {
-                    let effect = self.invalidate_writes(&req.args, Kind::Write);
+                    let effect = self.invalidate_writes(&req.args, &class);
                     self.send_blocking(out, effect).await;
                 }
                 Err(e) => self.reply(e),
@@ -214,12 +214,14 @@ impl Session {
             Route::Hello => self.hello(req).await,
             Route::Reset => self.reset(),
             _ => {
-                if self.cached_read(&req) {
+                // One look at the rules per command (a reload swaps them whole).
+                let policy = self.shared.policy.load();
+                if self.cached_read(&req, &policy) {
                     return Flow::Continue;
                 }
-                match self.outgoing(&req, &class) {
+                match self.outgoing(&req, &class, &policy) {
                     Ok(out) => {
-                        let effect = self.invalidate_writes(&req.args, class.kind);
+                        let effect = self.invalidate_writes(&req.args, &class);
                         self.forward_pooled(out, effect);
                     }
                     Err(e) => self.reply(e),
@@ -314,7 +316,7 @@ impl Pinned {
     /// Records a command queued inside MULTI, with the proxy's extras after it.
     fn queue(&mut self, out: &Outgoing) {
         self.queued.push(Queued::Client(out.post.shape.clone()));
-        let extras = out.frames.saturating_sub(1) as usize;
+        let extras = out.frames() as usize - 1;
         self.queued
             .extend(std::iter::repeat_n(Queued::Extra, extras));
     }

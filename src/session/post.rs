@@ -7,9 +7,9 @@
 //! ms NX`); their replies are cut off here so the client sees only its own. Inside
 //! MULTI the extra commands are queued too, and the EXEC reply loses their elements.
 
-use bytes::{Bytes, BytesMut};
-
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{
     reply::{array_elements, is_error, split_frames},
@@ -19,19 +19,14 @@ use crate::protocol::{
 /// The bytes to send for one client command and how to shape its reply.
 pub(super) struct Outgoing {
     pub cmd: Bytes,
-    /// Reply frames `cmd` produces (the client's own first, then the extras').
-    pub frames: u32,
+    /// Also says how many reply frames `cmd` produces.
     pub post: Post,
 }
 
 impl Outgoing {
     /// The command as the client sent it.
     pub fn plain(req: &Request) -> Self {
-        Self {
-            cmd: req.raw.clone(),
-            frames: 1,
-            post: Post::default(),
-        }
+        Self::with_extras(req.raw.clone(), 0, Shape::Raw)
     }
 
     /// `cmd` holds the client's command followed by `extras` commands of the proxy's
@@ -39,7 +34,6 @@ impl Outgoing {
     pub fn with_extras(cmd: Bytes, extras: u32, shape: Shape) -> Self {
         Self {
             cmd,
-            frames: 1 + extras,
             post: Post {
                 frames: 1 + extras,
                 shape,
@@ -47,29 +41,25 @@ impl Outgoing {
             },
         }
     }
-}
 
-impl Outgoing {
     /// Inside MULTI, a command a rule refused: Redis gets a command it refuses while
     /// queueing (so EXEC aborts the transaction, as for any refused command) and the
     /// client gets `error` in place of Redis's complaint.
     pub fn refused(error: Bytes) -> Self {
-        Self {
-            cmd: encode_command(&[Bytes::from_static(b"RESPITE.REFUSED")]),
-            frames: 1,
-            post: Post {
-                frames: 1,
-                shape: Shape::Replace(error),
-                exec: None,
-            },
-        }
+        let cmd = encode_command(&[Bytes::from_static(b"RESPITE.REFUSED")]);
+        Self::with_extras(cmd, 0, Shape::Replace(error))
+    }
+
+    /// Reply frames `cmd` produces: the client's own first, then the extras'.
+    pub fn frames(&self) -> u32 {
+        self.post.frames.max(1)
     }
 }
 
 /// How a reply (all `frames` of it, concatenated) becomes the client's.
 #[derive(Debug, Default)]
 pub(super) struct Post {
-    /// Frames in the reply; all but the first are the proxy's extras.
+    /// Frames in the reply; all but the first are the proxy's extras (0 counts as 1).
     pub frames: u32,
     /// How the client's frame is restored (compressed values).
     pub shape: Shape,

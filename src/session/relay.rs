@@ -177,7 +177,7 @@ fn take_client_commands(session: &mut Session, to_redis: &mut BytesMut) -> Resul
                 let class = command::classify(&req.args);
                 // Its writes still move L1 generations (tracking would catch them a
                 // moment later; ttl-only mode would not).
-                let _ = session.invalidate_writes(&req.args, class.kind);
+                let _ = session.invalidate_writes(&req.args, &class);
                 if class.route == Route::Reset {
                     return Ok(true);
                 }

@@ -15,7 +15,7 @@ use super::{
     post::{Outgoing, Shape},
 };
 use crate::{
-    command::{self, Classified, Kind},
+    command::{Classified, Kind},
     policy::Policy,
     protocol::{
         reply,
@@ -63,10 +63,14 @@ impl Rewrite<'_> {
 }
 
 impl Session {
-    /// The bytes to send for `req` under the current namespace rules, or the error
-    /// reply the client gets instead.
-    pub(super) fn outgoing(&self, req: &Request, class: &Classified) -> Result<Outgoing, Bytes> {
-        let policy = self.shared.policy.load();
+    /// The bytes to send for `req` under the rules of `policy`, or the error reply the
+    /// client gets instead.
+    pub(super) fn outgoing(
+        &self,
+        req: &Request,
+        class: &Classified,
+        policy: &Policy,
+    ) -> Result<Outgoing, Bytes> {
         if !policy.rewrites() {
             return Ok(Outgoing::plain(req));
         }
@@ -77,8 +81,8 @@ impl Session {
             extras: Vec::new(),
             shape: Shape::Raw,
         };
-        self.compress_stage(&policy, &mut rw)?; // session/compress.rs
-        self.ttl_stage(&policy, &mut rw)?;
+        self.compress_stage(policy, &mut rw)?; // session/compress.rs
+        self.ttl_stage(policy, &mut rw)?;
         Ok(rw.finish())
     }
 
@@ -95,13 +99,15 @@ impl Session {
         // only the extras (no command it renames carries a TTL argument).
         let renamed = !rw.args()[0].eq_ignore_ascii_case(&rw.req.args[0]);
         let args = if renamed { &rw.req.args[..] } else { rw.args() };
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
         let plan = ttl::plan(
             spec.name,
             args,
-            || command::write_keys(args),
+            || rw.class.write_keys(args),
             |k| policy.lookup(k),
             now_ms,
         )
