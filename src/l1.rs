@@ -280,11 +280,10 @@ pub enum Lookup {
 }
 
 #[derive(Default)]
+/// Whole-cache counters (hits, misses and stale serves are per namespace, in the
+/// metrics' `NamespaceStats`).
 pub struct Stats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
     pub coalesced: AtomicU64,
-    pub stale: AtomicU64,
     pub fills_dropped: AtomicU64,
     pub invalidations: Invalidations,
 }
@@ -438,13 +437,13 @@ impl L1 {
         true
     }
 
-    /// A key changed (a write through the proxy, or an invalidation from Redis), in
-    /// any db: tracking messages do not say which.
     /// The scope of connections authenticated as `user` (see [`EntryKey::scope`]).
     pub fn scope_of(user: &str) -> u64 {
         HASHER.hash_one(user) | 1
     }
 
+    /// A key changed (a write through the proxy, or an invalidation from Redis), in
+    /// any db: tracking messages do not say which.
     pub fn invalidate_key(&self, key: &[u8]) {
         self.stripe(HASHER.hash_one(key))
             .fetch_add(1, Ordering::AcqRel);
@@ -540,7 +539,6 @@ impl L1 {
 
     /// Counts a stale entry served (under `stale_if_error`) for `ek`.
     pub fn served_stale(&self, ek: &EntryKey) {
-        self.stats.stale.fetch_add(1, Ordering::Relaxed);
         self.namespaces.with(ek.ns, |ns| {
             ns.stale.fetch_add(1, Ordering::Relaxed);
         });

@@ -183,6 +183,8 @@ pub struct Policy {
     has_l1: bool,
     /// Some rule changes what is written (ttl, max_ttl, compress).
     rewrites: bool,
+    /// Some rule compresses.
+    compresses: bool,
     tracking: Option<Vec<Bytes>>,
 }
 
@@ -217,6 +219,7 @@ impl Policy {
             rewrites: rules
                 .iter()
                 .any(|r| r.ttl.is_some() || r.max_ttl.is_some() || r.compress != Compress::None),
+            compresses: rules.iter().any(|r| r.compress != Compress::None),
             index: Index::build(&globs),
             rules,
             tracking,
@@ -230,6 +233,7 @@ impl Policy {
             index: Index::build([]),
             has_l1: false,
             rewrites: false,
+            compresses: false,
             tracking: Some(Vec::new()),
         }
     }
@@ -263,6 +267,11 @@ impl Policy {
     /// commands need no look at the rules on their way out.
     pub fn rewrites(&self) -> bool {
         self.rewrites
+    }
+
+    /// Whether any rule compresses values.
+    pub fn compresses(&self) -> bool {
+        self.compresses
     }
 
     /// The literal prefixes to track for the L1 rules (`CLIENT TRACKING ON BCAST

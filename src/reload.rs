@@ -7,8 +7,9 @@
 //! whole (each command looks the rules up as it is dispatched, so the next command of
 //! every connection sees them; no connection is dropped), drops the L1 entries of
 //! namespaces whose rule changed, and re-establishes tracking if the set of cached
-//! prefixes changed. Settings that cannot change while running (listen address,
-//! upstream, L1 size, metrics address, threads) are reported and left as they were.
+//! prefixes changed, and re-applies the log level. Settings that cannot change while
+//! running (listen address, upstream, L1 size, admin, metrics address, threads) are
+//! reported and left as they were.
 
 use std::{
     path::{Path, PathBuf},
@@ -72,11 +73,11 @@ fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
     let prefixes = policy.tracking_prefixes();
     let new_policy = Arc::new(policy);
     let old = shared.policy.swap(new_policy.clone());
-    let dropped = match &shared.l1 {
-        Some(l1) if !same_rules(old.rules(), new_policy.rules()) => {
-            l1.remove_where(|_, key| !same_rule(old.lookup(key), new_policy.lookup(key)))
-        }
-        _ => 0,
+    let dropped = if same_rules(old.rules(), new_policy.rules()) {
+        0
+    } else {
+        let changed = |key: &[u8]| !same_rule(old.lookup(key), new_policy.lookup(key));
+        shared.l1.remove_where(|_, key| changed(key))
     };
     shared.prefixes.send_if_modified(|current| {
         let changed = *current != prefixes;
@@ -106,6 +107,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if differs(&old.l1, &new.l1) {
         out.push("[l1]");
+    }
+    if differs(&old.admin, &new.admin) {
+        out.push("[admin]");
     }
     if differs(&old.metrics, &new.metrics) {
         out.push("[metrics]");

@@ -37,7 +37,7 @@ pub struct Shared {
     /// The namespace rules; a reload swaps in a new set whole.
     pub policy: ArcSwap<Policy>,
     /// The L1 cache (always present: which namespaces use it can change on reload).
-    pub l1: Option<Arc<L1>>,
+    pub l1: Arc<L1>,
     /// Present with `coherence = "tracking"`.
     pub tracking: Option<Arc<TrackingState>>,
     /// What the tracking connection tracks; a reload sends the new namespaces' set.
@@ -47,7 +47,7 @@ pub struct Shared {
     /// Namespaces whose start-up warming (`warm = true`) is still running: while it is
     /// not 0, readiness says "warming".
     pub warming: AtomicUsize,
-    /// What the admin commands share: running operations, uptime, client count.
+    /// What the admin commands share: running operations, uptime.
     pub admin: Arc<AdminState>,
     /// This instance's counters (see `metrics.rs`; readiness in `metrics/health.rs`).
     pub metrics: Arc<Metrics>,
@@ -82,7 +82,7 @@ pub async fn run(
         config: config.clone(),
         upstream,
         policy: ArcSwap::from_pointee(policy),
-        l1: Some(l1),
+        l1,
         tracking,
         prefixes,
         reloads: reload::Reloads::default(),

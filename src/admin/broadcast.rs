@@ -65,7 +65,7 @@ pub fn decode(message: &Bytes) -> Option<(u32, Vec<Bytes>)> {
 /// a channel name.
 pub fn spawn_listener(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let channel = shared.config.admin.invalidation_channel.clone();
-    let Some(l1) = shared.l1.clone() else { return };
+    let l1 = shared.l1.clone();
     if shared.config.l1.coherence != Coherence::TtlOnly || channel.is_empty() {
         return;
     }

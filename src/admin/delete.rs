@@ -42,7 +42,7 @@ pub struct DeleteJob {
 pub async fn delete_pattern(
     masters: &[Conn],
     job: &DeleteJob,
-    l1: Option<&L1>,
+    l1: &L1,
     progress: &Progress,
 ) -> Result<u64, AdminError> {
     let mut deleted = 0;
@@ -72,25 +72,14 @@ pub async fn delete_pattern(
             }
         }
     }
-    if let Some(l1) = l1 {
-        // Reclaim the memory of the entries just made unservable.
-        l1.remove_where(|_, _| false);
-    }
+    // Reclaim the memory of the entries just made unservable.
+    l1.remove_where(|_, _| false);
     Ok(deleted)
 }
 
 /// UNLINKs one batch (and announces it); returns how many keys Redis deleted.
-async fn unlink(
-    conn: &Conn,
-    job: &DeleteJob,
-    l1: Option<&L1>,
-    keys: &[Bytes],
-) -> Result<u64, AdminError> {
-    let invalidate = || {
-        if let Some(l1) = l1 {
-            keys.iter().for_each(|k| l1.invalidate_key(k));
-        }
-    };
+async fn unlink(conn: &Conn, job: &DeleteJob, l1: &L1, keys: &[Bytes]) -> Result<u64, AdminError> {
+    let invalidate = || keys.iter().for_each(|k| l1.invalidate_key(k));
     let mut args = Vec::with_capacity(keys.len() + 1);
     args.push(Bytes::from_static(b"UNLINK"));
     args.extend(keys.iter().cloned());
@@ -107,10 +96,8 @@ async fn unlink(
     invalidate();
     let reply = scan::request(conn, Bytes::from(cmd), frames).await;
     invalidate(); // also when the reply was lost: the keys may be gone
-    if let Some(l1) = l1 {
-        let source = crate::metrics::InvalidationSource::Pattern;
-        l1.stats.invalidations.add(source, keys.len() as u64);
-    }
+    let source = crate::metrics::InvalidationSource::Pattern;
+    l1.stats.invalidations.add(source, keys.len() as u64);
     let reply = reply?;
     let first = crate::protocol::reply::split_frames(&reply)
         .next()

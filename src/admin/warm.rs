@@ -95,9 +95,7 @@ pub async fn warm(
     job: &WarmJob,
     progress: &Progress,
 ) -> Result<u64, AdminError> {
-    let Some(l1) = shared.l1.clone() else {
-        return Ok(0);
-    };
+    let l1 = shared.l1.clone();
     let mut budget = Budget::new(&l1, &shared.policy.load());
     let mut warmed = 0;
     let mut cursor = 0;
@@ -200,9 +198,6 @@ impl Drop for Warming<'_> {
 /// Warms the `warm = true` namespaces in the background, one after the other;
 /// `Shared::warming` counts those not done yet.
 pub fn spawn_on_start(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    if shared.l1.is_none() {
-        return;
-    }
     let rules: Vec<_> = shared
         .policy
         .load()

@@ -7,7 +7,7 @@
 //! reconnect). BCAST reports every change under the prefixes, whoever reads, at the
 //! cost of messages for keys not in L1, which only bump a counter.
 //!
-//! The connection is pinged every second; if a ping goes unanswered or the connection
+//! The connection is pinged every 500 ms; if a ping goes unanswered or the connection
 //! drops, L1 stops being fresh and stops filling until tracking is back.
 
 use std::{

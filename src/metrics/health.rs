@@ -10,16 +10,11 @@ pub enum Readiness {
     NotReady(&'static str),
 }
 
-impl Readiness {
-    pub fn is_ready(&self) -> bool {
-        *self == Readiness::Ready
-    }
-}
-
 impl Shared {
-    /// Ready when Redis is reachable (a connection of the initial pool is up) and, with
-    /// an L1 kept coherent by tracking, the tracking connection is established.
-    /// Conditions are checked in order; the first unmet one is the reason.
+    /// Ready when Redis is reachable (a connection of the initial pool is up), with
+    /// `coherence = "tracking"` the tracking connection is established (or idle, with
+    /// nothing cached), and start-up warming is done. Conditions are checked in order;
+    /// the first unmet one is the reason.
     pub fn readiness(&self) -> Readiness {
         if !self.upstream.is_up() {
             return Readiness::NotReady("upstream unreachable");

@@ -12,7 +12,7 @@
 //! whole exchange to 5 s, at most 32 connections at once. Anything it does not
 //! understand gets a 4xx, never a panic.
 
-use std::{io, net::SocketAddr, sync::Arc, time::Duration};
+use std::{io, sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -44,7 +44,6 @@ pub async fn bind(config: &MetricsConfig) -> io::Result<Option<TcpListener>> {
 
 /// The running endpoint; it serves until [`Endpoint::close`].
 pub struct Endpoint {
-    addr: SocketAddr,
     close: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -62,11 +61,7 @@ impl Endpoint {
         info!(metrics = %addr, "metrics endpoint listening");
         let (close, closed) = oneshot::channel();
         let task = tokio::spawn(serve(listener, shared, stop, closed));
-        Ok(Endpoint { addr, close, task })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        Ok(Endpoint { close, task })
     }
 
     /// Stops accepting, ends open exchanges and waits for the task to finish.

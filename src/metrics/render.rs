@@ -104,11 +104,9 @@ pub fn render(shared: &Shared) -> String {
     out
 }
 
-/// Whole-cache figures, present only with an L1.
+/// Whole-cache figures.
 fn render_l1(shared: &Shared) {
-    let Some(l1) = &shared.l1 else {
-        return;
-    };
+    let l1 = &shared.l1;
     let x = &shared.metrics.recorder;
     // `bytes()` runs the cache's pending work, so evictions are counted before the
     // per-namespace figures are read.
@@ -127,22 +125,19 @@ fn render_l1(shared: &Shared) {
 
 fn render_namespaces(shared: &Shared) {
     let x = &shared.metrics.recorder;
-    let l1 = shared.l1.is_some();
     for ns in shared.metrics.namespaces.all() {
         let name = &*ns.name;
         let labels = [("namespace", name)];
-        if l1 {
-            x.counter(&L1_HITS, &labels, ns.hits.load(Relaxed));
-            x.counter(&L1_MISSES, &labels, ns.misses.load(Relaxed));
-            x.counter(&L1_STALE, &labels, ns.stale.load(Relaxed));
-            for (cause, n) in [("size", &ns.evicted_size), ("expired", &ns.evicted_expired)] {
-                let labels = [("namespace", name), ("cause", cause)];
-                x.counter(&L1_EVICTIONS, &labels, n.load(Relaxed));
-            }
-            let entries = ns.entries.load(Relaxed).max(0);
-            x.gauge(&L1_ENTRIES, &labels, entries as f64);
-            x.gauge(&L1_BYTES, &labels, ns.bytes.load(Relaxed).max(0) as f64);
+        x.counter(&L1_HITS, &labels, ns.hits.load(Relaxed));
+        x.counter(&L1_MISSES, &labels, ns.misses.load(Relaxed));
+        x.counter(&L1_STALE, &labels, ns.stale.load(Relaxed));
+        for (cause, n) in [("size", &ns.evicted_size), ("expired", &ns.evicted_expired)] {
+            let labels = [("namespace", name), ("cause", cause)];
+            x.counter(&L1_EVICTIONS, &labels, n.load(Relaxed));
         }
+        let entries = ns.entries.load(Relaxed).max(0);
+        x.gauge(&L1_ENTRIES, &labels, entries as f64);
+        x.gauge(&L1_BYTES, &labels, ns.bytes.load(Relaxed).max(0) as f64);
         x.counter(&COMPRESS_IN, &labels, ns.compress_in.load(Relaxed));
         x.counter(&COMPRESS_OUT, &labels, ns.compress_out.load(Relaxed));
     }
@@ -180,7 +175,7 @@ mod tests {
         Shared {
             upstream: Upstream::new(&config.upstream).unwrap(),
             policy: ArcSwap::from_pointee(policy),
-            l1: Some(l1),
+            l1,
             tracking: Some(Arc::new(TrackingState::default())),
             prefixes: tokio::sync::watch::channel(None).0,
             reloads: Default::default(),

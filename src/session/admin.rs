@@ -115,9 +115,11 @@ impl Session {
         if let Some(addr) = shared.metrics.endpoint() {
             field("metrics_listen", addr.to_string());
         }
-        if let Some(l1) = &shared.l1 {
+        {
+            let l1 = &shared.l1;
             let s = &l1.stats;
-            let (hits, misses) = (s.hits.load(Relaxed), s.misses.load(Relaxed));
+            let namespaces = &shared.metrics.namespaces;
+            let (hits, misses) = (namespaces.sum(|n| &n.hits), namespaces.sum(|n| &n.misses));
             let ratio = hits as f64 / (hits + misses).max(1) as f64;
             field("l1_entries", l1.entries().to_string());
             field("l1_bytes", l1.bytes().to_string());
@@ -126,7 +128,7 @@ impl Session {
             field("l1_misses", misses.to_string());
             field("l1_hit_ratio", format!("{ratio:.4}"));
             field("l1_coalesced", s.coalesced.load(Relaxed).to_string());
-            field("l1_stale", s.stale.load(Relaxed).to_string());
+            field("l1_stale", namespaces.sum(|n| &n.stale).to_string());
             field(
                 "l1_fills_dropped",
                 s.fills_dropped.load(Relaxed).to_string(),
@@ -177,12 +179,11 @@ impl Session {
 
     fn flush_l1(&self, namespace: Option<&Bytes>) -> Bytes {
         let Some(name) = namespace else {
-            if let Some(l1) = &self.shared.l1 {
-                l1.flush_all();
-                l1.stats
-                    .invalidations
-                    .add(crate::metrics::InvalidationSource::Flush, 1);
-            }
+            let l1 = &self.shared.l1;
+            l1.flush_all();
+            l1.stats
+                .invalidations
+                .add(crate::metrics::InvalidationSource::Flush, 1);
             return Bytes::from_static(reply::OK);
         };
         let policy = self.shared.policy.load();
@@ -196,13 +197,11 @@ impl Session {
                 String::from_utf8_lossy(name)
             ));
         }
-        if let Some(l1) = &self.shared.l1 {
-            l1.remove_where(|_, key| {
-                policy
-                    .lookup(key)
-                    .is_some_and(|r| r.name.as_bytes() == &name[..])
-            });
-        }
+        self.shared.l1.remove_where(|_, key| {
+            policy
+                .lookup(key)
+                .is_some_and(|r| r.name.as_bytes() == &name[..])
+        });
         Bytes::from_static(reply::OK)
     }
 
@@ -234,8 +233,7 @@ impl Session {
                 Ok(conn) => conn,
                 Err(e) => return e.to_reply(),
             };
-            let l1 = shared.l1.as_deref();
-            match delete_pattern(std::slice::from_ref(&conn), &job, l1, p).await {
+            match delete_pattern(std::slice::from_ref(&conn), &job, &shared.l1, p).await {
                 Ok(n) => {
                     shared.upstream.release(&key, conn);
                     info!(pattern = %p.pattern, deleted = n, elapsed = ?p.started.elapsed(), "pattern deleted");

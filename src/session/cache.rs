@@ -20,7 +20,6 @@ use crate::{
     upstream::{Reply, ReplyTo},
 };
 
-/// Metrics and STATS counters are bumped here; everything else lives in `l1`.
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Session {
@@ -31,15 +30,11 @@ impl Session {
             return false;
         }
         if req.name().eq_ignore_ascii_case(b"MGET") {
-            return match self.shared.l1.clone() {
-                Some(l1) => self.cached_mget(&l1, req, policy),
-                None => false,
-            };
+            let l1 = self.shared.l1.clone();
+            return self.cached_mget(&l1, req, policy);
         }
         // Borrowed, not cloned: a hit must not pay for a reference count.
-        let Some(l1) = self.shared.l1.as_ref() else {
-            return false;
-        };
+        let l1 = &self.shared.l1;
         let Some(read) = cacheable(&req.args, self.key.resp3) else {
             return false;
         };
@@ -58,22 +53,19 @@ impl Session {
             EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig).in_namespace(ns.id);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
-                l1.stats.hits.fetch_add(1, Relaxed);
                 ns.hits.fetch_add(1, Relaxed);
                 self.count(Outcome::L1Hit);
                 self.reply_slice(&reply);
                 return true;
             }
             Lookup::Stale(reply) if stale.is_some() && self.pool.conn(self.id).is_down() => {
-                l1.stats.stale.fetch_add(1, Relaxed);
-                ns.stale.fetch_add(1, Relaxed);
+                l1.served_stale(&ek);
                 self.count(Outcome::L1Stale);
                 self.reply_slice(&reply);
                 return true;
             }
             _ => {}
         }
-        l1.stats.misses.fetch_add(1, Relaxed);
         ns.misses.fetch_add(1, Relaxed);
         let made = l1.snapshot(&ek);
         let fill_key = FillKey { ek, made };
@@ -120,11 +112,9 @@ impl Session {
             let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), sig.clone())
                 .in_namespace(rule.stats.id);
             if let Lookup::Hit(reply) = l1.get(&ek) {
-                l1.stats.hits.fetch_add(1, Relaxed);
                 rule.stats.hits.fetch_add(1, Relaxed);
                 parts.push(Some(Bytes::copy_from_slice(&reply)));
             } else {
-                l1.stats.misses.fetch_add(1, Relaxed);
                 rule.stats.misses.fetch_add(1, Relaxed);
                 let made = l1.snapshot(&ek);
                 fills.push(MgetFill {
@@ -180,7 +170,7 @@ impl Session {
     /// Moves the generations of every key `args` may write (now, as it is sent); the
     /// returned effect moves them again when Redis acknowledges.
     pub(super) fn invalidate_writes(&self, args: &[Bytes], class: &Classified) -> Effect {
-        let (Some(l1), Some(spec)) = (&self.shared.l1, class.effective()) else {
+        let (l1, Some(spec)) = (&self.shared.l1, class.effective()) else {
             return Effect::None;
         };
         let counted = &l1.stats.invalidations;
@@ -223,9 +213,7 @@ impl Session {
 
     /// Applies an acknowledged write's effect on L1.
     pub(super) fn apply_l1(&self, effect: &Effect) {
-        let Some(l1) = &self.shared.l1 else {
-            return;
-        };
+        let l1 = &self.shared.l1;
         match effect {
             Effect::Invalidate(keys) => keys.iter().for_each(|k| l1.invalidate_key(k)),
             Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),

@@ -21,19 +21,19 @@ use crate::{
 
 impl Session {
     /// Rewrites `rw` for the compressing namespaces of its keys.
-    pub(super) fn compress_stage(&self, policy: &Policy, rw: &mut Rewrite) -> Result<(), Bytes> {
-        let Some(spec) = rw.class.spec else {
-            return Ok(());
+    pub(super) fn compress_stage(&self, policy: &Policy, rw: &mut Rewrite) {
+        let Some(spec) = rw.class.spec.filter(|_| policy.compresses()) else {
+            return;
         };
         if rw.req.args.len() < 2 || !spec.arity_ok(rw.req.args.len()) {
-            return Ok(());
+            return;
         }
         let compressing = |key: &[u8]| policy.lookup(key).filter(|r| r.compress != Compress::None);
         let args = &rw.req.args;
         match spec.name {
             "mset" | "msetnx" => {
                 self.pack_pairs(policy, rw);
-                return Ok(());
+                return;
             }
             "mget" => {
                 let at: Vec<usize> = (1..args.len())
@@ -43,12 +43,12 @@ impl Session {
                 if !at.is_empty() {
                     rw.shape = Shape::Compressed(Restore::ValuesAt(at));
                 }
-                return Ok(());
+                return;
             }
             _ => {}
         }
         let Some(rule) = compressing(&args[1]) else {
-            return Ok(());
+            return;
         };
         match spec.name {
             "set" | "setnx" | "getset" => {
@@ -83,7 +83,6 @@ impl Session {
                 }
             },
         }
-        Ok(())
     }
 
     /// MSET / MSETNX: each value by its own key's rule.

@@ -1,5 +1,5 @@
-//! Streaming mode: after SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, MONITOR, CLIENT TRACKING
-//! or CLIENT REPLY, Redis sends frames no request asked for, so the client gets a
+//! Streaming mode: after SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE, MONITOR, CLIENT TRACKING,
+//! CLIENT REPLY or CLIENT ID, Redis sends frames no request asked for, so the client gets a
 //! connection of its own and the proxy relays both directions frame by frame until
 //! the client disconnects or sends RESET (after which it is an ordinary client again).
 

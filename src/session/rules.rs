@@ -81,7 +81,7 @@ impl Session {
             extras: Vec::new(),
             shape: Shape::Raw,
         };
-        self.compress_stage(policy, &mut rw)?; // session/compress.rs
+        self.compress_stage(policy, &mut rw); // session/compress.rs
         self.ttl_stage(policy, &mut rw)?;
         Ok(rw.finish())
     }

@@ -32,7 +32,7 @@ use crate::{
 /// What a request gets back: the reply frame's exact bytes, or why there is none.
 pub type Reply = Result<Bytes, UpstreamError>;
 
-/// One command to send (`reply: None`: its reply is read and dropped), or a request
+/// One command to send, or a request
 /// to hand the socket over once every earlier reply is in.
 pub enum Job {
     Request {
@@ -46,7 +46,6 @@ pub enum Job {
 
 /// Where a reply goes.
 pub enum ReplyTo {
-    Discard,
     Oneshot(oneshot::Sender<Reply>),
     /// Run on the connection task as soon as the reply is in (L1 fills).
     Hook(Box<dyn FnOnce(Reply) + Send>),
@@ -244,7 +243,6 @@ fn jitter(d: Duration) -> Duration {
 
 fn answer(to: ReplyTo, reply: Reply) {
     match to {
-        ReplyTo::Discard => {}
         ReplyTo::Oneshot(tx) => {
             let _ = tx.send(reply);
         }
