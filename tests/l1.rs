@@ -1432,3 +1432,19 @@ fn stale_if_error_through_a_partition() {
     });
     assert!(back, "GET c:s after the network healed: {}", show(&last));
 }
+
+/// A blocking write sent while WATCH holds a dedicated connection moves the
+/// destination's L1 entry like any write (without tracking, nothing else would).
+#[test]
+fn blocking_write_inside_watch_invalidates_its_destination() {
+    let toml = CACHED.replace("coherence = \"tracking\"", "coherence = \"ttl-only\"");
+    let stack = seeded(&["RPUSH c:src a", "RPUSH c:dst x"], &toml);
+    let mut c = stack.client();
+    for _ in 0..2 {
+        assert_eq!(c.cmd("LRANGE c:dst 0 -1"), b"*1\r\n$1\r\nx\r\n");
+    }
+    assert_eq!(c.cmd("WATCH c:other"), OK);
+    assert_eq!(c.cmd("BLMOVE c:src c:dst LEFT RIGHT 1"), bulk("a"));
+    assert_eq!(c.cmd("UNWATCH"), OK);
+    assert_eq!(c.cmd("LRANGE c:dst 0 -1"), b"*2\r\n$1\r\nx\r\n$1\r\na\r\n");
+}

@@ -46,7 +46,7 @@ fn edits_reach_connected_clients_within_a_second_and_bad_edits_change_nothing() 
     let mut direct = redis.client();
     let mut probe = proxy.client();
     assert_eq!(probe.cmd("SET t:probe v"), b"+OK\r\n");
-    assert!(pttl(&mut direct, "t:probe") <= 100_000);
+    assert!((95_000..=100_000).contains(&pttl(&mut direct, "t:probe")));
 
     // Clients keep writing and reading throughout; none may see an error or a drop.
     let stop = Arc::new(AtomicBool::new(false));
@@ -102,7 +102,7 @@ fn edits_reach_connected_clients_within_a_second_and_bad_edits_change_nothing() 
     edit(&proxy, &redis, &rules("20s"));
     assert!(wait_until(Duration::from_secs(5), || {
         probe.cmd("SET t:probe v");
-        pttl(&mut direct, "t:probe") <= 20_000
+        (15_000..=20_000).contains(&pttl(&mut direct, "t:probe"))
     }));
     let reloaded = String::from_utf8(probe.cmd("RESPITE RELOAD")).unwrap();
     assert!(
@@ -141,10 +141,6 @@ fn l1_entries_of_changed_namespaces_are_dropped() {
     direct.cmd("SET d:1 old");
     let proxy = Proxy::start_from_file(&redis.url(), &cached("60s"));
     let mut client = proxy.client();
-    // The pattern-delete channel flushes L1 when it (re)subscribes: let it settle.
-    assert!(wait_until(Duration::from_secs(5), || {
-        stat(&mut client, "invalidation_channel") == "up"
-    }));
     assert_eq!(client.cmd("GET c:1"), bulk("old"));
     assert_eq!(client.cmd("GET d:1"), bulk("old"));
     // Changed behind the proxy's back: without tracking, L1 keeps the old values.
@@ -153,9 +149,9 @@ fn l1_entries_of_changed_namespaces_are_dropped() {
     assert_eq!(client.cmd("GET c:1"), bulk("old"));
 
     edit(&proxy, &redis, &cached("30s"));
-    let reply = String::from_utf8(client.cmd("RESPITE RELOAD")).unwrap();
-    // Either the watcher or this command did the work; the entry went exactly once.
-    assert!(reply.contains("reloaded"), "{reply}");
+    assert!(wait_until(Duration::from_secs(5), || {
+        stat_int(&mut client, "config_reloads_ok") == 1
+    }));
     assert_eq!(
         client.cmd("GET c:1"),
         bulk("new"),
@@ -166,6 +162,9 @@ fn l1_entries_of_changed_namespaces_are_dropped() {
         bulk("old"),
         "rule unchanged: entry kept"
     );
+    // Reloading the same rules again drops nothing.
+    let reply = String::from_utf8(client.cmd("RESPITE RELOAD")).unwrap();
+    assert!(reply.contains(", 0 L1 entries dropped"), "{reply}");
 }
 
 #[test]
