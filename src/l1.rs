@@ -148,6 +148,15 @@ pub struct Snapshot {
     trust: u64,
 }
 
+impl Snapshot {
+    /// The key, its db and the whole cache are as they were at `self` (trust aside).
+    fn same_data(&self, now: &Snapshot) -> bool {
+        self.generation == now.generation
+            && self.epoch == now.epoch
+            && self.db_epoch == now.db_epoch
+    }
+}
+
 /// One cached reply: a fixed header, then key, signature and reply bytes, all in one
 /// allocation with its reference counts, so a hit touches one block of memory beyond
 /// the index (each further block is a cache miss, which dominates a hit's cost).
@@ -393,10 +402,7 @@ impl L1 {
         }
         let now = self.snapshot(ek);
         let made = entry.made();
-        let same_data = made.generation == now.generation
-            && made.epoch == now.epoch
-            && made.db_epoch == now.db_epoch;
-        if !same_data {
+        if !made.same_data(&now) {
             self.index
                 .remove_if(&ek.hash, |_, e| Arc::ptr_eq(&e.0, &entry.0));
             self.cache.invalidate(&ek.hash);
@@ -531,10 +537,7 @@ impl L1 {
     /// False once the entry's key, db or the whole cache was invalidated.
     fn still_valid(&self, entry: &Entry) -> bool {
         let now = self.snapshot_hashed(entry.half(at::DB), HASHER.hash_one(entry.key()));
-        let made = entry.made();
-        made.generation == now.generation
-            && made.epoch == now.epoch
-            && made.db_epoch == now.db_epoch
+        entry.made().same_data(&now)
     }
 
     /// Counts a stale entry served (under `stale_if_error`) for `ek`.

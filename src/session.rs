@@ -471,9 +471,6 @@ impl Session {
 
 /// Sends `cmd` (which produces `frames` reply frames) and returns its reply's receiver.
 fn send(conn: &Conn, frames: u32, cmd: Bytes) -> oneshot::Receiver<Reply> {
-    if frames == 1 {
-        return conn.request(cmd);
-    }
     let (tx, rx) = oneshot::channel();
     conn.request_with(cmd, frames, ReplyTo::Oneshot(tx));
     rx

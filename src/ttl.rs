@@ -251,18 +251,10 @@ fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64) -> Option<Vec<Byte
         }
         SetTtl::At(at) => {
             let max = rule.max_ttl.map(ms)?;
-            let (opt, value) = (&args[at], &args[at + 1]);
-            let (replacement, name): (Option<Bytes>, &'static [u8]) =
-                if is(opt, b"EX") || is(opt, b"PX") {
-                    let unit = if is(opt, b"EX") { 1000 } else { 1 };
-                    (clamp_relative(value, unit, max), b"PX")
-                } else {
-                    let unit = if is(opt, b"EXAT") { 1000 } else { 1 };
-                    (clamp_absolute(value, unit, max, now_ms), b"PXAT")
-                };
+            let (name, value) = clamp_option(&args[at], &args[at + 1], max, now_ms)?;
             let mut new = args.to_vec();
             new[at] = Bytes::from_static(name);
-            new[at + 1] = replacement?;
+            new[at + 1] = value;
             Some(new)
         }
     }
@@ -280,22 +272,13 @@ fn getex(
     let (Some(max), 4) = (rule.max_ttl.map(ms), args.len()) else {
         return Ok(None);
     };
-    let opt = &args[2];
-    let (value, name): (Option<Bytes>, &'static [u8]) = if is(opt, b"EX") || is(opt, b"PX") {
-        let unit = if is(opt, b"EX") { 1000 } else { 1 };
-        (clamp_relative(&args[3], unit, max), b"PX")
-    } else if is(opt, b"EXAT") || is(opt, b"PXAT") {
-        let unit = if is(opt, b"EXAT") { 1000 } else { 1 };
-        (clamp_absolute(&args[3], unit, max, now_ms), b"PXAT")
-    } else {
-        (None, b"")
-    };
-    Ok(value.map(|v| {
+    let clamped = clamp_option(&args[2], &args[3], max, now_ms);
+    Ok(clamped.map(|(name, value)| {
         vec![
             args[0].clone(),
             args[1].clone(),
             Bytes::from_static(name),
-            v,
+            value,
         ]
     }))
 }
@@ -325,6 +308,25 @@ fn restore(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64) -> Option<Vec<
     let mut new = args.to_vec();
     new[2] = Bytes::from(value.to_string());
     Some(new)
+}
+
+/// `EX|PX|EXAT|PXAT value` past `max` ms, as the millisecond option and its clamped
+/// value; None when it is within `max`, unparsable, or not such an option.
+fn clamp_option(
+    opt: &[u8],
+    value: &[u8],
+    max: u64,
+    now_ms: &dyn Fn() -> u64,
+) -> Option<(&'static [u8], Bytes)> {
+    if is(opt, b"EX") || is(opt, b"PX") {
+        let unit = if is(opt, b"EX") { 1000 } else { 1 };
+        Some((b"PX", clamp_relative(value, unit, max)?))
+    } else if is(opt, b"EXAT") || is(opt, b"PXAT") {
+        let unit = if is(opt, b"EXAT") { 1000 } else { 1 };
+        Some((b"PXAT", clamp_absolute(value, unit, max, now_ms)?))
+    } else {
+        None
+    }
 }
 
 /// A relative TTL (`value` in units of `unit` ms) longer than `max` ms, as `max` ms.

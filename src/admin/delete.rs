@@ -102,7 +102,7 @@ async fn unlink(conn: &Conn, job: &DeleteJob, l1: &L1, keys: &[Bytes]) -> Result
     let first = crate::protocol::reply::split_frames(&reply)
         .next()
         .unwrap_or_default();
-    scan::integer(&first)
+    crate::protocol::reply::integer_value(&first)
         .and_then(|n| u64::try_from(n).ok())
         .ok_or_else(|| AdminError::Unexpected(format!("UNLINK replied {first:?}")))
 }

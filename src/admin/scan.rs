@@ -74,12 +74,6 @@ pub fn bulk(frame: &Bytes) -> Option<Bytes> {
     }
 }
 
-/// The value of an integer frame.
-pub fn integer(frame: &[u8]) -> Option<i64> {
-    let body = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    std::str::from_utf8(body).ok()?.parse().ok()
-}
-
 /// How much of the keyspace a SCAN has covered once it returned `cursor` (0: all).
 ///
 /// Redis walks its hash table in reverse-binary order: the cursor's bits, reversed,
@@ -112,8 +106,8 @@ mod tests {
             Some(&b"string"[..])
         );
         assert_eq!(bulk(&Bytes::from_static(b":1\r\n")), None);
-        assert_eq!(integer(b":42\r\n"), Some(42));
-        assert_eq!(integer(b"$2\r\n42\r\n"), None);
+        assert_eq!(crate::protocol::reply::integer_value(b":42\r\n"), Some(42));
+        assert_eq!(crate::protocol::reply::integer_value(b"$2\r\n42\r\n"), None);
     }
 
     #[test]

@@ -125,6 +125,12 @@ pub fn is_push(frame: &[u8]) -> bool {
     frame.first() == Some(&b'>')
 }
 
+/// The value of an integer reply (`:n`).
+pub fn integer_value(frame: &[u8]) -> Option<i64> {
+    let body = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
+}
+
 /// True if the frame is an error reply (`-` or RESP3 `!`).
 pub fn is_error(frame: &[u8]) -> bool {
     matches!(frame.first(), Some(b'-' | b'!'))

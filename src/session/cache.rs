@@ -14,7 +14,7 @@ use crate::{
     metrics::{InvalidationSource, Outcome},
     policy::{Compress, Policy},
     protocol::{
-        reply::{array_elements, is_error, split_frames},
+        reply::{array_elements, integer_value, is_error, split_frames},
         request::{Request, encode_command},
     },
     upstream::{Reply, ReplyTo},
@@ -95,7 +95,7 @@ impl Session {
     /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs).
     fn cached_mget(&mut self, l1: &Arc<L1>, req: &Request, policy: &Policy) -> bool {
         let keys = &req.args[1..];
-        let sig = l1::get_signature(self.key.resp3);
+        let (sig, scope) = (l1::get_signature(self.key.resp3), self.l1_scope());
         let mut parts = Vec::with_capacity(keys.len());
         let mut fills = Vec::new();
         // Positions of keys whose values may be stored compressed.
@@ -109,7 +109,7 @@ impl Session {
                 parts.push(None);
                 continue;
             };
-            let ek = EntryKey::new(self.key.db, self.l1_scope(), key.clone(), sig.clone())
+            let ek = EntryKey::new(self.key.db, scope, key.clone(), sig.clone())
                 .in_namespace(rule.stats.id);
             if let Lookup::Hit(reply) = l1.get(&ek) {
                 rule.stats.hits.fetch_add(1, Relaxed);
@@ -256,7 +256,7 @@ fn fill_hook(
                 if let Some(restore) = &restore {
                     value = restore.apply(value);
                 }
-                let pttl = split.next().and_then(|f| parse_integer(&f));
+                let pttl = split.next().and_then(|f| integer_value(&f));
                 if let Some(pttl) = pttl
                     && !is_error(&value)
                 {
@@ -316,7 +316,7 @@ fn finish_mget(
         }
     }
     for (f, pttl) in fills.into_iter().zip(split) {
-        if let (Some(value), Some(pttl)) = (&parts[f.index], parse_integer(&pttl)) {
+        if let (Some(value), Some(pttl)) = (&parts[f.index], integer_value(&pttl)) {
             if is_null(value) && pttl != -2 {
                 continue; // MGET says nil for a key of another type too; GET would not
             }
@@ -342,11 +342,6 @@ fn assemble(parts: &[Option<Bytes>]) -> Bytes {
     out.freeze()
 }
 
-fn parse_integer(frame: &[u8]) -> Option<i64> {
-    let body = frame.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    std::str::from_utf8(body).ok()?.parse().ok()
-}
-
 fn is_null(frame: &[u8]) -> bool {
     matches!(frame, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
 }
@@ -360,7 +355,7 @@ mod tests {
         let b = Bytes::from_static(b"$1\r\nv\r\n:1500\r\n");
         let frames: Vec<Bytes> = split_frames(&b).collect();
         assert_eq!(frames.len(), 2);
-        assert_eq!(parse_integer(&frames[1]), Some(1500));
+        assert_eq!(integer_value(&frames[1]), Some(1500));
         let arr = Bytes::from_static(b"*3\r\n$1\r\na\r\n$-1\r\n_\r\n");
         let els = array_elements(&arr).unwrap();
         assert_eq!(els.len(), 3);

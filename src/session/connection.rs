@@ -119,10 +119,7 @@ impl Session {
 
     /// The state of a new connection (without a reply).
     pub(super) fn reset_state(&mut self) {
-        if let Some(p) = &mut self.pinned {
-            p.dirty = true;
-        }
-        self.release_pinned();
+        self.pinned = None; // its state is unknown now: never reused
         self.key = self.shared.upstream.initial_key();
         self.pool = self.shared.upstream.initial_pool();
         self.name = None;

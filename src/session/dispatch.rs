@@ -181,8 +181,7 @@ impl Session {
                     self.deferred = Some(req);
                     return None;
                 }
-                self.pinned.as_mut().expect("pinned").dirty = true;
-                self.release_pinned();
+                self.pinned = None; // watched keys and all: never reused
                 return Some(self.dispatch_unpinned(req, class).await);
             }
             (PinState::Watching, _) => {}

@@ -44,10 +44,8 @@ pub(super) async fn run(
     stop: &mut watch::Receiver<bool>,
     start: Start,
 ) -> std::io::Result<End> {
-    if let Some(p) = &mut session.pinned {
-        p.dirty = true;
-    }
-    session.release_pinned();
+    // Its state is about to change: never reused.
+    session.pinned = None;
     let mut to_redis = BytesMut::new();
     let mut skip = 0;
     let (mut upstream, from_redis) = match start {
