@@ -200,27 +200,13 @@ fn delpattern_deletes_the_matching_keys_everywhere_in_ttl_only_mode() {
 #[test]
 fn client_side_scan_and_del_in_multi_behaves_the_same() {
     let (fan, mut ca, mut cb) = FanOut::start("tracking");
-    let mut found = Vec::new();
-    let mut cursor = "0".to_owned();
-    loop {
-        let reply = ca.call(&["SCAN", &cursor, "MATCH", "c:del:*", "COUNT", "1000"]);
-        let frame = resp::decode(&reply);
-        cursor = String::from_utf8_lossy(frame.children()[0].text().unwrap()).into_owned();
-        found.extend(
-            frame.children()[1]
-                .children()
-                .iter()
-                .map(|k| k.text().unwrap().to_vec()),
-        );
-        if cursor == "0" {
-            break;
-        }
-    }
+    // SCAN … MATCH … COUNT 1000 through the proxy, as the client would.
+    let found = scan_all(&mut ca, "c:del:*");
     assert_eq!(found.len(), 50_000);
     ca.assert_cmd("MULTI", OK);
     for chunk in found.chunks(1000) {
         for k in chunk {
-            ca.send(&[&b"DEL"[..], k]);
+            ca.send(&["DEL", k]);
         }
         for _ in chunk {
             ca.assert_reply(b"+QUEUED\r\n");

@@ -5,12 +5,16 @@ mod support;
 
 use std::{
     io::Write,
-    net::TcpListener,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use support::{client::Client, redis::RedisServer, wait_until};
+use support::{
+    FaultProxy,
+    client::Client,
+    redis::{RedisServer, free_port},
+    wait_until,
+};
 
 fn respite() -> Command {
     Command::new(env!("CARGO_BIN_EXE_respite"))
@@ -20,14 +24,6 @@ fn write_config(text: &str) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     f.write_all(text.as_bytes()).unwrap();
     f
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts the binary and waits until it answers PING on `port`.
@@ -152,18 +148,23 @@ fn environment_overrides_listen_and_upstream() {
 #[test]
 fn sigterm_finishes_in_flight_requests_then_exits() {
     let redis = RedisServer::start();
+    // A hop that shows when the proxy has sent a request to Redis (a CLIENT LIST
+    // cannot: Redis answers nothing while DEBUG SLEEP runs, so it would only reply,
+    // `cmd=debug`, once the sleep is over and its reply on its way).
+    let hop = FaultProxy::start(redis.addr());
     let port = free_port();
     let cfg = write_config(&format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace = \"5s\"\n[upstream]\nurl = \"{}\"\n",
-        redis.url()
+        hop.url()
     ));
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let (mut child, mut client) = spawn_ready(respite().arg("--config").arg(cfg.path()), port);
     // A request Redis takes 500 ms to answer is in flight when SIGTERM arrives.
     client.send(&["DEBUG", "SLEEP", "0.5"]);
-    let mut direct = redis.client();
-    assert!(wait_until(Duration::from_secs(5), || {
-        support::contains(&direct.call(&["CLIENT", "LIST"]), b"cmd=debug")
-    }));
+    assert!(
+        hop.wait_seen(b"SLEEP", Duration::from_secs(5)),
+        "DEBUG SLEEP never reached Redis"
+    );
     let started = Instant::now();
     let pid = child.id().to_string();
     assert!(
@@ -172,6 +173,16 @@ fn sigterm_finishes_in_flight_requests_then_exits() {
             .status()
             .unwrap()
             .success()
+    );
+    // New connections are refused once shutdown started, while the in-flight request
+    // still runs (its reply is read below) and the process is still draining.
+    let refused = wait_until(Duration::from_millis(400), || {
+        Client::try_connect(addr).is_err()
+    });
+    assert!(refused, "new connections still accepted after SIGTERM");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "respite exited before its in-flight request was answered"
     );
     assert_eq!(
         client.read_reply(),
@@ -185,6 +196,6 @@ fn sigterm_finishes_in_flight_requests_then_exits() {
     let status = child.wait().unwrap();
     assert!(status.success(), "exit status {status:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    // New connections are refused once shutdown started.
-    assert!(Client::try_connect(format!("127.0.0.1:{port}").parse().unwrap()).is_err());
+    // And still refused after the exit.
+    assert!(Client::try_connect(addr).is_err());
 }

@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Output};
 
 use support::{
-    Stack,
+    Proxy, RedisServer, Stack,
     admin::{assert_populated, dbsize, keys, mget_all, populate, scan_all},
     l1::{calls, stat_int, wait_tracking},
 };
@@ -62,16 +62,15 @@ fn stats_are_printed_for_people() {
     wait_tracking(&mut c, "up", std::time::Duration::from_secs(5));
     mget_all(&mut c, &keys("c:k", 0..50));
     let text = assert_ok(&respite(&stack, &["stats"]));
-    for expected in [
-        "upstream",
-        "up",
-        "uptime",
-        "l1_bytes",
-        "namespace",
-        "l1 entries",
-    ] {
+    for expected in ["upstream", "uptime", "l1_bytes", "namespace", "l1 entries"] {
         assert!(text.contains(expected), "{expected} not in:\n{text}");
     }
+    // The upstream field's own line says it is up.
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["upstream", "up"])),
+        "no `upstream up` line in:\n{text}"
+    );
     let ns_line = text
         .lines()
         .find(|l| l.starts_with("c "))
@@ -110,7 +109,11 @@ fn delpattern_and_warm() {
     let text = assert_ok(&respite(&stack, &["flush", "c"]));
     assert!(text.contains("namespace 'c'"), "{text}");
     assert_eq!(stat_int(&mut c, "ns:c:l1_entries"), 0);
-    assert_ok(&respite(&stack, &["warm", "c:*"]));
+    let text = assert_ok(&respite(&stack, &["warm", "c:*"]));
+    assert!(text.contains("500 keys matching 'c:*' are in L1"), "{text}");
+    // The 500 `c:keep` keys are back in L1 (the `c:del` ones are gone from Redis).
+    assert_eq!(stat_int(&mut c, "ns:c:l1_entries"), 500);
+    assert_eq!(stat_int(&mut c, "l1_entries"), 500);
     let text = assert_ok(&respite(&stack, &["flush"]));
     assert!(text.contains("L1 flushed"), "{text}");
     assert_eq!(stat_int(&mut c, "l1_entries"), 0);
@@ -138,16 +141,42 @@ fn password_is_sent_when_given() {
 }
 
 #[test]
-fn reload_reports_what_the_proxy_answers() {
+fn reload_succeeds_when_the_proxy_has_a_config_file() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start_from_file(&redis.url(), "");
+    let stack = Stack { proxy, redis };
+    let mut c = stack.client();
+    // What the proxy answers a successful reload (the CLI reports it as a success).
+    let direct = c.cmd("RESPITE RELOAD");
+    assert!(
+        direct.starts_with(b"$") && support::contains(&direct, b"reloaded: "),
+        "{}",
+        support::show(&direct)
+    );
+    let before = stat_int(&mut c, "config_reloads_ok");
+    let out = respite(&stack, &["reload"]);
+    assert_eq!(assert_ok(&out).trim_end(), "configuration reloaded");
+    // The CLI's reload really reached the proxy (the file did not change, so the
+    // watcher reloads nothing on its own).
+    assert_eq!(stat_int(&mut c, "config_reloads_ok"), before + 1);
+    assert_eq!(stat_int(&mut c, "config_reloads_failed"), 0);
+}
+
+#[test]
+fn reload_fails_without_a_config_file() {
     let stack = Stack::start();
     let direct = stack.client().cmd("RESPITE RELOAD");
+    let error = String::from_utf8_lossy(&direct[1..direct.len() - 2]).into_owned();
+    assert!(
+        direct.starts_with(b"-") && error.contains("no configuration file"),
+        "{}",
+        support::show(&direct)
+    );
     let out = respite(&stack, &["reload"]);
-    if direct == b"+OK\r\n" {
-        assert!(assert_ok(&out).contains("reloaded"));
-    } else {
-        let error = String::from_utf8_lossy(&direct[1..direct.len() - 2]).into_owned();
-        assert_fails(&out, &error);
-    }
+    assert!(!out.status.success(), "stdout: {}", stdout(&out));
+    // The proxy's error, as it said it.
+    assert_fails(&out, &error);
+    assert_fails(&out, "no configuration file");
 }
 
 #[test]

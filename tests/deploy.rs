@@ -276,8 +276,38 @@ fn compose_runs_the_four_services_from_files_that_exist() {
             }
         }
     }
-    // The Prometheus mount holds the config and rules promtool checked.
+    // The Prometheus mount holds the config and rules promtool checked: the file
+    // `--config.file` names is, through a `./prometheus` volume, deploy/prometheus's.
     assert!(deploy("prometheus/prometheus.yml").is_file());
+    let prometheus = &compose["services"]["prometheus"];
+    let config_file = prometheus["command"]
+        .as_sequence()
+        .expect("prometheus command")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .find_map(|arg| arg.strip_prefix("--config.file="))
+        .expect("prometheus --config.file");
+    let mounted = prometheus["volumes"]
+        .as_sequence()
+        .expect("prometheus volumes")
+        .iter()
+        .filter_map(Yaml::as_str)
+        .filter(|v| v.starts_with("./prometheus"))
+        .find_map(|v| {
+            let mut parts = v.split(':');
+            let (source, target) = (parts.next()?, parts.next()?);
+            let inside = config_file.strip_prefix(target)?.trim_start_matches('/');
+            Some(deploy(source).join(inside))
+        })
+        .unwrap_or_else(|| panic!("no ./prometheus volume holds {config_file}"));
+    assert_eq!(
+        mounted
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{}: {e}", mounted.display())),
+        deploy("prometheus/prometheus.yml").canonicalize().unwrap(),
+        "prometheus reads {config_file} from {}",
+        mounted.display()
+    );
 }
 
 /// Checks a `proxy.toml` the way `respite --config` would.

@@ -71,6 +71,15 @@ fn abandoned_client_reply_off_does_not_silence_others() {
     let mut a = stack.client();
     a.send(&["CLIENT", "REPLY", "OFF"]);
     a.send(&["SET", "quiet", "1"]);
+    // The silenced commands were carried out before the client goes away.
+    let mut d = stack.direct();
+    let stored = support::wait_until(Duration::from_secs(5), || {
+        d.call(&["EXISTS", "quiet"]) == b":1\r\n"
+    });
+    assert!(
+        stored,
+        "SET sent after CLIENT REPLY OFF never reached Redis"
+    );
     drop(a);
     let mut b = stack.client();
     b.set_read_timeout(Duration::from_secs(3));
