@@ -35,6 +35,8 @@
 #   BENCH_TIMEOUT      seconds allowed for one redis-benchmark run (default 600)
 #   BENCH_L1=0         same as --no-l1
 #   BENCH_L1_TOML      config appended for the L1-hit target (default benches/l1-hit.toml)
+#   BENCH_L1_THREADS   [server] threads of the L1-hit target (default 2: hits scale with
+#                      threads, while the other targets keep the default, 1 on 2 CPUs)
 #   REDIS_SERVER, NUTCRACKER, REDIS_BENCHMARK, REDIS_CLI   tool paths
 set -euo pipefail
 
@@ -90,6 +92,8 @@ for v in N_P1 N_PIPE REPEAT BENCH_TIMEOUT; do
 done
 [[ "$WITH_L1" == 0 || "$WITH_L1" == 1 ]] || die "BENCH_L1 must be 0 or 1, got '$WITH_L1'"
 L1_TOML="${BENCH_L1_TOML:-$SCRIPT_DIR/l1-hit.toml}"
+L1_THREADS="${BENCH_L1_THREADS:-2}"
+[[ "$L1_THREADS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_L1_THREADS must be a positive number"
 if [[ "$WITH_L1" == 1 ]]; then
     [[ -f "$L1_TOML" ]] || die "BENCH_L1_TOML: no such file: $L1_TOML"
     L1_TOML="$(cd "$(dirname "$L1_TOML")" && pwd)/$(basename "$L1_TOML")"
@@ -168,12 +172,14 @@ EOF
     add_target twemproxy twemproxy "$TWEM_PORT" "$PID" twemproxy
 }
 
-# start_respite ID LABEL [EXTRA_TOML [TESTS]]: a respite in front of the Redis above,
-# with the base config plus EXTRA_TOML (a file) appended.
+# start_respite ID LABEL [EXTRA_TOML [TESTS [SERVER_LINE...]]]: a respite in front of
+# the Redis above, with the base config (SERVER_LINEs added to [server]) plus EXTRA_TOML
+# (a file) appended.
 start_respite() {
     local id="$1" label="$2" extra="${3:-}" tests="${4:-get,set}" conf="$TMP/$1.toml"
+    shift $(($# < 4 ? $# : 4))
     next_port
-    respite_toml "$PORT" "$REDIS_PORT" >"$conf"
+    respite_toml "$PORT" "$REDIS_PORT" "$@" >"$conf"
     if [[ -n "$extra" ]]; then
         printf '\n# --- appended from %s ---\n' "$extra" >>"$conf"
         cat "$extra" >>"$conf"
@@ -227,7 +233,7 @@ start_redis
 start_twemproxy
 start_respite respite respite
 if [[ "$WITH_L1" == 1 ]]; then
-    start_respite "$L1_ID" "$L1_LABEL" "$L1_TOML" get
+    start_respite "$L1_ID" "$L1_LABEL" "$L1_TOML" get "threads = $L1_THREADS"
 fi
 for i in "${!EXTRA_IDS[@]}"; do
     start_respite "${EXTRA_IDS[$i]}" "${EXTRA_LABELS[$i]}" "${EXTRA_FILES[$i]}"
@@ -393,6 +399,9 @@ nutcracker_version="$("$NUTCRACKER" --version 2>&1 | sed -n 's/^This is nutcrack
 
 # The command line that reproduces this run, with the effective settings spelled out.
 cmd="BENCH_N=$N_P1 BENCH_N_PIPELINE=$N_PIPE BENCH_REPEAT=$REPEAT"
+if [[ "$WITH_L1" == 1 ]]; then
+    cmd+=" BENCH_L1_THREADS=$L1_THREADS"
+fi
 if [[ "$RESPITE_BIN_SOURCE" == RESPITE_BIN ]]; then
     cmd+=" RESPITE_BIN=$(printf '%q' "$RESPITE_BIN")"
 fi
@@ -419,7 +428,7 @@ REPORT="$OUT_DIR/compare-$STAMP.md"
     echo
     echo "Command: \`$cmd\` — each cell runs \`redis-benchmark ${p1_args[*]}\` (and \`${pn_args[*]}\`) $REPEAT time(s), after prefilling all $KEYSPACE keys."
     if [[ -n "$GET_ONLY_IDS" ]]; then
-        echo "The $L1_LABEL target runs \`-t get\` only, with $(basename "$L1_TOML") appended to its config, after reading every key once through it."
+        echo "The $L1_LABEL target runs \`-t get\` only, with \`threads = $L1_THREADS\` and $(basename "$L1_TOML") appended to its config, after reading every key once through it; the respite target runs the default config (\`threads = 0\`: $(( $(nproc) / 2 > 0 ? $(nproc) / 2 : 1 )) here)."
     fi
     echo
     python3 "$HELPER" report "$RAW" "$(IFS=,; echo "${TARGET_IDS[*]}")" "$GET_ONLY_IDS"

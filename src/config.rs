@@ -50,14 +50,15 @@ pub struct ServerConfig {
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// Worker threads; 0 = half the CPUs (at least one), leaving the rest to Redis
-    /// and the application, which usually share the machine.
+    /// Event loops (one thread each) serving clients; 0 = half the CPUs (at least
+    /// one), leaving the rest to Redis and the application, which usually share the
+    /// machine.
     pub threads: usize,
 }
 
 impl ServerConfig {
-    /// The number of worker threads to run.
-    pub fn worker_threads(&self) -> usize {
+    /// The number of event loops to run.
+    pub fn event_loops(&self) -> usize {
         if self.threads > 0 {
             return self.threads;
         }
@@ -87,7 +88,7 @@ impl Default for ServerConfig {
 pub struct UpstreamConfig {
     /// `redis://[user:pass@]host:port[/db]`.
     pub url: String,
-    /// Shared pipelined connections per (db, user, protocol).
+    /// Shared pipelined connections per event loop and (db, user, protocol).
     pub pool_size: usize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -105,7 +106,7 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
-            pool_size: 2,
+            pool_size: 1,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
             min_backoff: Duration::from_millis(50),
@@ -458,7 +459,7 @@ mod tests {
         let c = Config::parse("").unwrap();
         c.validate("").unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:6380");
-        assert_eq!(c.upstream.pool_size, 2);
+        assert_eq!(c.upstream.pool_size, 1);
     }
 
     #[test]

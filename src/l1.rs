@@ -52,6 +52,21 @@ const ENTRY_OVERHEAD: usize = 200;
 /// One hit in this many is reported to moka's eviction policy.
 const POLICY_SAMPLE: u64 = 16;
 
+thread_local! {
+    /// Hits on this thread (per thread: a shared counter would move its cache line
+    /// between threads on every hit).
+    static READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// True for one hit in `POLICY_SAMPLE` on this thread.
+fn sampled() -> bool {
+    READS.with(|r| {
+        let n = r.get().wrapping_add(1);
+        r.set(n);
+        n % POLICY_SAMPLE == 0
+    })
+}
+
 /// What an entry is cached under: the db, who read it, the key, and the command.
 #[derive(Debug, Clone)]
 pub struct EntryKey {
@@ -300,7 +315,6 @@ pub struct Stats {
 pub struct L1 {
     cache: moka::sync::Cache<u64, Entry, IdentityState>,
     index: Arc<dashmap::DashMap<u64, Entry, IdentityState>>,
-    reads: AtomicU64,
     gens: Box<[AtomicU64]>,
     epoch: AtomicU64,
     db_epochs: Box<[AtomicU64]>,
@@ -325,7 +339,11 @@ impl L1 {
         fills_enabled: bool,
         namespaces: Arc<Namespaces>,
     ) -> Arc<Self> {
-        let index: Arc<dashmap::DashMap<u64, Entry, IdentityState>> = Arc::default();
+        // More shards than DashMap's default (4 per CPU): readers on different threads
+        // then rarely take the same shard lock's cache line.
+        let index: Arc<dashmap::DashMap<u64, Entry, IdentityState>> = Arc::new(
+            dashmap::DashMap::with_hasher_and_shard_amount(IdentityState::default(), 256),
+        );
         let in_step = index.clone();
         let counted = namespaces.clone();
         let cache = moka::sync::Cache::builder()
@@ -349,7 +367,6 @@ impl L1 {
         Arc::new(Self {
             cache,
             index,
-            reads: AtomicU64::new(0),
             gens: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
             db_epochs: (0..DB_SLOTS).map(|_| AtomicU64::new(0)).collect(),
@@ -397,7 +414,7 @@ impl L1 {
         if now_ns >= entry.word(at::KEEP_UNTIL) {
             return Lookup::Miss;
         }
-        if self.reads.fetch_add(1, Ordering::Relaxed) % POLICY_SAMPLE == 0 {
+        if sampled() {
             let _ = self.cache.get(&ek.hash);
         }
         let now = self.snapshot(ek);
@@ -543,7 +560,7 @@ impl L1 {
     /// Counts a stale entry served (under `stale_if_error`) for `ek`.
     pub fn served_stale(&self, ek: &EntryKey) {
         self.namespaces.with(ek.ns, |ns| {
-            ns.stale.fetch_add(1, Ordering::Relaxed);
+            ns.count_stale();
         });
     }
 

@@ -95,7 +95,16 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn print_check(cli: &Cli, config: &Config) {
     println!("{}: ok", cli.config.display());
-    println!("listen    {}", config.server.listen);
+    println!(
+        "listen    {} ({} event loop{})",
+        config.server.listen,
+        config.server.event_loops(),
+        if config.server.event_loops() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
     println!(
         "upstream  {} (pool_size {})",
         config.upstream.url, config.upstream.pool_size
@@ -118,11 +127,7 @@ fn print_check(cli: &Cli, config: &Config) {
 
 fn serve(config: Config) -> anyhow::Result<()> {
     respite::logging::init(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.server.worker_threads())
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = respite::server::runtime().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await

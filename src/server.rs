@@ -1,4 +1,7 @@
-//! Accept loop: connection limit, back-off on accept errors, graceful shutdown.
+//! Accept loop: connection limit, back-off on accept errors, graceful shutdown; clients
+//! handed to event loops ([`workers`]).
+
+mod workers;
 
 use std::{
     future::Future,
@@ -53,6 +56,15 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
+/// The runtime to call [`run`] on: a current-thread one. It accepts clients and runs
+/// the background tasks (tracking, reload, metrics, admin); with `threads = 1` it also
+/// runs every session, and with more [`run`] starts that many event loops for them.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Runs the proxy on an already bound listener until `shutdown` completes, then stops
 /// accepting, lets connections finish their in-flight requests, and returns once they
 /// are closed or `server.shutdown_grace` has passed.
@@ -97,6 +109,7 @@ pub async fn run(
     let endpoint = metrics_listener
         .map(|l| metrics::http::Endpoint::start(l, shared.clone(), stop_rx.clone()))
         .transpose()?;
+    let mut workers = workers::Workers::start(config.server.event_loops(), &shared.upstream)?;
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
@@ -118,14 +131,20 @@ pub async fn run(
                     let shared = shared.clone();
                     let stop = stop_rx.clone();
                     let span = info_span!("client", %peer);
-                    let counted = shared.metrics.clients.connect();
-                    sessions.spawn(
-                        async move {
-                            session::serve(shared, stream, stop).await;
-                            drop((counted, permit));
-                        }
-                        .instrument(span),
-                    );
+                    let held = (shared.metrics.clients.connect(), permit);
+                    match workers.next() {
+                        None => sessions.spawn(
+                            client(shared, Accepted::Here(stream), stop, held).instrument(span),
+                        ),
+                        // Registered with this runtime's reactor: moved to the worker's.
+                        Some(worker) => match stream.into_std() {
+                            Ok(s) => sessions.spawn_on(
+                                client(shared, Accepted::Moved(s), stop, held).instrument(span),
+                                worker,
+                            ),
+                            Err(_) => continue,
+                        },
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -156,10 +175,36 @@ pub async fn run(
         sessions.shutdown().await;
     }
     shared.upstream.shutdown();
+    workers.stop().await;
     if let Some(endpoint) = endpoint {
         endpoint.close().await;
     }
     Ok(())
+}
+
+/// An accepted client socket, registered with the runtime that accepted it or not yet
+/// with any (handed to a worker's event loop).
+enum Accepted {
+    Here(TcpStream),
+    Moved(std::net::TcpStream),
+}
+
+/// Serves one client; `held` (its connection count and `max_clients` permit) is
+/// released when it is gone.
+async fn client(
+    shared: Arc<Shared>,
+    stream: Accepted,
+    stop: watch::Receiver<bool>,
+    held: impl Send,
+) {
+    let stream = match stream {
+        Accepted::Here(s) => Ok(s),
+        Accepted::Moved(s) => TcpStream::from_std(s),
+    };
+    if let Ok(stream) = stream {
+        session::serve(shared, stream, stop).await;
+    }
+    drop(held);
 }
 
 async fn reject(mut stream: TcpStream) {

@@ -139,11 +139,31 @@ impl Pool {
 /// Idle dedicated connections kept per key for reuse by the next MULTI or BLPOP.
 const IDLE_PER_KEY: usize = 16;
 
+thread_local! {
+    /// The event loop this thread runs (0: the main runtime; see `server::workers`).
+    static EVENT_LOOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as running event loop `n`: the connections it opens from
+/// now on belong to that loop's pools.
+pub fn set_event_loop(n: usize) {
+    EVENT_LOOP.with(|l| l.set(n));
+}
+
+/// Pools and idle connections are per event loop: a connection's task runs on the
+/// loop that opened it, so the clients of that loop use it without waking another
+/// thread.
+type LoopKey = (usize, PoolKey);
+
+fn here(key: &PoolKey) -> LoopKey {
+    (EVENT_LOOP.with(|l| l.get()), key.clone())
+}
+
 pub struct Upstream {
     addr: Arc<UpstreamAddr>,
     config: UpstreamConfig,
-    pools: Mutex<HashMap<PoolKey, Arc<Pool>>>,
-    idle: Mutex<HashMap<PoolKey, Vec<Conn>>>,
+    pools: Mutex<HashMap<LoopKey, Arc<Pool>>>,
+    idle: Mutex<HashMap<LoopKey, Vec<Conn>>>,
     /// Latency, errors and reconnects of every connection.
     stats: Arc<UpstreamStats>,
 }
@@ -172,24 +192,22 @@ impl Upstream {
         self.addr.creds.clone()
     }
 
-    /// Starts the initial pool so the first client finds it connected.
+    /// Starts this event loop's initial pool so the first client finds it connected.
     pub fn warm_up(&self) {
-        let key = self.initial_key();
-        let pool = self.spawn_pool(&key).0;
-        self.pools.lock().expect("pools").insert(key, pool);
+        self.initial_pool();
     }
 
-    /// The initial pool, without waiting (it always exists after `warm_up`).
+    /// This event loop's initial pool, without waiting.
     pub fn initial_pool(&self) -> Arc<Pool> {
         let key = self.initial_key();
-        if let Some(p) = self.pools.lock().expect("pools").get(&key) {
+        if let Some(p) = self.pools.lock().expect("pools").get(&here(&key)) {
             return p.clone();
         }
         let pool = self.spawn_pool(&key).0;
         self.pools
             .lock()
             .expect("pools")
-            .entry(key)
+            .entry(here(&key))
             .or_insert(pool)
             .clone()
     }
@@ -197,7 +215,7 @@ impl Upstream {
     /// The pool for `key`, created on first use. Creating one checks the key with Redis
     /// (AUTH, SELECT, HELLO) and returns Redis's refusal if it refuses.
     pub async fn pool(&self, key: &PoolKey) -> Result<Arc<Pool>, UpstreamError> {
-        if let Some(p) = self.pools.lock().expect("pools").get(key) {
+        if let Some(p) = self.pools.lock().expect("pools").get(&here(key)) {
             return Ok(p.clone());
         }
         let (pool, first) = self.spawn_pool(key);
@@ -206,7 +224,7 @@ impl Upstream {
             .pools
             .lock()
             .expect("pools")
-            .entry(key.clone())
+            .entry(here(key))
             .or_insert(pool)
             .clone())
     }
@@ -250,7 +268,7 @@ impl Upstream {
             .idle
             .lock()
             .expect("idle")
-            .get_mut(key)
+            .get_mut(&here(key))
             .and_then(Vec::pop)
         {
             if conn.is_up() {
@@ -268,7 +286,7 @@ impl Upstream {
             return;
         }
         let mut idle = self.idle.lock().expect("idle");
-        let list = idle.entry(key.clone()).or_default();
+        let list = idle.entry(here(key)).or_default();
         if list.len() < IDLE_PER_KEY {
             list.push(conn);
         }
@@ -288,13 +306,14 @@ impl Upstream {
         self.config.request_timeout
     }
 
-    /// True when the initial pool has a live connection.
+    /// True when an initial pool (of any event loop) has a live connection.
     pub fn is_up(&self) -> bool {
+        let key = self.initial_key();
         self.pools
             .lock()
             .expect("pools")
-            .get(&self.initial_key())
-            .is_some_and(|p| p.any_up())
+            .iter()
+            .any(|((_, k), p)| *k == key && p.any_up())
     }
 
     /// Drops every pool: their tasks end once sessions holding handles are gone.

@@ -9,8 +9,9 @@ use std::{thread, time::Duration};
 
 use support::{Client, Proxy, RedisServer, Stack, resp::encode_command, show};
 
-/// Every client shares one pooled upstream connection, so leaks are visible.
-const ONE_POOLED: &str = "[upstream]\npool_size = 1";
+/// Every client shares one pooled upstream connection (one event loop, one connection
+/// in its pool), so leaks are visible.
+const ONE_POOLED: &str = "[server]\nthreads = 1\n[upstream]\npool_size = 1";
 
 #[test]
 fn db_protocol_and_name_stay_with_their_client() {
@@ -221,5 +222,59 @@ fn replies_for_clients_that_left_are_not_delivered_to_others() {
         drop(leaver);
         steady.assert_cmd(&format!("SET s{i} small"), b"+OK\r\n");
         steady.assert_cmd(&format!("GET s{i}"), b"$5\r\nsmall\r\n");
+    }
+}
+
+/// The last command Redis saw on each of its client connections (`cmd=` of CLIENT
+/// LIST), without the connection asking.
+fn last_commands(direct: &mut Client) -> Vec<String> {
+    let list = direct.call(&["CLIENT", "LIST"]);
+    String::from_utf8_lossy(&list)
+        .lines()
+        .filter(|l| l.starts_with("id="))
+        .filter(|l| !l.contains("cmd=client|list"))
+        .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("cmd=")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn event_loops_have_their_own_connections_and_close_them_on_shutdown() {
+    let redis = RedisServer::start();
+    let mut proxy = Proxy::start(&redis.url(), "[server]\nthreads = 3");
+    let mut direct = redis.client();
+    // Six clients, handed to the three loops in turn; each ends with a GET.
+    let mut clients: Vec<Client> = (0..6).map(|_| proxy.client()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.assert_cmd(&format!("SET k{i} v{i}"), b"+OK\r\n");
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.assert_cmd(&format!("GET k{i}"), format!("$2\r\nv{i}\r\n").as_bytes());
+    }
+    // Every loop sent its clients' commands on a connection of its own.
+    let gets = last_commands(&mut direct)
+        .iter()
+        .filter(|c| *c == "get")
+        .count();
+    assert_eq!(gets, 3, "connections whose last command is a client's GET");
+    // Dedicated connections too, on two loops.
+    clients[0].assert_cmd("MULTI", b"+OK\r\n");
+    clients[0].assert_cmd("INCR n", b"+QUEUED\r\n");
+    clients[1].send(&["BLPOP", "nothing", "0"]);
+    redis.wait_blocked_clients(1, Duration::from_secs(5));
+    assert!(last_commands(&mut direct).len() >= 3 + 2);
+
+    let stopped = proxy.stop_within(Duration::from_secs(10));
+    assert!(matches!(stopped, Ok(Ok(()))), "respite::run: {stopped:?}");
+    let closed = support::wait_until(Duration::from_secs(5), || {
+        last_commands(&mut direct).is_empty()
+    });
+    assert!(
+        closed,
+        "upstream connections left open after shutdown: {:?}",
+        last_commands(&mut direct)
+    );
+    for c in &mut clients {
+        assert!(c.closed_within(Duration::from_secs(2)), "client left open");
     }
 }

@@ -128,9 +128,9 @@ fn render_namespaces(shared: &Shared) {
     for ns in shared.metrics.namespaces.all() {
         let name = &*ns.name;
         let labels = [("namespace", name)];
-        x.counter(&L1_HITS, &labels, ns.hits.load(Relaxed));
-        x.counter(&L1_MISSES, &labels, ns.misses.load(Relaxed));
-        x.counter(&L1_STALE, &labels, ns.stale.load(Relaxed));
+        x.counter(&L1_HITS, &labels, ns.hits());
+        x.counter(&L1_MISSES, &labels, ns.misses());
+        x.counter(&L1_STALE, &labels, ns.stale());
         for (cause, n) in [("size", &ns.evicted_size), ("expired", &ns.evicted_expired)] {
             let labels = [("namespace", name), ("cause", cause)];
             x.counter(&L1_EVICTIONS, &labels, n.load(Relaxed));

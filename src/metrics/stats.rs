@@ -3,7 +3,7 @@
 
 use std::sync::{
     Arc, RwLock,
-    atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
+    atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed},
 };
 
 use super::histogram::LatencyHistogram;
@@ -67,20 +67,74 @@ impl Outcome {
     }
 }
 
+/// Stripes of a [`Striped`] counter set: more than the worker threads of a typical
+/// deployment, so threads rarely share one.
+const STRIPES: usize = 8;
+
+/// `N` counters bumped on every request by every worker thread. Each thread adds to
+/// its own stripe (cache line), so threads do not take a shared line from each
+/// other on every request; readers sum the stripes.
+pub struct Striped<const N: usize> {
+    stripes: [Stripe<N>; STRIPES],
+}
+
+#[repr(align(128))] // a cache line pair: adjacent-line prefetch shares pairs
+struct Stripe<const N: usize>([AtomicU64; N]);
+
+impl<const N: usize> Default for Striped<N> {
+    fn default() -> Self {
+        Self {
+            stripes: std::array::from_fn(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))),
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's stripe, handed out round-robin as threads first count.
+    static STRIPE: usize = {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        NEXT.fetch_add(1, Relaxed) % STRIPES
+    };
+}
+
+impl<const N: usize> std::fmt::Debug for Striped<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries((0..N).map(|i| self.get(i))).finish()
+    }
+}
+
+impl<const N: usize> Striped<N> {
+    #[inline]
+    pub fn add(&self, i: usize, n: u64) {
+        let stripe = STRIPE.with(|s| *s);
+        self.stripes[stripe].0[i].fetch_add(n, Relaxed);
+    }
+
+    pub fn get(&self, i: usize) -> u64 {
+        self.stripes.iter().map(|s| s.0[i].load(Relaxed)).sum()
+    }
+}
+
+const REQUEST_CELLS: usize = Kind::ALL.len() * Outcome::ALL.len();
+
 /// Client commands by kind and outcome.
 #[derive(Default)]
 pub struct Requests {
-    counts: [[AtomicU64; Outcome::ALL.len()]; Kind::ALL.len()],
+    counts: Striped<REQUEST_CELLS>,
 }
 
 impl Requests {
     #[inline]
     pub fn add(&self, kind: Kind, outcome: Outcome) {
-        self.counts[kind as usize][outcome as usize].fetch_add(1, Relaxed);
+        self.counts.add(Self::cell(kind, outcome), 1);
     }
 
     pub fn get(&self, kind: Kind, outcome: Outcome) -> u64 {
-        self.counts[kind as usize][outcome as usize].load(Relaxed)
+        self.counts.get(Self::cell(kind, outcome))
+    }
+
+    fn cell(kind: Kind, outcome: Outcome) -> usize {
+        kind as usize * Outcome::ALL.len() + outcome as usize
     }
 }
 
@@ -206,9 +260,8 @@ impl Invalidations {
 pub struct NamespaceStats {
     pub id: u32,
     pub name: Arc<str>,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
-    pub stale: AtomicU64,
+    /// L1 hits, misses and stale serves: counted on every cached read.
+    l1: Striped<3>,
     pub evicted_size: AtomicU64,
     pub evicted_expired: AtomicU64,
     /// L1 entries and bytes now (moved by L1 inserts and its eviction listener).
@@ -219,7 +272,38 @@ pub struct NamespaceStats {
     pub compress_out: AtomicU64,
 }
 
+const HITS: usize = 0;
+const MISSES: usize = 1;
+const STALE: usize = 2;
+
 impl NamespaceStats {
+    #[inline]
+    pub fn count_hit(&self) {
+        self.l1.add(HITS, 1);
+    }
+
+    #[inline]
+    pub fn count_miss(&self) {
+        self.l1.add(MISSES, 1);
+    }
+
+    #[inline]
+    pub fn count_stale(&self) {
+        self.l1.add(STALE, 1);
+    }
+
+    pub fn hits(&self) -> u64 {
+        self.l1.get(HITS)
+    }
+
+    pub fn misses(&self) -> u64 {
+        self.l1.get(MISSES)
+    }
+
+    pub fn stale(&self) -> u64 {
+        self.l1.get(STALE)
+    }
+
     /// Counts an L1 entry of `weight` bytes in (`sign` 1) or out (-1).
     pub fn account(&self, weight: usize, sign: i64) {
         self.entries.fetch_add(sign, Relaxed);
@@ -273,9 +357,9 @@ impl Namespaces {
     }
 
     /// The sum of one counter over every namespace.
-    pub fn sum(&self, field: impl Fn(&NamespaceStats) -> &AtomicU64) -> u64 {
+    pub fn sum(&self, field: impl Fn(&NamespaceStats) -> u64) -> u64 {
         let list = self.list.read().expect("namespaces");
-        list.iter().map(|s| field(s).load(Relaxed)).sum()
+        list.iter().map(|s| field(s)).sum()
     }
 }
 
@@ -378,9 +462,10 @@ mod tests {
         ns.with(2, |s| s.account(100, 1));
         ns.with(0, |_| panic!("id 0 is unattached"));
         assert_eq!(b.bytes.load(Relaxed), 100);
-        a.hits.fetch_add(2, Relaxed);
-        b.hits.fetch_add(3, Relaxed);
-        assert_eq!(ns.sum(|s| &s.hits), 5);
+        a.count_hit();
+        a.count_hit();
+        b.count_hit();
+        assert_eq!(ns.sum(NamespaceStats::hits), 3);
         let c = Arc::new(Clients::default());
         let g = c.connect();
         assert_eq!(c.connected(), 1);

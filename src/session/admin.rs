@@ -21,6 +21,7 @@ use crate::{
         warm::{self, WarmJob},
     },
     l1::EntryKey,
+    metrics::NamespaceStats,
     protocol::{reply, request::Request},
     server::Shared,
     upstream::{PoolKey, Reply, UpstreamError},
@@ -119,7 +120,10 @@ impl Session {
             let l1 = &shared.l1;
             let s = &l1.stats;
             let namespaces = &shared.metrics.namespaces;
-            let (hits, misses) = (namespaces.sum(|n| &n.hits), namespaces.sum(|n| &n.misses));
+            let (hits, misses) = (
+                namespaces.sum(NamespaceStats::hits),
+                namespaces.sum(NamespaceStats::misses),
+            );
             let ratio = hits as f64 / (hits + misses).max(1) as f64;
             field("l1_entries", l1.entries().to_string());
             field("l1_bytes", l1.bytes().to_string());
@@ -128,7 +132,10 @@ impl Session {
             field("l1_misses", misses.to_string());
             field("l1_hit_ratio", format!("{ratio:.4}"));
             field("l1_coalesced", s.coalesced.load(Relaxed).to_string());
-            field("l1_stale", namespaces.sum(|n| &n.stale).to_string());
+            field(
+                "l1_stale",
+                namespaces.sum(NamespaceStats::stale).to_string(),
+            );
             field(
                 "l1_fills_dropped",
                 s.fills_dropped.load(Relaxed).to_string(),
@@ -136,7 +143,7 @@ impl Session {
             // Per namespace: the counters the metrics export too.
             for rule in policy.rules().iter().filter(|r| r.l1) {
                 let ns = &rule.stats;
-                let (hits, misses) = (ns.hits.load(Relaxed), ns.misses.load(Relaxed));
+                let (hits, misses) = (ns.hits(), ns.misses());
                 let ratio = hits as f64 / (hits + misses).max(1) as f64;
                 let name = &rule.name;
                 field(

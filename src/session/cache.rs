@@ -20,8 +20,6 @@ use crate::{
     upstream::{Reply, ReplyTo},
 };
 
-use std::sync::atomic::Ordering::Relaxed;
-
 impl Session {
     /// Serves `req` from L1 or starts/joins its fill, under the rules of `policy`.
     /// False: not a cached read.
@@ -53,7 +51,7 @@ impl Session {
             EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig).in_namespace(ns.id);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
-                ns.hits.fetch_add(1, Relaxed);
+                ns.count_hit();
                 self.count(Outcome::L1Hit);
                 self.reply_slice(&reply);
                 return true;
@@ -66,7 +64,7 @@ impl Session {
             }
             _ => {}
         }
-        ns.misses.fetch_add(1, Relaxed);
+        ns.count_miss();
         let made = l1.snapshot(&ek);
         let fill_key = FillKey { ek, made };
         let rx = match l1.join(fill_key.clone()) {
@@ -112,10 +110,10 @@ impl Session {
             let ek = EntryKey::new(self.key.db, scope, key.clone(), sig.clone())
                 .in_namespace(rule.stats.id);
             if let Lookup::Hit(reply) = l1.get(&ek) {
-                rule.stats.hits.fetch_add(1, Relaxed);
+                rule.stats.count_hit();
                 parts.push(Some(Bytes::copy_from_slice(&reply)));
             } else {
-                rule.stats.misses.fetch_add(1, Relaxed);
+                rule.stats.count_miss();
                 let made = l1.snapshot(&ek);
                 fills.push(MgetFill {
                     index: i,

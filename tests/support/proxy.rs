@@ -9,6 +9,17 @@ use super::client::Client;
 /// instead of starting respite: a diagnostic to check what real Redis replies to a
 /// test, never the way the suite runs.
 pub const DIRECT_ENV: &str = "RESPITE_TEST_DIRECT";
+/// `[server] threads` of test proxies (default 2, a multi-thread runtime, so
+/// sessions and upstream tasks run on different threads; scripts/test also runs the
+/// core suites with 1, the current-thread runtime that production uses on 2 CPUs).
+pub const THREADS_ENV: &str = "RESPITE_TEST_THREADS";
+
+fn test_threads() -> usize {
+    std::env::var(THREADS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
 
 pub struct Proxy {
     addr: SocketAddr,
@@ -63,11 +74,7 @@ impl Proxy {
         let thread = std::thread::Builder::new()
             .name(format!("respite-{}", addr.port()))
             .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("proxy runtime");
+                let rt = respite::server::runtime().expect("proxy runtime");
                 let result = rt.block_on(async move {
                     std_listener.set_nonblocking(true)?;
                     let listener = tokio::net::TcpListener::from_std(std_listener)?;
@@ -181,8 +188,9 @@ impl Drop for Proxy {
 
 /// The base configuration with `extra` merged over it, as TOML text.
 pub fn config_text(listen: SocketAddr, redis_url: &str, extra: &str) -> String {
+    let threads = test_threads();
     let mut base: toml::Table = format!(
-        "[server]\nlisten = \"{listen}\"\nshutdown_grace = \"2s\"\n\n[upstream]\nurl = \"{redis_url}\"\n"
+        "[server]\nlisten = \"{listen}\"\nshutdown_grace = \"2s\"\nthreads = {threads}\n\n[upstream]\nurl = \"{redis_url}\"\n"
     )
     .parse()
     .unwrap();
