@@ -302,6 +302,13 @@ impl Config {
                 return Err(invalid("server", key, "must be at least 1".into()));
             }
         }
+        if self.server.threads > 256 {
+            return Err(invalid(
+                "server",
+                "threads",
+                "must be between 0 (half the CPUs) and 256".into(),
+            ));
+        }
         if let Err(e) = crate::upstream::UpstreamAddr::parse(&self.upstream.url) {
             return Err(invalid("upstream", "url", e));
         }
@@ -485,6 +492,21 @@ mod tests {
         let err = c.validate(text).unwrap_err().to_string();
         assert!(err.contains("upstream.pool_size"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn thread_count_is_bounded() {
+        let text = "[server]\nthreads = 1000\n";
+        let err = Config::parse(text)
+            .unwrap()
+            .validate(text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.threads"), "{err}");
+        let text = "[server]\nthreads = 4\n";
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap();
+        assert_eq!(c.server.event_loops(), 4);
     }
 
     #[test]
