@@ -45,7 +45,7 @@ use post::{Outgoing, Post, Queued};
 
 use crate::{
     command::Kind,
-    metrics::Outcome,
+    metrics::{NamespaceStats, Outcome},
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
     upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, UpstreamError},
@@ -142,6 +142,9 @@ pub struct Session {
     admin_ok: bool,
     /// The kind of the command being dispatched (counted with its outcome).
     kind: Kind,
+    /// Its reads count in the request and L1 hit/miss metrics (false for the headless
+    /// reader of RESPITE WARM, whose fills are not the clients' misses).
+    counted: bool,
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
@@ -168,6 +171,7 @@ impl Session {
             timeout: upstream.request_timeout(),
             admin_ok: shared.config.admin.password.is_none(),
             kind: Kind::Unknown,
+            counted: true,
             shared: shared.clone(),
             name: None,
             pinned: None,
@@ -294,7 +298,19 @@ impl Session {
     /// Counts the command being dispatched, answered with `outcome`.
     #[inline]
     fn count(&self, outcome: Outcome) {
-        self.shared.metrics.request(self.kind, outcome);
+        if self.counted {
+            self.shared.metrics.request(self.kind, outcome);
+        }
+    }
+
+    /// Counts an L1 lookup of namespace `ns`.
+    #[inline]
+    fn count_lookup(&self, ns: &NamespaceStats, hit: bool) {
+        match (self.counted, hit) {
+            (false, _) => {}
+            (true, true) => ns.count_hit(),
+            (true, false) => ns.count_miss(),
+        }
     }
 
     /// Queues a reply that needs no upstream round trip (not counted).

@@ -358,9 +358,18 @@ fn warm_fills_l1_so_reads_do_not_reach_redis() {
     let mut d = stack.direct();
     seed_warm(&mut d);
     let mut c = ready(&stack.proxy, "tracking");
+    let (hits, misses) = (stat_int(&mut c, "l1_hits"), stat_int(&mut c, "l1_misses"));
     c.assert_cmd("RESPITE WARM c:*", b":1002\r\n");
     assert_eq!(stat_int(&mut c, "ns:c:l1_entries"), 1002);
+    // Warming is not the clients' reading: no hit or miss counted.
+    assert_eq!(
+        (stat_int(&mut c, "l1_hits"), stat_int(&mut c, "l1_misses")),
+        (hits, misses)
+    );
     assert_warm(&mut c, &mut d);
+    // The clients' reads after it are hits.
+    assert_eq!(stat_int(&mut c, "l1_misses"), misses);
+    assert!(stat_int(&mut c, "l1_hits") >= hits + 1200);
     // A second warm-up finds them all in L1 and reads nothing.
     let before = calls_of(&mut d, &["get", "hgetall", "smembers"]);
     c.assert_cmd("RESPITE WARM c:*", b":1002\r\n");

@@ -407,6 +407,7 @@ impl Filler {
         let mut session = Session::new(shared);
         session.key = key;
         session.pool = pool;
+        session.counted = false;
         Ok(Filler { session })
     }
 

@@ -51,7 +51,7 @@ impl Session {
             EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig).in_namespace(ns.id);
         match l1.get(&ek) {
             Lookup::Hit(reply) => {
-                ns.count_hit();
+                self.count_lookup(ns, true);
                 self.count(Outcome::L1Hit);
                 self.reply_slice(&reply);
                 return true;
@@ -64,7 +64,7 @@ impl Session {
             }
             _ => {}
         }
-        ns.count_miss();
+        self.count_lookup(ns, false);
         let made = l1.snapshot(&ek);
         let fill_key = FillKey { ek, made };
         let rx = match l1.join(fill_key.clone()) {
@@ -110,10 +110,10 @@ impl Session {
             let ek = EntryKey::new(self.key.db, scope, key.clone(), sig.clone())
                 .in_namespace(rule.stats.id);
             if let Lookup::Hit(reply) = l1.get(&ek) {
-                rule.stats.count_hit();
+                self.count_lookup(&rule.stats, true);
                 parts.push(Some(Bytes::copy_from_slice(&reply)));
             } else {
-                rule.stats.count_miss();
+                self.count_lookup(&rule.stats, false);
                 let made = l1.snapshot(&ek);
                 fills.push(MgetFill {
                     index: i,
