@@ -5,7 +5,7 @@
 //! are that loop's own (`upstream::set_event_loop`). So a request is read, forwarded,
 //! answered and written without waking another thread, the way Envoy's workers or
 //! Redis's own event loop work; a multi-thread runtime on a busy 2-core machine spent
-//! a third more CPU per request moving tasks and wake-ups between threads. The L1
+//! a quarter more CPU per request moving tasks and wake-ups between threads. The L1
 //! cache, the metrics and the namespace rules are shared by every loop.
 //!
 //! With one thread there are no workers: sessions run on the caller's runtime (see
