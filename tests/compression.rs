@@ -598,3 +598,90 @@ fn l1_holds_restored_values() {
     assert_eq!(c.call(&[&b"GET"[..], b"c:k"]), bulk(&v2));
     assert_eq!(c.call(&[&b"STRLEN"[..], b"c:k"]), b":9000\r\n");
 }
+
+/// Text that compresses like real JSON (words from a small vocabulary, numbers) but
+/// takes zstd's slow levels a while: `n` bytes.
+fn varied_doc(n: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+        "lambda", "mu",
+    ];
+    let noise = pseudo_random_bytes(n / 4 + 16, 11);
+    let mut s = Vec::with_capacity(n + 64);
+    let mut i = 0;
+    while s.len() < n {
+        let (a, b) = (noise[i % noise.len()], noise[(i + 1) % noise.len()]);
+        s.extend_from_slice(
+            format!(
+                r#"{{"id":{i},"name":"{}{}","score":{}.{},"text":"{} {} {}"}},"#,
+                WORDS[a as usize % 12],
+                u16::from_le_bytes([a, b]),
+                b,
+                a,
+                WORDS[b as usize % 12],
+                WORDS[(a ^ b) as usize % 12],
+                WORDS[(a / 3) as usize % 12],
+            )
+            .as_bytes(),
+        );
+        i += 2;
+    }
+    s.truncate(n);
+    s
+}
+
+#[test]
+fn slow_compression_does_not_hold_up_other_clients() {
+    // One event loop, and a namespace compressing at zstd's slowest level: 3 MB take
+    // seconds to pack. Meanwhile another client of the same loop is answered at once.
+    let stack = Stack::start_with(
+        r#"
+[server]
+threads = 1
+
+[[namespace]]
+name = "archive"
+match = "s:*"
+compress = "zstd"
+compress_level = 19
+compress_min_size = 100
+"#,
+    );
+    let value = varied_doc(3 << 20);
+    let mut writer = stack.client();
+    let started = std::time::Instant::now();
+    let expected = value.clone();
+    let write = std::thread::spawn(move || {
+        writer.send(&[&b"SET"[..], b"s:big", &value]);
+        let reply = writer.read_reply();
+        (reply, writer)
+    });
+    let mut pinger = stack.client();
+    pinger.set_read_timeout(std::time::Duration::from_secs(30));
+    let mut slowest = std::time::Duration::ZERO;
+    let mut pings = 0;
+    while !write.is_finished() {
+        let t = std::time::Instant::now();
+        pinger.assert_cmd("PING", b"+PONG\r\n");
+        slowest = slowest.max(t.elapsed());
+        pings += 1;
+    }
+    let took = started.elapsed();
+    let (reply, mut writer) = write.join().unwrap();
+    assert_eq!(reply, b"+OK\r\n");
+    assert!(
+        took >= std::time::Duration::from_millis(900),
+        "the SET took only {took:?}: too fast to show anything, make the value bigger"
+    );
+    assert!(
+        slowest < took / 3,
+        "a PING waited {slowest:?} while a SET was compressed for {took:?} ({pings} PINGs)"
+    );
+    // And the value is stored compressed, and reads back whole.
+    let stored = stack.direct().call(&["STRLEN", "s:big"]);
+    let stored: usize = String::from_utf8_lossy(&stored[1..stored.len() - 2])
+        .parse()
+        .unwrap();
+    assert!(stored < expected.len() / 3, "stored {stored} bytes");
+    assert_eq!(writer.call(&["GET", "s:big"]), bulk(&expected));
+}

@@ -328,3 +328,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn slow_compression_levels_move_off_the_loop_sooner() {
+    let min = |extra: &str| {
+        policy(&rules(&[("n", "n:*", extra)]))
+            .unwrap()
+            .offload_min()
+    };
+    assert_eq!(min(""), usize::MAX);
+    assert_eq!(min("compress = 'lz4'"), 256 * 1024);
+    assert_eq!(min("compress = 'zstd'"), 256 * 1024);
+    assert_eq!(min("compress = 'zstd'\ncompress_level = 6"), 64 * 1024);
+    assert_eq!(min("compress = 'zstd'\ncompress_level = 19"), 1024);
+    let two = rules(&[
+        ("a", "a:*", "compress = 'zstd'"),
+        ("b", "b:*", "compress = 'zstd'\ncompress_level = 12"),
+    ]);
+    assert_eq!(policy(&two).unwrap().offload_min(), 1024);
+}

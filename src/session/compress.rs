@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use super::{Session, post::Shape, rules::Rewrite};
+use super::{post::Shape, rules::Rewrite};
 use crate::{
     compress::{
         self, Restore,
@@ -19,110 +19,108 @@ use crate::{
     policy::{Compress, Policy, Rule},
 };
 
-impl Session {
-    /// Rewrites `rw` for the compressing namespaces of its keys.
-    pub(super) fn compress_stage(&self, policy: &Policy, rw: &mut Rewrite) {
-        let Some(spec) = rw.class.spec.filter(|_| policy.compresses()) else {
-            return;
-        };
-        if rw.req.args.len() < 2 || !spec.arity_ok(rw.req.args.len()) {
+/// Rewrites `rw` for the compressing namespaces of its keys.
+pub(super) fn compress_stage(policy: &Policy, rw: &mut Rewrite) {
+    let Some(spec) = rw.class.spec.filter(|_| policy.compresses()) else {
+        return;
+    };
+    if rw.req.args.len() < 2 || !spec.arity_ok(rw.req.args.len()) {
+        return;
+    }
+    let compressing = |key: &[u8]| policy.lookup(key).filter(|r| r.compress != Compress::None);
+    let args = &rw.req.args;
+    match spec.name {
+        "mset" | "msetnx" => {
+            pack_pairs(policy, rw);
             return;
         }
-        let compressing = |key: &[u8]| policy.lookup(key).filter(|r| r.compress != Compress::None);
-        let args = &rw.req.args;
-        match spec.name {
-            "mset" | "msetnx" => {
-                self.pack_pairs(policy, rw);
-                return;
+        "mget" => {
+            let at: Vec<usize> = (1..args.len())
+                .filter(|&i| compressing(&args[i]).is_some())
+                .map(|i| i - 1)
+                .collect();
+            if !at.is_empty() {
+                rw.shape = Shape::Compressed(Restore::ValuesAt(at));
             }
-            "mget" => {
-                let at: Vec<usize> = (1..args.len())
-                    .filter(|&i| compressing(&args[i]).is_some())
-                    .map(|i| i - 1)
-                    .collect();
-                if !at.is_empty() {
-                    rw.shape = Shape::Compressed(Restore::ValuesAt(at));
-                }
-                return;
-            }
-            _ => {}
-        }
-        let Some(rule) = compressing(&args[1]) else {
             return;
-        };
-        match spec.name {
-            "set" | "setnx" | "getset" => {
-                self.pack_arg(rule, rw, 2);
-                let get = args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET"));
-                if spec.name == "getset" || (spec.name == "set" && get) {
-                    rw.shape = Shape::Compressed(Restore::Value);
+        }
+        _ => {}
+    }
+    let Some(rule) = compressing(&args[1]) else {
+        return;
+    };
+    match spec.name {
+        "set" | "setnx" | "getset" => {
+            pack_arg(rule, rw, 2);
+            let get = args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET"));
+            if spec.name == "getset" || (spec.name == "set" && get) {
+                rw.shape = Shape::Compressed(Restore::Value);
+            }
+        }
+        "setex" | "psetex" | "hsetnx" => pack_arg(rule, rw, 3),
+        "hset" | "hmset" => {
+            if args.len() % 2 == 0 {
+                for i in (3..args.len()).step_by(2) {
+                    pack_arg(rule, rw, i);
                 }
             }
-            "setex" | "psetex" | "hsetnx" => self.pack_arg(rule, rw, 3),
-            "hset" | "hmset" => {
-                if args.len() % 2 == 0 {
-                    for i in (3..args.len()).step_by(2) {
-                        self.pack_arg(rule, rw, i);
+        }
+        name => match guard_target(name) {
+            Some(target) => {
+                *rw.args_mut() = guard::guarded(args, target, &rule.name);
+                if matches!(target, Target::StringInteger | Target::FieldInteger) {
+                    rw.shape = Shape::Compressed(Restore::Integer);
+                }
+            }
+            None => {
+                if let Some((read, restore)) = read_rewrite(name, args) {
+                    if let Some(read) = read {
+                        *rw.args_mut() = read;
                     }
+                    rw.shape = Shape::Compressed(restore);
                 }
             }
-            name => match guard_target(name) {
-                Some(target) => {
-                    *rw.args_mut() = guard::guarded(args, target, &rule.name);
-                    if matches!(target, Target::StringInteger | Target::FieldInteger) {
-                        rw.shape = Shape::Compressed(Restore::Integer);
-                    }
-                }
-                None => {
-                    if let Some((read, restore)) = read_rewrite(name, args) {
-                        if let Some(read) = read {
-                            *rw.args_mut() = read;
-                        }
-                        rw.shape = Shape::Compressed(restore);
-                    }
-                }
-            },
-        }
+        },
     }
+}
 
-    /// MSET / MSETNX: each value by its own key's rule.
-    fn pack_pairs(&self, policy: &Policy, rw: &mut Rewrite) {
-        if rw.req.args.len() % 2 == 0 {
-            return;
-        }
-        for i in (2..rw.req.args.len()).step_by(2) {
-            if let Some(rule) = policy
-                .lookup(&rw.req.args[i - 1])
-                .filter(|r| r.compress != Compress::None)
-            {
-                self.pack_arg(rule, rw, i);
-            }
+/// MSET / MSETNX: each value by its own key's rule.
+fn pack_pairs(policy: &Policy, rw: &mut Rewrite) {
+    if rw.req.args.len() % 2 == 0 {
+        return;
+    }
+    for i in (2..rw.req.args.len()).step_by(2) {
+        if let Some(rule) = policy
+            .lookup(&rw.req.args[i - 1])
+            .filter(|r| r.compress != Compress::None)
+        {
+            pack_arg(rule, rw, i);
         }
     }
+}
 
-    /// Replaces argument `i` by its envelope when the rule compresses it.
-    fn pack_arg(&self, rule: &Rule, rw: &mut Rewrite, i: usize) {
-        if let Some(packed) = self.pack(rule, &rw.args()[i]) {
-            rw.args_mut()[i] = packed;
-        }
+/// Replaces argument `i` by its envelope when the rule compresses it.
+fn pack_arg(rule: &Rule, rw: &mut Rewrite, i: usize) {
+    if let Some(packed) = pack(rule, &rw.args()[i]) {
+        rw.args_mut()[i] = packed;
     }
+}
 
-    /// The envelope for `value` under `rule`, counted in the namespace's stats; None
-    /// when it is stored as sent.
-    fn pack(&self, rule: &Rule, value: &Bytes) -> Option<Bytes> {
-        if (value.len() as u64) < rule.compress_min_size {
-            return None;
-        }
-        let packed = compress::pack(value, rule.compress, rule.compress_level);
-        let stored = packed.as_ref().map_or(value.len(), Vec::len);
-        rule.stats
-            .compress_in
-            .fetch_add(value.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        rule.stats
-            .compress_out
-            .fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
-        packed.map(Bytes::from)
+/// The envelope for `value` under `rule`, counted in the namespace's stats; None
+/// when it is stored as sent.
+fn pack(rule: &Rule, value: &Bytes) -> Option<Bytes> {
+    if (value.len() as u64) < rule.compress_min_size {
+        return None;
     }
+    let packed = compress::pack(value, rule.compress, rule.compress_level);
+    let stored = packed.as_ref().map_or(value.len(), Vec::len);
+    rule.stats
+        .compress_in
+        .fetch_add(value.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    rule.stats
+        .compress_out
+        .fetch_add(stored as u64, std::sync::atomic::Ordering::Relaxed);
+    packed.map(Bytes::from)
 }
 
 /// [`read_rewrite`] for an L1 fill of `args` (a cacheable read of a key whose rule

@@ -103,7 +103,8 @@ impl Session {
             .pinned
             .as_ref()
             .is_some_and(|p| p.state == PinState::Multi);
-        let mut out = match self.outgoing(&req, &class, &self.shared.policy.load()) {
+        let policy = self.shared.policy.load_full();
+        let mut out = match self.outgoing(&req, &class, &policy).await {
             Ok(out) => out,
             Err(e) if in_multi => {
                 // Refused by a rule inside MULTI: Redis must abort the transaction at
@@ -197,7 +198,10 @@ impl Session {
     async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
         match class.route {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
-            Route::Blocking => match self.outgoing(&req, &class, &self.shared.policy.load()) {
+            Route::Blocking => match self
+                .outgoing(&req, &class, &self.shared.policy.load_full())
+                .await
+            {
                 Ok(out) => {
                     let effect = self.invalidate_writes(&req.args, &class);
                     self.send_blocking(out, effect).await;
@@ -218,7 +222,7 @@ impl Session {
                 if self.cached_read(&req, &policy) {
                     return Flow::Continue;
                 }
-                match self.outgoing(&req, &class, &policy) {
+                match self.outgoing(&req, &class, &policy).await {
                     Ok(out) => {
                         let effect = self.invalidate_writes(&req.args, &class);
                         self.forward_pooled(out, effect);

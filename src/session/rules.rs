@@ -6,12 +6,16 @@
 //! added, long ones clamped, `PEXPIRE key ms NX` extras). A stage may also refuse a
 //! command with an error the client gets instead of a reply from Redis.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
 
 use bytes::Bytes;
 
 use super::{
     Session,
+    compress::compress_stage,
     post::{Outgoing, Shape},
 };
 use crate::{
@@ -64,58 +68,79 @@ impl Rewrite<'_> {
 
 impl Session {
     /// The bytes to send for `req` under the rules of `policy`, or the error reply the
-    /// client gets instead.
-    pub(super) fn outgoing(
+    /// client gets instead. A write carrying a value large enough to take the event
+    /// loop away from its other clients for a millisecond or more while it is
+    /// compressed (see `Policy::offload_min`) is rewritten on the blocking pool; this
+    /// client's later commands wait for it, as they wait for any earlier command.
+    pub(super) async fn outgoing(
         &self,
         req: &Request,
         class: &Classified,
-        policy: &Policy,
+        policy: &Arc<Policy>,
     ) -> Result<Outgoing, Bytes> {
-        if !policy.rewrites() {
-            return Ok(Outgoing::plain(req));
+        let heavy = class.kind == Kind::Write
+            && policy.compresses()
+            && req
+                .args
+                .iter()
+                .skip(2)
+                .any(|a| a.len() >= policy.offload_min());
+        if !heavy {
+            return rewrite(req, class, policy);
         }
-        let mut rw = Rewrite {
-            req,
-            class,
-            args: None,
-            extras: Vec::new(),
-            shape: Shape::Raw,
-        };
-        self.compress_stage(policy, &mut rw); // session/compress.rs
-        self.ttl_stage(policy, &mut rw)?;
-        Ok(rw.finish())
+        let (req, class, policy) = (req.clone(), *class, policy.clone());
+        tokio::task::spawn_blocking(move || rewrite(&req, &class, &policy))
+            .await
+            .unwrap_or_else(|_| Err(reply::error("ERR respite could not compress the value")))
     }
+}
 
-    /// TTL defaults and clamps (see `ttl.rs`).
-    fn ttl_stage(&self, policy: &Policy, rw: &mut Rewrite) -> Result<(), Bytes> {
-        if rw.class.kind != Kind::Write && rw.class.kind != Kind::Blocking {
-            return Ok(());
-        }
-        let Some(spec) = rw.class.effective() else {
-            return Ok(());
-        };
-        // The compression stage may have turned the command into another (an in-place
-        // change into a guarded EVAL): plan on the client's own command then, keeping
-        // only the extras (no command it renames carries a TTL argument).
-        let renamed = !rw.args()[0].eq_ignore_ascii_case(&rw.req.args[0]);
-        let args = if renamed { &rw.req.args[..] } else { rw.args() };
-        let now_ms = || {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64)
-        };
-        let plan = ttl::plan(
-            spec.name,
-            args,
-            || rw.class.write_keys(args),
-            |k| policy.lookup(k),
-            now_ms,
-        )
-        .map_err(|e| reply::error(&e))?;
-        rw.extras.extend(plan.extra_commands());
-        if let Some(args) = plan.args.filter(|_| !renamed) {
-            rw.args = Some(args);
-        }
-        Ok(())
+/// `req` through the rewriting stages: what to send, or the client's error reply.
+fn rewrite(req: &Request, class: &Classified, policy: &Policy) -> Result<Outgoing, Bytes> {
+    if !policy.rewrites() {
+        return Ok(Outgoing::plain(req));
     }
+    let mut rw = Rewrite {
+        req,
+        class,
+        args: None,
+        extras: Vec::new(),
+        shape: Shape::Raw,
+    };
+    compress_stage(policy, &mut rw); // session/compress.rs
+    ttl_stage(policy, &mut rw)?;
+    Ok(rw.finish())
+}
+
+/// TTL defaults and clamps (see `ttl.rs`).
+fn ttl_stage(policy: &Policy, rw: &mut Rewrite) -> Result<(), Bytes> {
+    if rw.class.kind != Kind::Write && rw.class.kind != Kind::Blocking {
+        return Ok(());
+    }
+    let Some(spec) = rw.class.effective() else {
+        return Ok(());
+    };
+    // The compression stage may have turned the command into another (an in-place
+    // change into a guarded EVAL): plan on the client's own command then, keeping
+    // only the extras (no command it renames carries a TTL argument).
+    let renamed = !rw.args()[0].eq_ignore_ascii_case(&rw.req.args[0]);
+    let args = if renamed { &rw.req.args[..] } else { rw.args() };
+    let now_ms = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let plan = ttl::plan(
+        spec.name,
+        args,
+        || rw.class.write_keys(args),
+        |k| policy.lookup(k),
+        now_ms,
+    )
+    .map_err(|e| reply::error(&e))?;
+    rw.extras.extend(plan.extra_commands());
+    if let Some(args) = plan.args.filter(|_| !renamed) {
+        rw.args = Some(args);
+    }
+    Ok(())
 }
