@@ -657,16 +657,30 @@ pub fn describes_missing_key(reply: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn ek(key: &'static str) -> EntryKey {
+    fn ek(key: &str) -> EntryKey {
         EntryKey::new(
             0,
             0,
-            Bytes::from_static(key.as_bytes()),
+            Bytes::copy_from_slice(key.as_bytes()),
             Bytes::from_static(b"get"),
         )
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    /// Fills `n` entries `key0`… of 1,000-byte replies in namespace `ns`.
+    fn fill_many(l1: &L1, n: usize, ns: u32) {
+        for i in 0..n {
+            let e = ek(&format!("key{i}")).in_namespace(ns);
+            l1.insert(
+                e.clone(),
+                l1.snapshot(&e),
+                Bytes::from(vec![b'x'; 1000]),
+                HOUR,
+                Duration::ZERO,
+            );
+        }
+    }
 
     #[test]
     fn fill_then_hit() {
@@ -771,17 +785,7 @@ mod tests {
     #[test]
     fn bounded_in_bytes() {
         let l1 = L1::new(100_000, true);
-        for i in 0..1000 {
-            let key = Bytes::from(format!("key{i}"));
-            let e = EntryKey::new(0, 0, key.clone(), Bytes::from_static(b"get"));
-            l1.insert(
-                e.clone(),
-                l1.snapshot(&e),
-                Bytes::from(vec![b'x'; 1000]),
-                HOUR,
-                Duration::ZERO,
-            );
-        }
+        fill_many(&l1, 1000, 0);
         assert!(l1.bytes() <= 100_000, "{}", l1.bytes());
         assert!(l1.entries() > 0);
         // The hit index follows moka's evictions and admission refusals.
@@ -826,22 +830,7 @@ mod tests {
         let namespaces = Arc::new(Namespaces::default());
         let ns = namespaces.get_or_register(&Arc::from("n"));
         let l1 = L1::with_namespaces(100_000, true, namespaces.clone());
-        for i in 0..1000 {
-            let e = EntryKey::new(
-                0,
-                0,
-                Bytes::from(format!("key{i}")),
-                Bytes::from_static(b"get"),
-            )
-            .in_namespace(ns.id);
-            l1.insert(
-                e.clone(),
-                l1.snapshot(&e),
-                Bytes::from(vec![b'x'; 1000]),
-                HOUR,
-                Duration::ZERO,
-            );
-        }
+        fill_many(&l1, 1000, ns.id);
         // Every entry moka refused or evicted was counted out again.
         let (bytes, entries) = (l1.bytes(), l1.entries());
         assert_eq!(ns.bytes.load(Relaxed), bytes as i64);

@@ -98,26 +98,17 @@ fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-    let mut out = Vec::new();
-    if differs(&old.server, &new.server) {
-        out.push("[server]");
-    }
-    if differs(&old.upstream, &new.upstream) {
-        out.push("[upstream]");
-    }
-    if differs(&old.l1, &new.l1) {
-        out.push("[l1]");
-    }
-    if differs(&old.admin, &new.admin) {
-        out.push("[admin]");
-    }
-    if differs(&old.metrics, &new.metrics) {
-        out.push("[metrics]");
-    }
-    if differs(&old.log, &new.log) {
-        out.push("[log]");
-    }
-    out
+    [
+        ("[server]", differs(&old.server, &new.server)),
+        ("[upstream]", differs(&old.upstream, &new.upstream)),
+        ("[l1]", differs(&old.l1, &new.l1)),
+        ("[admin]", differs(&old.admin, &new.admin)),
+        ("[metrics]", differs(&old.metrics, &new.metrics)),
+        ("[log]", differs(&old.log, &new.log)),
+    ]
+    .into_iter()
+    .filter_map(|(section, changed)| changed.then_some(section))
+    .collect()
 }
 
 fn same_rules(a: &[Rule], b: &[Rule]) -> bool {

@@ -335,49 +335,41 @@ impl Session {
     /// Sends `out` on `conn` and queues its reply.
     fn forward(&mut self, conn: &Conn, out: Outgoing, deadline: Option<Instant>, effect: Effect) {
         let rx = send(conn, out.frames(), out.cmd);
-        self.pending.push_back(Pending::Upstream {
-            rx,
-            deadline,
-            effect,
-            post: out.post,
-            kind: self.kind,
-        });
+        self.queue(rx, deadline, effect, out.post);
     }
 
     /// Sends `out` on the client's shared connection, with the usual timeout.
     fn forward_pooled(&mut self, out: Outgoing, effect: Effect) {
         // The connection is borrowed only to send: no handle clone per request.
         let rx = send(self.pool.conn(self.id), out.frames(), out.cmd);
-        self.pending.push_back(Pending::Upstream {
-            rx,
-            deadline: self.deadline(),
-            effect,
-            post: out.post,
-            kind: self.kind,
-        });
+        self.queue(rx, self.deadline(), effect, out.post);
     }
 
     /// Queues a reply that arrives on `rx`, with the usual timeout.
     fn await_reply(&mut self, rx: oneshot::Receiver<Reply>, effect: Effect) {
-        let deadline = self.deadline();
-        self.pending.push_back(Pending::Upstream {
-            rx,
-            deadline,
-            effect,
-            post: Post::default(),
-            kind: self.kind,
-        });
+        self.queue(rx, self.deadline(), effect, Post::default());
     }
 
     /// Queues a reply that arrives on `rx` whenever it is ready (long admin
     /// operations: no timeout; like a blocking command, it is abandoned when the
     /// client goes away).
     fn await_unbounded(&mut self, rx: oneshot::Receiver<Reply>) {
+        self.queue(rx, None, Effect::None, Post::default());
+    }
+
+    /// Queues the reply of the command being dispatched.
+    fn queue(
+        &mut self,
+        rx: oneshot::Receiver<Reply>,
+        deadline: Option<Instant>,
+        effect: Effect,
+        post: Post,
+    ) {
         self.pending.push_back(Pending::Upstream {
             rx,
-            deadline: None,
-            effect: Effect::None,
-            post: Post::default(),
+            deadline,
+            effect,
+            post,
             kind: self.kind,
         });
     }

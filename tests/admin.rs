@@ -542,23 +542,33 @@ fn stats_explain_and_help() {
     }
 }
 
-#[test]
-fn admin_commands_need_the_password() {
-    let stack = Stack::start_with("[admin]\npassword = \"s3cret\"\n");
+/// A proxy with `admin` over 10 keys `k:*`, and a client to which every line of
+/// `refused` gets `-NOPERM` without deleting anything, while HELP still answers.
+fn refusing_admin(admin: &str, refused: &[&str]) -> (Stack, Client) {
+    let stack = Stack::start_with(admin);
     let mut d = stack.direct();
     populate(&mut d, 10, "k");
     let mut c = stack.client();
-    for line in [
-        "RESPITE STATS",
-        "RESPITE DELPATTERN k:*",
-        "RESPITE FLUSHL1",
-        "RESPITE WARM k:*",
-    ] {
+    for line in refused {
         let reply = c.cmd(line);
         assert!(reply.starts_with(b"-NOPERM"), "{line}: {}", show(&reply));
     }
-    assert_eq!(dbsize(&mut d), 10, "a refused DELPATTERN deleted keys");
+    assert_eq!(dbsize(&mut d), 10, "a refused command deleted keys");
     assert!(c.cmd("RESPITE HELP").starts_with(b"*"));
+    (stack, c)
+}
+
+#[test]
+fn admin_commands_need_the_password() {
+    let (stack, mut c) = refusing_admin(
+        "[admin]\npassword = \"s3cret\"\n",
+        &[
+            "RESPITE STATS",
+            "RESPITE DELPATTERN k:*",
+            "RESPITE FLUSHL1",
+            "RESPITE WARM k:*",
+        ],
+    );
     let wrong = c.cmd("RESPITE AUTH nope");
     assert!(wrong.starts_with(b"-WRONGPASS"), "{}", show(&wrong));
     assert!(c.cmd("RESPITE STATS").starts_with(b"-NOPERM"));
@@ -573,21 +583,15 @@ fn admin_commands_need_the_password() {
 
 #[test]
 fn disabled_admin_refuses_every_subcommand_but_help() {
-    let stack = Stack::start_with("[admin]\nenabled = false\npassword = \"s3cret\"\n");
-    let mut d = stack.direct();
-    populate(&mut d, 10, "k");
-    let mut c = stack.client();
-    for line in [
-        "RESPITE STATS",
-        "RESPITE AUTH s3cret",
-        "RESPITE DELPATTERN k:*",
-        "RESPITE EXPLAIN k",
-    ] {
-        let reply = c.cmd(line);
-        assert!(reply.starts_with(b"-NOPERM"), "{line}: {}", show(&reply));
-    }
-    assert_eq!(dbsize(&mut d), 10);
-    assert!(c.cmd("RESPITE HELP").starts_with(b"*"));
+    refusing_admin(
+        "[admin]\nenabled = false\npassword = \"s3cret\"\n",
+        &[
+            "RESPITE STATS",
+            "RESPITE AUTH s3cret",
+            "RESPITE DELPATTERN k:*",
+            "RESPITE EXPLAIN k",
+        ],
+    );
     let no_password = Stack::start();
     let reply = no_password.client().cmd("RESPITE AUTH x");
     assert!(reply.starts_with(b"-ERR"), "{}", show(&reply));

@@ -4,6 +4,7 @@
 use super::{
     Effect, Flow, PinState, Pinned, Session,
     post::{Outgoing, Queued},
+    rules::outgoing,
 };
 use crate::{
     command::{self, Classified, Kind, Route},
@@ -104,7 +105,7 @@ impl Session {
             .as_ref()
             .is_some_and(|p| p.state == PinState::Multi);
         let policy = self.shared.policy.load_full();
-        let mut out = match self.outgoing(&req, &class, &policy).await {
+        let mut out = match outgoing(&req, &class, &policy).await {
             Ok(out) => out,
             Err(e) if in_multi => {
                 // Refused by a rule inside MULTI: Redis must abort the transaction at
@@ -198,16 +199,15 @@ impl Session {
     async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
         match class.route {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
-            Route::Blocking => match self
-                .outgoing(&req, &class, &self.shared.policy.load_full())
-                .await
-            {
-                Ok(out) => {
-                    let effect = self.invalidate_writes(&req.args, &class);
-                    self.send_blocking(out, effect).await;
+            Route::Blocking => {
+                match outgoing(&req, &class, &self.shared.policy.load_full()).await {
+                    Ok(out) => {
+                        let effect = self.invalidate_writes(&req.args, &class);
+                        self.send_blocking(out, effect).await;
+                    }
+                    Err(e) => self.reply(e),
                 }
-                Err(e) => self.reply(e),
-            },
+            }
             Route::Watch => self.pin_and_send(req, PinState::Watching).await,
             // A real CLIENT ID needs a connection of the client's own: it is what
             // CLIENT TRACKING … REDIRECT, CLIENT KILL ID and CLIENT UNBLOCK refer to.
@@ -222,7 +222,7 @@ impl Session {
                 if self.cached_read(&req, &policy) {
                     return Flow::Continue;
                 }
-                match self.outgoing(&req, &class, &policy).await {
+                match outgoing(&req, &class, &policy).await {
                     Ok(out) => {
                         let effect = self.invalidate_writes(&req.args, &class);
                         self.forward_pooled(out, effect);

@@ -14,7 +14,6 @@ use std::{
 use bytes::Bytes;
 
 use super::{
-    Session,
     compress::compress_stage,
     post::{Outgoing, Shape},
 };
@@ -66,33 +65,30 @@ impl Rewrite<'_> {
     }
 }
 
-impl Session {
-    /// The bytes to send for `req` under the rules of `policy`, or the error reply the
-    /// client gets instead. A write carrying a value large enough to take the event
-    /// loop away from its other clients for a millisecond or more while it is
-    /// compressed (see `Policy::offload_min`) is rewritten on the blocking pool; this
-    /// client's later commands wait for it, as they wait for any earlier command.
-    pub(super) async fn outgoing(
-        &self,
-        req: &Request,
-        class: &Classified,
-        policy: &Arc<Policy>,
-    ) -> Result<Outgoing, Bytes> {
-        let heavy = class.kind == Kind::Write
-            && policy.compresses()
-            && req
-                .args
-                .iter()
-                .skip(2)
-                .any(|a| a.len() >= policy.offload_min());
-        if !heavy {
-            return rewrite(req, class, policy);
-        }
-        let (req, class, policy) = (req.clone(), *class, policy.clone());
-        tokio::task::spawn_blocking(move || rewrite(&req, &class, &policy))
-            .await
-            .unwrap_or_else(|_| Err(reply::error("ERR respite could not compress the value")))
+/// The bytes to send for `req` under the rules of `policy`, or the error reply the
+/// client gets instead. A write carrying a value large enough to take the event
+/// loop away from its other clients for a millisecond or more while it is
+/// compressed (see `Policy::offload_min`) is rewritten on the blocking pool; this
+/// client's later commands wait for it, as they wait for any earlier command.
+pub(super) async fn outgoing(
+    req: &Request,
+    class: &Classified,
+    policy: &Arc<Policy>,
+) -> Result<Outgoing, Bytes> {
+    let heavy = class.kind == Kind::Write
+        && policy.compresses()
+        && req
+            .args
+            .iter()
+            .skip(2)
+            .any(|a| a.len() >= policy.offload_min());
+    if !heavy {
+        return rewrite(req, class, policy);
     }
+    let (req, class, policy) = (req.clone(), *class, policy.clone());
+    tokio::task::spawn_blocking(move || rewrite(&req, &class, &policy))
+        .await
+        .unwrap_or_else(|_| Err(reply::error("ERR respite could not compress the value")))
 }
 
 /// `req` through the rewriting stages: what to send, or the client's error reply.

@@ -32,8 +32,8 @@ use crate::{
 /// What a request gets back: the reply frame's exact bytes, or why there is none.
 pub type Reply = Result<Bytes, UpstreamError>;
 
-/// One command to send, or a request
-/// to hand the socket over once every earlier reply is in.
+/// One command to send, or a request to hand the socket over once every earlier reply
+/// is in.
 pub enum Job {
     Request {
         cmd: Bytes,
