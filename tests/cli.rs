@@ -95,6 +95,48 @@ fn check_prints_effective_settings() {
 }
 
 #[test]
+fn the_upstream_password_is_never_printed_or_logged() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret-pw"]);
+    let port = free_port();
+    let cfg = write_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[upstream]\nurl = \"redis://:s3cret-pw@127.0.0.1:{}\"\n[log]\nlevel = \"debug\"\n",
+        redis.port()
+    ));
+    let out = respite()
+        .arg("check")
+        .arg("--config")
+        .arg(cfg.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(printed.contains("127.0.0.1"), "{printed}");
+    assert!(!printed.contains("s3cret-pw"), "check printed the password: {printed}");
+
+    let mut child = respite()
+        .arg("--config")
+        .arg(cfg.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut client = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        client = Client::try_connect(addr).ok();
+        client.is_some()
+    }));
+    assert_eq!(client.unwrap().call(&["SET", "k", "v"]), b"+OK\r\n");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let logged = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
+    assert!(logged.contains("respite listening"), "{logged}");
+    assert!(!logged.contains("s3cret-pw"), "the log holds the password: {logged}");
+}
+
+#[test]
 fn explain_names_the_rule_of_each_key() {
     let cfg = write_config(include_str!("../proxy.toml"));
     let out = respite()

@@ -8,7 +8,11 @@
 
 mod support;
 
-use support::{Client, Stack, contains, l1::stat_int, pseudo_random_bytes, show};
+use support::{
+    Client, Stack, contains,
+    l1::{stat_int, wait_tracking},
+    pseudo_random_bytes, show,
+};
 
 const TOML: &str = r#"
 [l1]
@@ -572,6 +576,8 @@ fn counters_and_short_values_behave_as_in_redis() {
 fn l1_holds_restored_values() {
     let stack = Stack::start_with(TOML);
     let mut c = stack.client();
+    // L1 fills only once tracking is up.
+    wait_tracking(&mut c, "up", std::time::Duration::from_secs(5));
     let v = doc(8000);
     c.call(&[&b"SET"[..], b"c:k", &v]);
     c.call(&[&b"HSET"[..], b"c:h", b"f", &v]);
