@@ -31,13 +31,13 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::{protocol::reply, server::Shared, upstream::UpstreamError};
+use crate::{error::Error, protocol::reply, server::Shared};
 
 /// Why an admin operation stopped before the end.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AdminError {
     #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    Upstream(#[from] Error),
     /// Redis refused a command (ACL, wrong type…): its reply.
     #[error("{}", String::from_utf8_lossy(.0).trim_start_matches('-').trim_end())]
     Redis(Bytes),

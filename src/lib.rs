@@ -27,6 +27,7 @@ pub mod cli;
 pub mod command;
 pub mod compress;
 pub mod config;
+pub mod error;
 pub mod l1;
 pub mod logging;
 pub mod metrics;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use respite::Config;
+use respite::{Config, policy::Policy};
 
 /// Exit code for an invalid configuration (EX_USAGE, as in sysexits.h).
 const EXIT_CONFIG: u8 = 64;
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         Some(Command::Admin(cmd)) => return respite::cli::run(cmd),
         other => other,
     };
-    let config = match load(&cli) {
+    let (config, policy) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("respite: invalid configuration: {e:#}");
@@ -58,19 +58,17 @@ fn main() -> ExitCode {
     };
     match offline {
         Some(Command::Check) => {
-            print_check(&cli, &config);
+            print_check(&cli, &config, &policy);
             ExitCode::SUCCESS
         }
         Some(Command::Explain { keys }) => {
-            let policy = respite::policy::Policy::compile(&config.namespaces)
-                .expect("validated with the configuration");
             for key in keys {
                 println!("{key}: {}", policy.explain(key.as_bytes()));
             }
             ExitCode::SUCCESS
         }
         Some(Command::Admin(_)) => unreachable!("handled above"),
-        None => match serve(config) {
+        None => match serve(config, policy) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("respite: {e:#}");
@@ -80,20 +78,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(cli: &Cli) -> anyhow::Result<Config> {
+/// The configuration and its rules, checked (the rules are compiled once, here).
+fn load(cli: &Cli) -> anyhow::Result<(Config, Policy)> {
     let explicit =
         std::env::args().any(|a| a == "--config" || a == "-c" || a.starts_with("--config="));
-    if !explicit && !cli.config.exists() {
+    let config = if !explicit && !cli.config.exists() {
         // No file: defaults plus environment overrides.
         let mut config = Config::default();
         config.apply_env(|k| std::env::var(k).ok());
         config.validate("")?;
-        return Ok(config);
-    }
-    Ok(Config::load(&cli.config)?)
+        config
+    } else {
+        Config::load(&cli.config)?
+    };
+    let policy = Policy::from_config(&config)?;
+    Ok((config, policy))
 }
 
-fn print_check(cli: &Cli, config: &Config) {
+fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
     println!("{}: ok", cli.config.display());
     println!(
         "listen    {} ({} event loop{})",
@@ -107,10 +109,9 @@ fn print_check(cli: &Cli, config: &Config) {
     );
     println!(
         "upstream  {} (pool_size {})",
-        config.upstream.url, config.upstream.pool_size
+        respite::config::redact(&config.upstream.url),
+        config.upstream.pool_size
     );
-    let policy = respite::policy::Policy::compile(&config.namespaces)
-        .expect("validated with the configuration");
     if policy.rules().is_empty() {
         println!("no namespace rules: every key passes through unchanged");
     }
@@ -125,14 +126,14 @@ fn print_check(cli: &Cli, config: &Config) {
     }
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, policy: Policy) -> anyhow::Result<()> {
     respite::logging::init(&config.log);
     let runtime = respite::server::runtime().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
-        respite::run(config, listener, shutdown_signal()).await?;
+        respite::server::run_with(config, policy, listener, shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -19,7 +19,7 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 use bytes::Bytes;
 
 use crate::{
-    config::NamespaceConfig,
+    config::{Config, ConfigError, NamespaceConfig},
     metrics::{NamespaceStats, Namespaces},
 };
 use glob::{Glob, GlobError};
@@ -137,6 +137,8 @@ pub enum PolicyError {
     },
     #[error("{rule}: l1_ttl: must be greater than 0 (set `l1 = false` to not cache)")]
     ZeroL1Ttl { rule: RuleRef },
+    #[error("{rule}: warm: needs `l1 = true` (warming fills L1)")]
+    WarmWithoutL1 { rule: RuleRef },
     #[error("{rule}: compress: `{value}` is not one of zstd, lz4, none")]
     UnknownCompress { rule: RuleRef, value: String },
     #[error(
@@ -156,6 +158,7 @@ impl PolicyError {
             | PolicyError::TtlTooShort { rule, .. }
             | PolicyError::TtlAboveMaxTtl { rule, .. }
             | PolicyError::ZeroL1Ttl { rule }
+            | PolicyError::WarmWithoutL1 { rule }
             | PolicyError::UnknownCompress { rule, .. }
             | PolicyError::BadCompressLevel { rule, .. } => rule,
         }
@@ -169,6 +172,7 @@ impl PolicyError {
             PolicyError::TtlTooShort { key, .. } => key,
             PolicyError::TtlAboveMaxTtl { .. } => "ttl",
             PolicyError::ZeroL1Ttl { .. } => "l1_ttl",
+            PolicyError::WarmWithoutL1 { .. } => "warm",
             PolicyError::UnknownCompress { .. } => "compress",
             PolicyError::BadCompressLevel { .. } => "compress_level",
         }
@@ -230,6 +234,13 @@ impl Policy {
             index: Index::build(&globs),
             rules,
             tracking,
+        })
+    }
+
+    /// The rules of a configuration, or the key (and line of its file) at fault.
+    pub fn from_config(config: &Config) -> Result<Policy, ConfigError> {
+        Self::compile(&config.namespaces).map_err(|e| {
+            ConfigError::in_rule(&config.text, e.rule().index, e.key(), e.to_string())
         })
     }
 
@@ -422,6 +433,9 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
     }
     if ns.l1_ttl.is_some_and(|t| t.is_zero()) {
         return Err(PolicyError::ZeroL1Ttl { rule: rule() });
+    }
+    if ns.warm && !ns.l1 {
+        return Err(PolicyError::WarmWithoutL1 { rule: rule() });
     }
     let compress = match &ns.compress {
         None => Compress::None,

@@ -56,7 +56,7 @@ pub fn reload(shared: &Shared) -> Result<String, String> {
 
 fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
     let new = Config::load(path).map_err(|e| format!("{e:#}"))?;
-    let mut policy = Policy::compile(&new.namespaces).map_err(|e| e.to_string())?;
+    let mut policy = Policy::from_config(&new).map_err(|e| e.to_string())?;
     // Counters carry over to the rule of the same name.
     policy.attach_stats(&shared.metrics.namespaces);
     let mut restart = needs_restart(&shared.config, &new);

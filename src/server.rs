@@ -73,10 +73,20 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let policy = Policy::from_config(&config).map_err(std::io::Error::other)?;
+    run_with(config, policy, listener, shutdown).await
+}
+
+/// [`run`] with the configuration's rules already compiled.
+pub async fn run_with(
+    config: Config,
+    mut policy: Policy,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let metrics_listener = metrics::http::bind(&config.metrics).await?;
     let metrics = Arc::new(Metrics::new(&config));
     let upstream = Upstream::new(&config.upstream).map_err(std::io::Error::other)?;
-    let mut policy = Policy::compile(&config.namespaces).map_err(std::io::Error::other)?;
     policy.attach_stats(&metrics.namespaces);
     upstream.warm_up();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -112,7 +122,7 @@ pub async fn run(
     let mut workers = workers::Workers::start(config.server.event_loops(), &shared.upstream)?;
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
-    info!(listen = %listener.local_addr()?, upstream = %config.upstream.url, "respite listening");
+    info!(listen = %listener.local_addr()?, upstream = %crate::config::redact(&config.upstream.url), "respite listening");
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);

@@ -48,7 +48,8 @@ use crate::{
     metrics::{NamespaceStats, Outcome},
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
-    upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, UpstreamError},
+    error::Error,
+    upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo},
 };
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -238,7 +239,7 @@ impl Session {
                 reply = front_reply(&mut self.pending) => self.complete_front(reply),
                 () = &mut timer, if timer_for.is_some() => {
                     timer_for = None;
-                    self.complete_front(Err(UpstreamError::Timeout(self.timeout)));
+                    self.complete_front(Err(Error::Timeout(self.timeout)));
                 }
                 written = wr.write_buf(&mut self.out), if !self.out.is_empty() => { written?; }
                 read = rd.read_buf(&mut self.inbuf), if can_read => {
@@ -397,7 +398,7 @@ impl Session {
                 Pending::Upstream { rx, .. } => match rx.try_recv() {
                     Ok(reply) => reply,
                     Err(oneshot::error::TryRecvError::Empty) => return,
-                    Err(oneshot::error::TryRecvError::Closed) => Err(UpstreamError::ConnectionLost),
+                    Err(oneshot::error::TryRecvError::Closed) => Err(Error::ConnectionLost),
                 },
             };
             self.complete_front(reply);
@@ -421,12 +422,12 @@ impl Session {
                 self.out.extend_from_slice(&frame);
             }
             Err(e) => {
-                metrics.request(kind, Outcome::UpstreamError);
-                if let UpstreamError::Timeout(_) = e {
+                metrics.request(kind, Outcome::Error);
+                if let Error::Timeout(_) = e {
                     self.shared.upstream.stats().error(&e);
                 }
                 self.apply_l1(&effect); // the write may have been applied
-                if matches!(e, UpstreamError::Timeout(_) | UpstreamError::ConnectionLost) {
+                if matches!(e, Error::Timeout(_) | Error::ConnectionLost) {
                     // A dedicated connection with a reply outstanding is out of step.
                     if let Some(p) = &mut self.pinned {
                         p.dirty = true;
@@ -488,7 +489,7 @@ fn send(conn: &Conn, frames: u32, cmd: Bytes) -> oneshot::Receiver<Reply> {
 async fn front_reply(pending: &mut VecDeque<Pending>) -> Reply {
     match pending.front_mut() {
         Some(Pending::Upstream { rx, .. }) => {
-            rx.await.unwrap_or(Err(UpstreamError::ConnectionLost))
+            rx.await.unwrap_or(Err(Error::ConnectionLost))
         }
         _ => std::future::pending().await,
     }

@@ -10,66 +10,12 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use tokio::net::TcpStream;
 
 pub use conn::{Conn, Detached, Job, Reply, ReplyTo};
 
-use crate::{config::UpstreamConfig, metrics::UpstreamStats, protocol::reply};
-
-/// Where Redis is, parsed from `redis://[user:pass@]host:port[/db]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamAddr {
-    pub host: String,
-    pub port: u16,
-    pub creds: Option<Arc<Credentials>>,
-    pub db: u32,
-}
-
-impl UpstreamAddr {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let url = url::Url::parse(s).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-        match url.scheme() {
-            "redis" => {}
-            "rediss" => return Err("TLS upstreams (rediss://) are not supported yet".into()),
-            other => return Err(format!("scheme `{other}` is not redis://")),
-        }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("`{s}` has no host"))?
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_owned();
-        let decode = |p: &str| {
-            percent_encoding::percent_decode_str(p)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        let creds = url.password().map(|pass| {
-            Arc::new(Credentials {
-                user: Some(decode(url.username())).filter(|u| !u.is_empty()),
-                pass: decode(pass),
-            })
-        });
-        let db = match url.path().trim_start_matches('/') {
-            "" => 0,
-            d => d.parse().map_err(|_| format!("`{d}` is not a db number"))?,
-        };
-        Ok(Self {
-            host,
-            port: url.port().unwrap_or(6379),
-            creds,
-            db,
-        })
-    }
-}
-
-/// AUTH credentials; `user: None` is Redis's `default` user via `AUTH <password>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    pub user: Option<String>,
-    pub pass: String,
-}
+pub use crate::config::{Credentials, UpstreamAddr};
+use crate::{config::UpstreamConfig, error::Error, metrics::UpstreamStats};
 
 /// What a connection must be set up as: clients share connections only when these
 /// match.
@@ -78,47 +24,6 @@ pub struct PoolKey {
     pub db: u32,
     pub creds: Option<Arc<Credentials>>,
     pub resp3: bool,
-}
-
-/// Why a request got no reply from Redis.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("upstream unavailable: {0}")]
-    Unavailable(Arc<str>),
-    #[error("upstream connection lost; the command may or may not have been applied")]
-    ConnectionLost,
-    #[error("upstream timeout after {0:?}; the command may or may not have been applied")]
-    Timeout(Duration),
-    #[error("upstream protocol error: {0}")]
-    Protocol(String),
-    /// Redis refused the connection setup (AUTH, SELECT, HELLO) with this reply.
-    #[error("upstream refused the connection: {}", String::from_utf8_lossy(.0).trim_end())]
-    Rejected(Bytes),
-}
-
-impl UpstreamError {
-    pub fn unavailable(msg: impl Into<String>) -> Self {
-        Self::Unavailable(Arc::from(msg.into()))
-    }
-
-    /// A short label for logs and metrics.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::Unavailable(_) => "unavailable",
-            Self::ConnectionLost => "connection_lost",
-            Self::Timeout(_) => "timeout",
-            Self::Protocol(_) => "protocol",
-            Self::Rejected(_) => "rejected",
-        }
-    }
-
-    /// The reply the client gets instead.
-    pub fn to_reply(&self) -> Bytes {
-        match self {
-            Self::Rejected(frame) => frame.clone(),
-            other => reply::error(&other.to_string()),
-        }
-    }
 }
 
 /// Shared connections for one [`PoolKey`]; a client sticks to one of them.
@@ -214,12 +119,12 @@ impl Upstream {
 
     /// The pool for `key`, created on first use. Creating one checks the key with Redis
     /// (AUTH, SELECT, HELLO) and returns Redis's refusal if it refuses.
-    pub async fn pool(&self, key: &PoolKey) -> Result<Arc<Pool>, UpstreamError> {
+    pub async fn pool(&self, key: &PoolKey) -> Result<Arc<Pool>, Error> {
         if let Some(p) = self.pools.lock().expect("pools").get(&here(key)) {
             return Ok(p.clone());
         }
         let (pool, first) = self.spawn_pool(key);
-        first.await.unwrap_or(Err(UpstreamError::ConnectionLost))?;
+        first.await.unwrap_or(Err(Error::ConnectionLost))?;
         Ok(self
             .pools
             .lock()
@@ -234,7 +139,7 @@ impl Upstream {
         key: &PoolKey,
     ) -> (
         Arc<Pool>,
-        tokio::sync::oneshot::Receiver<Result<(), UpstreamError>>,
+        tokio::sync::oneshot::Receiver<Result<(), Error>>,
     ) {
         let mut conns = Vec::with_capacity(self.config.pool_size);
         let mut first = None;
@@ -263,7 +168,7 @@ impl Upstream {
     }
 
     /// A connection for one client alone (MULTI, WATCH, blocking commands).
-    pub async fn dedicated(&self, key: &PoolKey) -> Result<Conn, UpstreamError> {
+    pub async fn dedicated(&self, key: &PoolKey) -> Result<Conn, Error> {
         while let Some(conn) = self
             .idle
             .lock()
@@ -276,7 +181,7 @@ impl Upstream {
             }
         }
         let (conn, ready) = Conn::spawn(self.settings(key, false));
-        ready.await.unwrap_or(Err(UpstreamError::ConnectionLost))?;
+        ready.await.unwrap_or(Err(Error::ConnectionLost))?;
         Ok(conn)
     }
 
@@ -293,7 +198,7 @@ impl Upstream {
     }
 
     /// A raw connection set up for `key`, for clients that stream (pub/sub, MONITOR).
-    pub async fn connect_raw(&self, key: &PoolKey) -> Result<TcpStream, UpstreamError> {
+    pub async fn connect_raw(&self, key: &PoolKey) -> Result<TcpStream, Error> {
         handshake::connect(&self.addr, key, self.config.connect_timeout).await
     }
 
@@ -320,32 +225,5 @@ impl Upstream {
     pub fn shutdown(&self) {
         self.pools.lock().expect("pools").clear();
         self.idle.lock().expect("idle").clear();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_urls() {
-        let a = UpstreamAddr::parse("redis://127.0.0.1:6379").unwrap();
-        assert_eq!((a.host.as_str(), a.port, a.db), ("127.0.0.1", 6379, 0));
-        assert!(a.creds.is_none());
-        let a = UpstreamAddr::parse("redis://app:p%40ss@redis.local/3").unwrap();
-        assert_eq!((a.host.as_str(), a.port, a.db), ("redis.local", 6379, 3));
-        let c = a.creds.unwrap();
-        assert_eq!((c.user.as_deref(), c.pass.as_str()), (Some("app"), "p@ss"));
-        let a = UpstreamAddr::parse("redis://:secret@[::1]:7000").unwrap();
-        assert_eq!((a.host.as_str(), a.port), ("::1", 7000));
-        assert_eq!(a.creds.unwrap().user, None);
-    }
-
-    #[test]
-    fn refuses_bad_urls() {
-        assert!(UpstreamAddr::parse("http://x").is_err());
-        assert!(UpstreamAddr::parse("rediss://x").is_err());
-        assert!(UpstreamAddr::parse("redis://x/abc").is_err());
-        assert!(UpstreamAddr::parse("nonsense").is_err());
     }
 }

@@ -55,7 +55,7 @@ pub async fn request(conn: &Conn, cmd: Bytes, frames: u32) -> Result<Bytes, Admi
     conn.request_with(cmd, frames, ReplyTo::Oneshot(tx));
     let reply = rx
         .await
-        .unwrap_or(Err(crate::upstream::UpstreamError::ConnectionLost))?;
+        .unwrap_or(Err(crate::error::Error::ConnectionLost))?;
     if let Some(err) = split_frames(&reply).find(|f| is_error(f)) {
         return Err(AdminError::Redis(err));
     }

@@ -223,7 +223,7 @@ mod tests {
         shared
             .upstream
             .stats()
-            .error(&crate::upstream::UpstreamError::ConnectionLost);
+            .error(&crate::error::Error::ConnectionLost);
         let (s, _) = parse(&render(&shared));
         let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("no {k} in {s:#?}"));
         assert_eq!(

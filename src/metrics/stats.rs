@@ -7,7 +7,7 @@ use std::sync::{
 };
 
 use super::histogram::LatencyHistogram;
-use crate::{command::Kind, upstream::UpstreamError};
+use crate::{command::Kind, error::Error};
 
 /// How a client command was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub enum Outcome {
     /// Redis replied with an error frame.
     RedisError,
     /// No reply from Redis: the proxy answered `-ERR upstream …`.
-    UpstreamError,
+    Error,
     /// Answered by the proxy itself (CLIENT SETNAME, RESPITE, QUIT, refusals…).
     Local,
 }
@@ -32,7 +32,7 @@ impl Outcome {
         Outcome::L1Stale,
         Outcome::Ok,
         Outcome::RedisError,
-        Outcome::UpstreamError,
+        Outcome::Error,
         Outcome::Local,
     ];
 
@@ -42,7 +42,7 @@ impl Outcome {
             Outcome::L1Stale => "l1_stale",
             Outcome::Ok => "ok",
             Outcome::RedisError => "redis_error",
-            Outcome::UpstreamError => "upstream_error",
+            Outcome::Error => "upstream_error",
             Outcome::Local => "local",
         }
     }
@@ -60,7 +60,7 @@ impl Outcome {
     #[inline]
     pub fn of_local_reply(frame: &[u8]) -> Outcome {
         if frame.starts_with(b"-ERR upstream ") {
-            Outcome::UpstreamError
+            Outcome::Error
         } else {
             Outcome::Local
         }
@@ -363,7 +363,7 @@ impl Namespaces {
     }
 }
 
-/// Failure reasons, as [`UpstreamError::as_str`] names them.
+/// Failure reasons, as [`Error::as_str`] names them.
 pub const UPSTREAM_ERROR_REASONS: [&str; 5] = [
     "unavailable",
     "connection_lost",
@@ -382,7 +382,7 @@ pub struct UpstreamStats {
 }
 
 impl UpstreamStats {
-    pub fn error(&self, e: &UpstreamError) {
+    pub fn error(&self, e: &Error) {
         let reason = e.as_str();
         if let Some(i) = UPSTREAM_ERROR_REASONS.iter().position(|r| *r == reason) {
             self.errors[i].fetch_add(1, Relaxed);
@@ -430,10 +430,10 @@ mod tests {
             Outcome::of_redis_reply(b"!3\r\nerr\r\n"),
             Outcome::RedisError
         );
-        let e = UpstreamError::unavailable("down").to_reply();
-        assert_eq!(Outcome::of_local_reply(&e), Outcome::UpstreamError);
-        let e = UpstreamError::Timeout(std::time::Duration::from_secs(1)).to_reply();
-        assert_eq!(Outcome::of_local_reply(&e), Outcome::UpstreamError);
+        let e = Error::unavailable("down").to_reply();
+        assert_eq!(Outcome::of_local_reply(&e), Outcome::Error);
+        let e = Error::Timeout(std::time::Duration::from_secs(1)).to_reply();
+        assert_eq!(Outcome::of_local_reply(&e), Outcome::Error);
         assert_eq!(Outcome::of_local_reply(b"+OK\r\n"), Outcome::Local);
     }
 
@@ -441,11 +441,11 @@ mod tests {
     fn every_upstream_error_has_a_reason_slot() {
         let s = UpstreamStats::default();
         for e in [
-            UpstreamError::unavailable("x"),
-            UpstreamError::ConnectionLost,
-            UpstreamError::Timeout(std::time::Duration::ZERO),
-            UpstreamError::Protocol("x".into()),
-            UpstreamError::Rejected(bytes::Bytes::new()),
+            Error::unavailable("x"),
+            Error::ConnectionLost,
+            Error::Timeout(std::time::Duration::ZERO),
+            Error::upstream_protocol("x"),
+            Error::Redis(bytes::Bytes::new()),
         ] {
             s.error(&e);
         }

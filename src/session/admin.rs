@@ -24,7 +24,8 @@ use crate::{
     metrics::NamespaceStats,
     protocol::{reply, request::Request},
     server::Shared,
-    upstream::{PoolKey, Reply, UpstreamError},
+    error::Error,
+    upstream::{PoolKey, Reply},
 };
 
 /// Largest `COUNT` DELPATTERN and WARM take.
@@ -402,7 +403,7 @@ pub struct Filler {
 
 impl Filler {
     /// A reader on `key`'s db, as `key`'s user, in `key`'s protocol.
-    pub async fn new(shared: Arc<Shared>, key: PoolKey) -> Result<Filler, UpstreamError> {
+    pub async fn new(shared: Arc<Shared>, key: PoolKey) -> Result<Filler, Error> {
         let pool = shared.upstream.pool(&key).await?;
         let mut session = Session::new(shared);
         session.key = key;

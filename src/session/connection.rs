@@ -79,7 +79,7 @@ impl Session {
             }
             Ok(Ok(frame)) => Err(frame),
             Ok(Err(e)) => Err(e.to_reply()),
-            Err(_) => Err(crate::upstream::UpstreamError::ConnectionLost.to_reply()),
+            Err(_) => Err(crate::error::Error::ConnectionLost.to_reply()),
         }
     }
 

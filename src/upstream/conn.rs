@@ -23,14 +23,15 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{PoolKey, UpstreamAddr, UpstreamError, handshake};
+use super::{PoolKey, UpstreamAddr, handshake};
+use crate::error::Error;
 use crate::{
     metrics::{LocalHistogram, UpstreamStats},
     protocol::reply::{ReplyScanner, is_push},
 };
 
 /// What a request gets back: the reply frame's exact bytes, or why there is none.
-pub type Reply = Result<Bytes, UpstreamError>;
+pub type Reply = Result<Bytes, Error>;
 
 /// One command to send, or a request to hand the socket over once every earlier reply
 /// is in.
@@ -66,7 +67,7 @@ const READ_CHUNK: usize = 64 * 1024;
 
 struct State {
     phase: AtomicU8,
-    last_error: Mutex<Option<UpstreamError>>,
+    last_error: Mutex<Option<Error>>,
 }
 
 /// Handle to a connection task. Cloning shares the connection; the task ends when the
@@ -92,7 +93,7 @@ pub struct Settings {
 
 impl Conn {
     /// Starts a connection task. `first` learns how the first connection attempt went.
-    pub fn spawn(settings: Settings) -> (Self, oneshot::Receiver<Result<(), UpstreamError>>) {
+    pub fn spawn(settings: Settings) -> (Self, oneshot::Receiver<Result<(), Error>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             phase: AtomicU8::new(CONNECTING),
@@ -138,13 +139,13 @@ impl Conn {
         self.state.phase.load(Ordering::Acquire) == DOWN || self.tx.is_closed()
     }
 
-    fn down_error(&self) -> UpstreamError {
+    fn down_error(&self) -> Error {
         self.state
             .last_error
             .lock()
             .expect("state lock")
             .clone()
-            .unwrap_or_else(|| UpstreamError::unavailable("connection closed"))
+            .unwrap_or_else(|| Error::unavailable("connection closed"))
     }
 }
 
@@ -152,7 +153,7 @@ async fn run(
     settings: Settings,
     mut rx: mpsc::UnboundedReceiver<Job>,
     state: Arc<State>,
-    first: oneshot::Sender<Result<(), UpstreamError>>,
+    first: oneshot::Sender<Result<(), Error>>,
 ) {
     let mut first = Some(first);
     let mut backoff = settings.min_backoff;
@@ -208,7 +209,7 @@ async fn run(
 async fn wait_failing(
     rx: &mut mpsc::UnboundedReceiver<Job>,
     delay: Duration,
-    err: &UpstreamError,
+    err: &Error,
 ) -> bool {
     let sleep = tokio::time::sleep(delay);
     tokio::pin!(sleep);
@@ -223,13 +224,13 @@ async fn wait_failing(
     }
 }
 
-fn fail_all(rx: &mut mpsc::UnboundedReceiver<Job>, err: &UpstreamError) {
+fn fail_all(rx: &mut mpsc::UnboundedReceiver<Job>, err: &Error) {
     while let Ok(job) = rx.try_recv() {
         fail(job, err);
     }
 }
 
-fn fail(job: Job, err: &UpstreamError) {
+fn fail(job: Job, err: &Error) {
     if let Job::Request { reply, .. } = job {
         answer(reply, Err(err.clone()));
     }
@@ -256,7 +257,7 @@ async fn serve(
     mut stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<Job>,
     stats: &UpstreamStats,
-) -> Result<(), UpstreamError> {
+) -> Result<(), Error> {
     let mut io = Pipeline::default();
     let mut detach = None;
     let mut batch = Vec::with_capacity(64);
@@ -291,7 +292,7 @@ async fn serve(
             }
             read = rd.read_buf(&mut io.rbuf), if detach.is_none() || !io.inflight.is_empty() => {
                 match read {
-                    Ok(0) => break Err(UpstreamError::unavailable("connection closed by Redis")),
+                    Ok(0) => break Err(Error::unavailable("connection closed by Redis")),
                     Err(e) => break Err(lost(e)),
                     Ok(_) => {}
                 }
@@ -308,7 +309,7 @@ async fn serve(
     };
     // Requests sent or queued on a failed socket may or may not have been applied.
     for (reply, _, _) in io.inflight.drain(..) {
-        answer(reply, Err(UpstreamError::ConnectionLost));
+        answer(reply, Err(Error::ConnectionLost));
     }
     if let (Ok(()), Some(to)) = (&result, detach) {
         let _ = to.send((stream, io.rbuf));
@@ -360,13 +361,13 @@ impl Pipeline {
 
     /// Hands every complete reply read so far to the oldest waiting request. When a
     /// handover is pending, bytes after the last awaited reply are left for the new owner.
-    fn dispatch(&mut self, detaching: bool) -> Result<(), UpstreamError> {
+    fn dispatch(&mut self, detaching: bool) -> Result<(), Error> {
         let mut now = None;
         while !(detaching && self.inflight.is_empty())
             && let Some(len) = self
                 .scanner
                 .scan(&self.rbuf[self.front_len..])
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+                .map_err(|e| Error::upstream_protocol(e.to_string()))?
         {
             let at = self.front_len;
             if is_push(&self.rbuf[at..]) {
@@ -379,7 +380,7 @@ impl Pipeline {
                 continue;
             }
             let Some(&(_, frames, _)) = self.inflight.front() else {
-                return Err(UpstreamError::Protocol("reply without a request".into()));
+                return Err(Error::upstream_protocol("reply without a request"));
             };
             self.front_len += len;
             self.front_frames += 1;
@@ -401,6 +402,6 @@ impl Pipeline {
     }
 }
 
-fn lost(e: std::io::Error) -> UpstreamError {
-    UpstreamError::unavailable(format!("connection lost: {e}"))
+fn lost(e: std::io::Error) -> Error {
+    Error::unavailable(format!("connection lost: {e}"))
 }

@@ -9,7 +9,8 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{PoolKey, UpstreamAddr, UpstreamError};
+use super::{PoolKey, UpstreamAddr};
+use crate::error::Error;
 use crate::protocol::{
     reply::{ReplyScanner, is_error},
     request::encode_command,
@@ -20,16 +21,16 @@ pub async fn connect(
     addr: &UpstreamAddr,
     key: &PoolKey,
     timeout: Duration,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<TcpStream, Error> {
     tokio::time::timeout(timeout, connect_inner(addr, key))
         .await
-        .map_err(|_| UpstreamError::unavailable(format!("connect timeout after {timeout:?}")))?
+        .map_err(|_| Error::unavailable(format!("connect timeout after {timeout:?}")))?
 }
 
-async fn connect_inner(addr: &UpstreamAddr, key: &PoolKey) -> Result<TcpStream, UpstreamError> {
+async fn connect_inner(addr: &UpstreamAddr, key: &PoolKey) -> Result<TcpStream, Error> {
     let mut stream = TcpStream::connect((addr.host.as_str(), addr.port))
         .await
-        .map_err(|e| UpstreamError::unavailable(format!("{}:{}: {e}", addr.host, addr.port)))?;
+        .map_err(|e| Error::unavailable(format!("{}:{}: {e}", addr.host, addr.port)))?;
     stream.set_nodelay(true).ok();
     let commands = commands(key);
     if commands.is_empty() {
@@ -46,23 +47,23 @@ async fn connect_inner(addr: &UpstreamAddr, key: &PoolKey) -> Result<TcpStream, 
         let frame = loop {
             if let Some(len) = scanner
                 .scan(&buf)
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?
+                .map_err(|e| Error::upstream_protocol(e.to_string()))?
             {
                 break buf.split_to(len).freeze();
             }
             if stream.read_buf(&mut buf).await.map_err(io_lost)? == 0 {
-                return Err(UpstreamError::unavailable("closed during handshake"));
+                return Err(Error::unavailable("closed during handshake"));
             }
         };
         if is_error(&frame) {
-            return Err(UpstreamError::Rejected(frame));
+            return Err(Error::Redis(frame));
         }
     }
     Ok(stream)
 }
 
-fn io_lost(e: std::io::Error) -> UpstreamError {
-    UpstreamError::unavailable(format!("handshake failed: {e}"))
+fn io_lost(e: std::io::Error) -> Error {
+    Error::unavailable(format!("handshake failed: {e}"))
 }
 
 /// The commands that bring a fresh connection to the state of `key`.
