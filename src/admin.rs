@@ -1,178 +1,330 @@
-//! The operations behind the `RESPITE …` admin commands that outlive one request:
-//! pattern deletes, cache warming, the pub/sub invalidation listener, and the shared
-//! state that `RESPITE STATS` and `RESPITE PROGRESS` report.
+//! `RESPITE <subcommand>`: the proxy's own commands, for every session (which hands
+//! them here through [`AdminCommands`]). Short ones are answered at once; DELPATTERN
+//! and WARM run as tasks ([`crate::ops`]) whose reply the session queues like an
+//! upstream reply, so the client's later replies stay in order and every other
+//! client keeps being served meanwhile.
 //!
-//! The commands themselves are parsed and answered in `session/admin.rs`; this module
-//! does not know about sessions, except that warming reads keys through a headless
-//! session ([`crate::session::Filler`]) so they are filled exactly as a client's read
-//! would fill them.
-//!
-//! - [`delete`]: `DELPATTERN`: SCAN + UNLINK in batches on every master, invalidating
-//!   L1 here and, through [`broadcast`], on other respites.
-//! - [`warm`]: `WARM` and `warm = true`: SCAN + reads through the L1 fill path,
-//!   bounded by each namespace's share of `max_memory`.
-//! - [`broadcast`]: the message format of the invalidation channel and the listener
-//!   every respite with `coherence = "ttl-only"` runs.
-//! - [`scan`]: SCAN pages and reply parsing shared by the above.
+//! Access: `[admin] enabled = false` refuses every subcommand but HELP with
+//! `-NOPERM`; with `[admin] password` set, a connection must first send
+//! `RESPITE AUTH <password>`.
 
-pub mod broadcast;
-pub mod delete;
-pub mod scan;
-pub mod warm;
+use std::{future::Future, sync::Arc, sync::atomic::Ordering::Relaxed};
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+use tracing::{Instrument, info};
+
+use crate::{
+    config::AdminConfig,
+    error::{Error, Reply},
+    metrics::InvalidationSource,
+    observe::Status,
+    ops::{
+        OpKind, Progress,
+        delete::{DeleteJob, delete_pattern},
+        warm::{self, WarmJob, Warmer},
     },
-    time::{Duration, Instant},
+    protocol::{reply, request::Request},
+    reload::Reloader,
+    session::{AdminAnswer, AdminCaller, AdminCommands},
+    upstream::PoolKey,
 };
 
-use bytes::Bytes;
-use tokio::sync::watch;
+/// Largest `COUNT` DELPATTERN and WARM take.
+const MAX_COUNT: usize = 100_000;
 
-use crate::{error::Error, protocol::reply, server::Shared};
-
-/// Why an admin operation stopped before the end.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AdminError {
-    #[error(transparent)]
-    Upstream(#[from] Error),
-    /// Redis refused a command (ACL, wrong type…): its reply.
-    #[error("{}", String::from_utf8_lossy(.0).trim_start_matches('-').trim_end())]
-    Redis(Bytes),
-    #[error("unexpected reply from Redis: {0}")]
-    Unexpected(String),
+/// Answers `RESPITE …` for every session.
+pub struct Admin {
+    pub config: AdminConfig,
+    pub status: Arc<Status>,
+    pub reloader: Arc<Reloader>,
+    pub warmer: Arc<Warmer>,
 }
 
-impl AdminError {
-    /// The client's reply when the operation stopped after `done` keys: Redis's own
-    /// error if nothing happened yet, else an error that says how far it got.
-    pub fn to_reply(&self, what: &str, done: u64) -> Bytes {
-        match self {
-            AdminError::Redis(frame) if done == 0 => frame.clone(),
-            AdminError::Upstream(e) if done == 0 => e.to_reply(),
-            other => reply::error(&format!("{what} stopped after {done} keys: {other}")),
-        }
+impl AdminCommands for Admin {
+    fn call(&self, req: &Request, caller: &AdminCaller) -> AdminAnswer {
+        let sub = req.args.get(1).map(|s| s.to_ascii_uppercase());
+        let n = req.args.len();
+        let reply = match sub.as_deref() {
+            None => Err(Error::refused(
+                "wrong number of arguments for 'respite' command",
+            )),
+            Some(b"HELP") => Ok(help()),
+            Some(_) if !self.config.enabled => Err(Error::refused(
+                "NOPERM respite admin commands are disabled ([admin] enabled = false)",
+            )),
+            Some(b"AUTH") if n == 3 => return self.auth(&req.args[2]),
+            Some(_) if !caller.authenticated && self.config.password.is_some() => Err(
+                Error::refused("NOPERM respite admin commands need RESPITE AUTH <password> first"),
+            ),
+            Some(b"STATS") if n == 2 => Ok(pairs(&self.status.stats_fields(), caller.key.resp3)),
+            Some(b"PROGRESS") if n == 2 => Ok(self.progress(caller.key.resp3)),
+            Some(b"FLUSHL1") if n <= 3 => self.flush_l1(req.args.get(2)),
+            Some(b"EXPLAIN") if n == 3 => Ok(reply::bulk(
+                self.status.policy.load().explain(&req.args[2]).as_bytes(),
+            )),
+            Some(b"RELOAD") if n == 2 => match self.reloader.reload() {
+                Ok(summary) => Ok(reply::bulk(format!("reloaded: {summary}").as_bytes())),
+                Err(e) => Err(Error::refused(format!(
+                    "reload refused, the previous rules stay: {e}"
+                ))),
+            },
+            Some(b"DELPATTERN") if n >= 3 => return self.delpattern(req, caller),
+            Some(b"WARM") if n >= 3 => return self.warm(req, caller),
+            Some(_) => Err(Error::refused(format!(
+                "unknown subcommand or wrong number of arguments for 'respite|{}'. Try RESPITE HELP.",
+                String::from_utf8_lossy(&req.args[1]).to_lowercase()
+            ))),
+        };
+        AdminAnswer::Reply(reply)
     }
 }
 
-/// Which long-running operation a [`Progress`] is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
-    Delete,
-    Warm,
-}
-
-impl OpKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpKind::Delete => "delpattern",
-            OpKind::Warm => "warm",
-        }
-    }
-}
-
-/// How far one running operation got, for `RESPITE PROGRESS` (the CLI's progress
-/// bar polls it on a second connection).
-#[derive(Debug)]
-pub struct Progress {
-    pub id: u64,
-    pub kind: OpKind,
-    pub pattern: String,
-    /// `CLIENT SETNAME` of the connection that started it (the CLI finds its own
-    /// operation by it); empty for start-up warming.
-    pub client: String,
-    pub started: Instant,
-    /// Part of the keyspace scanned, in millionths.
-    scanned_ppm: AtomicU64,
-    /// Keys SCAN returned (they matched the pattern).
-    pub matched: AtomicU64,
-    /// Keys deleted or warmed.
-    pub done: AtomicU64,
-}
-
-impl Progress {
-    /// Part of the keyspace scanned so far, from 0 to 1.
-    pub fn fraction(&self) -> f64 {
-        self.scanned_ppm.load(Ordering::Relaxed) as f64 / 1e6
-    }
-
-    pub fn set_fraction(&self, f: f64) {
-        let ppm = (f.clamp(0.0, 1.0) * 1e6) as u64;
-        self.scanned_ppm.store(ppm, Ordering::Relaxed);
-    }
-}
-
-/// State the admin commands share across sessions.
-pub struct AdminState {
-    pub started: Instant,
-    ops: Mutex<Vec<Arc<Progress>>>,
-    next_op: AtomicU64,
-    /// The invalidation listener runs (`coherence = "ttl-only"` with an L1).
-    pub listener_on: AtomicBool,
-    /// …and is subscribed right now.
-    pub listener_up: AtomicBool,
-}
-
-impl Default for AdminState {
-    fn default() -> Self {
-        Self {
-            started: Instant::now(),
-            ops: Mutex::default(),
-            next_op: AtomicU64::new(1),
-            listener_on: AtomicBool::new(false),
-            listener_up: AtomicBool::new(false),
-        }
-    }
-}
-
-impl AdminState {
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// Registers a running operation; it is listed until the guard is dropped.
-    pub fn begin(self: &Arc<Self>, kind: OpKind, pattern: &[u8], client: String) -> OpGuard {
-        let progress = Arc::new(Progress {
-            id: self.next_op.fetch_add(1, Ordering::Relaxed),
-            kind,
-            pattern: String::from_utf8_lossy(pattern).into_owned(),
-            client,
-            started: Instant::now(),
-            scanned_ppm: AtomicU64::new(0),
-            matched: AtomicU64::new(0),
-            done: AtomicU64::new(0),
-        });
-        self.ops.lock().expect("ops").push(progress.clone());
-        OpGuard {
-            state: self.clone(),
-            progress,
+impl Admin {
+    fn auth(&self, given: &[u8]) -> AdminAnswer {
+        let Some(password) = &self.config.password else {
+            return AdminAnswer::Reply(Err(Error::refused(
+                "ERR RESPITE AUTH <password> called without any [admin] password configured",
+            )));
+        };
+        if constant_time_eq(password.as_bytes(), given) {
+            AdminAnswer::Authenticated
+        } else {
+            AdminAnswer::Reply(Err(Error::refused(
+                "WRONGPASS invalid respite admin password",
+            )))
         }
     }
 
-    /// The operations running now, oldest first.
-    pub fn running(&self) -> Vec<Arc<Progress>> {
-        self.ops.lock().expect("ops").clone()
+    /// The long operations running now: an array of field/value pairs each.
+    fn progress(&self, resp3: bool) -> Bytes {
+        let ops = self.status.operations.running();
+        let mut out = BytesMut::new();
+        out.extend_from_slice(format!("*{}\r\n", ops.len()).as_bytes());
+        for p in ops {
+            out.extend_from_slice(&pairs(&progress_fields(&p), resp3));
+        }
+        out.freeze()
+    }
+
+    fn flush_l1(&self, namespace: Option<&Bytes>) -> Result<Bytes, Error> {
+        let l1 = &self.status.l1;
+        let Some(name) = namespace else {
+            l1.flush_all();
+            l1.stats.invalidations.add(InvalidationSource::Flush, 1);
+            return Ok(Bytes::from_static(reply::OK));
+        };
+        let policy = self.status.policy.load();
+        let named = |r: &crate::policy::Rule| r.name.as_bytes() == &name[..];
+        if !policy.rules().iter().any(named) {
+            return Err(Error::refused(format!(
+                "unknown namespace '{}'",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        l1.remove_where(|_, key| policy.lookup(key).is_some_and(named));
+        Ok(Bytes::from_static(reply::OK))
+    }
+
+    /// `RESPITE DELPATTERN <glob> [COUNT n]`.
+    fn delpattern(&self, req: &Request, caller: &AdminCaller) -> AdminAnswer {
+        let (pattern, batch) = match scan_args(req, self.config.batch) {
+            Ok(a) => a,
+            Err(e) => return AdminAnswer::Reply(Err(e)),
+        };
+        let key = PoolKey {
+            resp3: false,
+            ..caller.key.clone()
+        };
+        let op = self
+            .status
+            .operations
+            .begin(OpKind::Delete, &pattern, caller.name());
+        let channel = &self.config.invalidation_channel;
+        let job = DeleteJob {
+            pattern,
+            batch,
+            pause: self.config.pause,
+            db: key.db,
+            channel: (!channel.is_empty()).then(|| Bytes::from(channel.clone())),
+        };
+        let (upstream, l1) = (self.status.upstream.clone(), self.status.l1.clone());
+        spawn_op(async move {
+            let p = &op.progress;
+            let conn = upstream.dedicated(&key).await?;
+            match delete_pattern(std::slice::from_ref(&conn), &job, &l1, p).await {
+                Ok(n) => {
+                    upstream.release(&key, conn);
+                    info!(pattern = %p.pattern, deleted = n, elapsed = ?p.started.elapsed(), "pattern deleted");
+                    Ok(reply::integer(n as i64))
+                }
+                Err(e) => Err(e.to_error("DELPATTERN", p.done.load(Relaxed))),
+            }
+        })
+    }
+
+    /// `RESPITE WARM <glob> [COUNT n]`.
+    fn warm(&self, req: &Request, caller: &AdminCaller) -> AdminAnswer {
+        let (pattern, batch) = match scan_args(req, self.config.batch) {
+            Ok(a) => a,
+            Err(e) => return AdminAnswer::Reply(Err(e)),
+        };
+        let key = caller.key.clone();
+        let op = self
+            .status
+            .operations
+            .begin(OpKind::Warm, &pattern, caller.name());
+        let job = WarmJob {
+            pattern,
+            batch,
+            pause: self.config.pause,
+        };
+        let warmer = self.warmer.clone();
+        spawn_op(async move {
+            let p = &op.progress;
+            match warm::run(&warmer, &key, &job, p).await {
+                Ok(n) => {
+                    info!(pattern = %p.pattern, warmed = n, elapsed = ?p.started.elapsed(), "L1 warmed");
+                    Ok(reply::integer(n as i64))
+                }
+                Err(e) => Err(e.to_error("WARM", p.done.load(Relaxed))),
+            }
+        })
     }
 }
 
-/// A running operation's entry in [`AdminState::running`].
-pub struct OpGuard {
-    state: Arc<AdminState>,
-    pub progress: Arc<Progress>,
+/// Runs `op` as a task whose reply the client gets later; the task stops if the client
+/// goes away first (Ctrl-C in the CLI stops a delete).
+fn spawn_op(op: impl Future<Output = Reply> + Send + 'static) -> AdminAnswer {
+    let (mut tx, rx) = oneshot::channel::<Reply>();
+    let task = async move {
+        tokio::select! {
+            reply = op => { let _ = tx.send(reply); }
+            () = tx.closed() => info!("admin operation stopped: its client went away"),
+        }
+    };
+    tokio::spawn(task.instrument(tracing::Span::current()));
+    AdminAnswer::Later(rx)
 }
 
-impl Drop for OpGuard {
-    fn drop(&mut self) {
-        let id = self.progress.id;
-        self.state.ops.lock().expect("ops").retain(|p| p.id != id);
+/// `<glob> [COUNT n]` of DELPATTERN and WARM.
+fn scan_args(req: &Request, default_count: usize) -> Result<(Bytes, usize), Error> {
+    match &req.args[2..] {
+        [glob] => Ok((glob.clone(), default_count)),
+        [glob, count, n] if count.eq_ignore_ascii_case(b"COUNT") => {
+            let n = std::str::from_utf8(n)
+                .ok()
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| Error::refused("value is not an integer or out of range"))?;
+            if !(1..=MAX_COUNT).contains(&n) {
+                return Err(Error::refused(format!(
+                    "ERR COUNT must be between 1 and {MAX_COUNT}"
+                )));
+            }
+            Ok((glob.clone(), n))
+        }
+        _ => Err(Error::refused("syntax error")),
     }
 }
 
-/// Starts the background parts: the invalidation listener (`coherence = "ttl-only"`
-/// with an L1) and the start-up warming of `warm = true` namespaces.
-pub fn start(shared: &Arc<Shared>, stop: watch::Receiver<bool>) {
-    broadcast::spawn_listener(shared, stop.clone());
-    warm::spawn_on_start(shared, stop);
+fn progress_fields(p: &Progress) -> Vec<(String, String)> {
+    [
+        ("id", p.id.to_string()),
+        ("kind", p.kind.as_str().to_owned()),
+        ("pattern", p.pattern.clone()),
+        ("client", p.client.clone()),
+        ("scanned", format!("{:.4}", p.fraction())),
+        ("matched", p.matched.load(Relaxed).to_string()),
+        ("done", p.done.load(Relaxed).to_string()),
+        ("elapsed_ms", p.started.elapsed().as_millis().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// Field/value pairs: a map in RESP3, a flat array in RESP2.
+fn pairs(fields: &[(String, String)], resp3: bool) -> Bytes {
+    let mut out = BytesMut::new();
+    let header = if resp3 {
+        format!("%{}\r\n", fields.len())
+    } else {
+        format!("*{}\r\n", fields.len() * 2)
+    };
+    out.extend_from_slice(header.as_bytes());
+    for (k, v) in fields {
+        out.extend_from_slice(&reply::bulk(k.as_bytes()));
+        out.extend_from_slice(&reply::bulk(v.as_bytes()));
+    }
+    out.freeze()
+}
+
+/// Compares without returning early, so timing does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, &x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(!x);
+    }
+    diff == 0
+}
+
+fn help() -> Bytes {
+    let lines = [
+        "RESPITE <subcommand> [<arg> ...]. Subcommands are:",
+        "AUTH <password>",
+        "    Allow this connection the other subcommands ([admin] password).",
+        "STATS",
+        "    Upstream, L1 (overall and per namespace), clients, uptime, as field/value pairs.",
+        "PROGRESS",
+        "    The DELPATTERN and WARM operations running now, with how far they got.",
+        "EXPLAIN <key>",
+        "    Which namespace rule applies to <key>, and what it does.",
+        "DELPATTERN <pattern> [COUNT <n>]",
+        "    Delete every key matching <pattern> (SCAN + UNLINK, <n> keys per batch) and",
+        "    drop them from the L1 of every respite. Replies with the number deleted.",
+        "WARM <pattern> [COUNT <n>]",
+        "    Read the keys matching <pattern> in cached namespaces into L1, each namespace",
+        "    up to its share of max_memory. Replies with the number of keys in L1.",
+        "FLUSHL1 [<namespace>]",
+        "    Empty this proxy's L1 cache, or only one namespace's entries (Redis is not touched).",
+        "RELOAD",
+        "    Reload the configuration file (namespace rules apply to the next command).",
+        "HELP",
+        "    Print this help.",
+    ];
+    let mut out = BytesMut::new();
+    out.extend_from_slice(format!("*{}\r\n", lines.len()).as_bytes());
+    for l in lines {
+        out.extend_from_slice(&reply::simple(l));
+    }
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn parses_scan_args() {
+        let req = |s: &str| Request::from_args(s.split(' ').map(|a| Bytes::from(a.to_owned())));
+        let (g, n) = scan_args(&req("RESPITE DELPATTERN a:* COUNT 50"), 1000).unwrap();
+        assert_eq!((&g[..], n), (&b"a:*"[..], 50));
+        assert_eq!(
+            scan_args(&req("RESPITE DELPATTERN a:*"), 1000).unwrap().1,
+            1000
+        );
+        assert!(scan_args(&req("RESPITE DELPATTERN a:* COUNT 0"), 1000).is_err());
+        assert!(scan_args(&req("RESPITE DELPATTERN a:* COUNT x"), 1000).is_err());
+        assert!(scan_args(&req("RESPITE DELPATTERN a:* LIMIT 5"), 1000).is_err());
+    }
 }

@@ -32,8 +32,6 @@ pub mod reply;
 
 use std::cell::RefCell;
 
-use crate::policy::Compress;
-
 pub use reply::Restore;
 
 /// The first bytes of every envelope: magic and format version.
@@ -51,6 +49,32 @@ pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
 
 const CODEC_ZSTD: u8 = 1;
 const CODEC_LZ4: u8 = 2;
+
+/// The codec a namespace stores its values with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compress {
+    #[default]
+    None,
+    Zstd,
+    Lz4,
+}
+
+impl Compress {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compress::None => "none",
+            Compress::Zstd => "zstd",
+            Compress::Lz4 => "lz4",
+        }
+    }
+
+    /// The codec named as in `proxy.toml`.
+    pub fn parse(name: &str) -> Option<Compress> {
+        [Compress::None, Compress::Zstd, Compress::Lz4]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
+}
 
 /// A consistent envelope header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

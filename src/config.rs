@@ -6,8 +6,8 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use bytesize::ByteSize;
 
 mod url;
-pub use url::{Credentials, UpstreamAddr, redact};
 use serde::Deserialize;
+pub use url::{Credentials, UpstreamAddr, redact};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -343,7 +343,20 @@ impl Config {
                 format!("`{listen}` is not host:port"),
             ));
         }
-        self.validate_admin(text)
+        self.validate_admin(text)?;
+        self.validate_namespaces(text)
+    }
+
+    /// What a rule's fields say of each other (the rules themselves are checked when
+    /// they are compiled: `Policy::from_config`).
+    fn validate_namespaces(&self, text: &str) -> Result<(), ConfigError> {
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if ns.warm && !ns.l1 {
+                let reason = format!("rule `{}`: needs `l1 = true` (warming fills L1)", ns.name);
+                return Err(ConfigError::in_rule(text, i, "warm", reason));
+            }
+        }
+        Ok(())
     }
 
     fn validate_admin(&self, text: &str) -> Result<(), ConfigError> {

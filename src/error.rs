@@ -117,6 +117,9 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a request gets back: the reply's exact bytes, or why there is none.
+pub type Reply = Result<Bytes>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

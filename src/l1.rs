@@ -20,8 +20,8 @@
 //! reported to moka, which keeps its frequency estimates proportional.
 
 mod fill;
+mod read;
 mod reads;
-pub mod tracking;
 
 use std::{
     hash::BuildHasher,
@@ -35,11 +35,13 @@ use std::{
 use bytes::Bytes;
 
 use crate::{
+    config::Credentials,
     metrics::{Invalidations, Namespaces},
     protocol::same,
 };
 
-pub use fill::{Fill, FillKey, Join};
+use fill::{FillKey, Join};
+pub use read::{Filling, Keep, Load, MgetKey, MgetServed, Served};
 pub use reads::{CacheableRead, cacheable, get_signature, signature};
 
 /// Generation counters; collisions only cost an occasional extra miss.
@@ -461,9 +463,15 @@ impl L1 {
         true
     }
 
-    /// The scope of connections authenticated as `user` (see [`EntryKey::scope`]).
-    pub fn scope_of(user: &str) -> u64 {
-        HASHER.hash_one(user) | 1
+    /// The scope of connections authenticated with `creds` (see [`EntryKey::scope`]):
+    /// 0 for the proxy's own (no AUTH, or the URL's credentials `own`), else one per
+    /// user.
+    pub fn scope(creds: Option<&Credentials>, own: Option<&Credentials>) -> u64 {
+        match creds {
+            None => 0,
+            Some(c) if Some(c) == own => 0,
+            Some(c) => HASHER.hash_one(c.user.as_deref().unwrap_or("default")) | 1,
+        }
     }
 
     /// A key changed (a write through the proxy, or an invalidation from Redis), in
@@ -566,7 +574,7 @@ impl L1 {
     }
 
     /// Joins the fill in flight for `key`, or registers a new one for the caller to send.
-    pub fn join(&self, key: FillKey) -> Join {
+    fn join(&self, key: FillKey) -> Join {
         let join = self.fills.join(key);
         if matches!(join, Join::Waiter(_)) {
             self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -574,7 +582,7 @@ impl L1 {
         join
     }
 
-    pub(crate) fn finish_fill(&self, key: &FillKey) {
+    fn finish_fill(&self, key: &FillKey) {
         self.fills.remove(key);
     }
 }

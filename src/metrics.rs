@@ -2,36 +2,27 @@
 //! them.
 //!
 //! Hot paths count with plain atomics in the structs that own the events:
-//! [`Requests`] and [`Clients`] here (reached through `Shared::metrics`),
+//! [`Requests`] and [`Clients`] here (reached through [`Metrics`]),
 //! [`NamespaceStats`] in each policy rule (hits, misses, L1 bytes, compression),
 //! [`UpstreamStats`] in the upstream (latency, errors, reconnects), `l1::Stats` in the
 //! L1 (coalesced waiters, invalidations by source). Nothing on a request's path looks up
 //! a registry, hashes, locks or allocates for a metric. A scrape of `/metrics`
-//! ([`render`]) copies the atomics into a Prometheus recorder of this instance's own
+//! (`observe`) copies the atomics into a Prometheus recorder of that instance's own
 //! (no global recorder: tests run several proxies in one process) and renders it.
 //!
 //! Names are prefixed `respite_`; labels are low-cardinality only: namespace name,
 //! command kind, outcome, source, reason, cause. Never a key or a client address.
 
-mod health;
 mod histogram;
-pub mod http;
-mod render;
 mod stats;
-
-use std::{net::SocketAddr, sync::OnceLock};
 
 use std::sync::Arc;
 
-pub use health::Readiness;
-pub use histogram::{LatencyHistogram, LocalHistogram};
-pub use render::render;
+pub use histogram::{BOUNDS, LatencyHistogram, LocalHistogram};
 pub use stats::{
     ClientGuard, Clients, InvalidationSource, Invalidations, NamespaceStats, Namespaces, Outcome,
-    Reloads, Requests, UpstreamStats,
+    Reloads, Requests, UPSTREAM_ERROR_REASONS, UpstreamStats,
 };
-
-use crate::config::Config;
 
 /// The Prometheus type of a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,46 +244,22 @@ pub const ALL: &[Def] = &[
     CONFIG_LAST_RELOAD_OK,
 ];
 
-/// The metrics of one proxy instance: the counters sessions and the accept loop bump,
-/// the per-namespace stats the policy rules point to, and the recorder a scrape fills.
+/// The counters of one proxy instance that sessions and the accept loop bump, and the
+/// per-namespace stats the policy rules point to.
+#[derive(Default)]
 pub struct Metrics {
     pub requests: Requests,
     pub clients: Arc<Clients>,
     pub reloads: Reloads,
     /// Per-namespace stats by name; rules of every policy (reloads too) attach to them.
     pub namespaces: Arc<Namespaces>,
-    max_clients: usize,
-    recorder: render::Exporter,
-    /// Where `/metrics` listens, once bound.
-    endpoint: OnceLock<SocketAddr>,
 }
 
 impl Metrics {
-    pub fn new(config: &Config) -> Self {
-        Self {
-            requests: Requests::default(),
-            clients: Arc::default(),
-            reloads: Reloads::default(),
-            namespaces: Arc::default(),
-            max_clients: config.server.max_clients,
-            recorder: render::Exporter::new(),
-            endpoint: OnceLock::new(),
-        }
-    }
-
     /// Counts one client command.
     #[inline]
     pub fn request(&self, kind: crate::command::Kind, outcome: Outcome) {
         self.requests.add(kind, outcome);
-    }
-
-    /// The address `/metrics` listens on, if the endpoint is running.
-    pub fn endpoint(&self) -> Option<SocketAddr> {
-        self.endpoint.get().copied()
-    }
-
-    pub(crate) fn set_endpoint(&self, addr: SocketAddr) {
-        let _ = self.endpoint.set(addr);
     }
 }
 

@@ -18,6 +18,7 @@ use std::{collections::HashMap, fmt, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 
+pub use crate::compress::Compress;
 use crate::{
     config::{Config, ConfigError, NamespaceConfig},
     metrics::{NamespaceStats, Namespaces},
@@ -58,32 +59,6 @@ pub struct Rule {
     /// This namespace's counters (hits, misses, L1 bytes, compression); shared with
     /// the rule of the same name in the next policy (see [`Policy::attach_stats`]).
     pub stats: Arc<NamespaceStats>,
-}
-
-/// The codec a namespace stores its values with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compress {
-    #[default]
-    None,
-    Zstd,
-    Lz4,
-}
-
-impl Compress {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Compress::None => "none",
-            Compress::Zstd => "zstd",
-            Compress::Lz4 => "lz4",
-        }
-    }
-
-    /// The codec named as in `proxy.toml`.
-    pub fn parse(name: &str) -> Option<Compress> {
-        [Compress::None, Compress::Zstd, Compress::Lz4]
-            .into_iter()
-            .find(|c| c.as_str() == name)
-    }
 }
 
 /// The rule a [`PolicyError`] is about.
@@ -137,8 +112,7 @@ pub enum PolicyError {
     },
     #[error("{rule}: l1_ttl: must be greater than 0 (set `l1 = false` to not cache)")]
     ZeroL1Ttl { rule: RuleRef },
-    #[error("{rule}: warm: needs `l1 = true` (warming fills L1)")]
-    WarmWithoutL1 { rule: RuleRef },
+
     #[error("{rule}: compress: `{value}` is not one of zstd, lz4, none")]
     UnknownCompress { rule: RuleRef, value: String },
     #[error(
@@ -158,7 +132,6 @@ impl PolicyError {
             | PolicyError::TtlTooShort { rule, .. }
             | PolicyError::TtlAboveMaxTtl { rule, .. }
             | PolicyError::ZeroL1Ttl { rule }
-            | PolicyError::WarmWithoutL1 { rule }
             | PolicyError::UnknownCompress { rule, .. }
             | PolicyError::BadCompressLevel { rule, .. } => rule,
         }
@@ -172,12 +145,14 @@ impl PolicyError {
             PolicyError::TtlTooShort { key, .. } => key,
             PolicyError::TtlAboveMaxTtl { .. } => "ttl",
             PolicyError::ZeroL1Ttl { .. } => "l1_ttl",
-            PolicyError::WarmWithoutL1 { .. } => "warm",
             PolicyError::UnknownCompress { .. } => "compress",
             PolicyError::BadCompressLevel { .. } => "compress_level",
         }
     }
 }
+
+/// The rules in force: a reload swaps in a new set whole.
+pub type Rules = arc_swap::ArcSwap<Policy>;
 
 /// The compiled rules of one configuration.
 #[derive(Debug, Clone)]
@@ -239,9 +214,8 @@ impl Policy {
 
     /// The rules of a configuration, or the key (and line of its file) at fault.
     pub fn from_config(config: &Config) -> Result<Policy, ConfigError> {
-        Self::compile(&config.namespaces).map_err(|e| {
-            ConfigError::in_rule(&config.text, e.rule().index, e.key(), e.to_string())
-        })
+        Self::compile(&config.namespaces)
+            .map_err(|e| ConfigError::in_rule(&config.text, e.rule().index, e.key(), e.to_string()))
     }
 
     /// No rules: every key passes through unchanged.
@@ -434,9 +408,7 @@ fn compile_rule(index: usize, ns: &NamespaceConfig) -> Result<(Rule, Glob), Poli
     if ns.l1_ttl.is_some_and(|t| t.is_zero()) {
         return Err(PolicyError::ZeroL1Ttl { rule: rule() });
     }
-    if ns.warm && !ns.l1 {
-        return Err(PolicyError::WarmWithoutL1 { rule: rule() });
-    }
+
     let compress = match &ns.compress {
         None => Compress::None,
         Some(name) => Compress::parse(name).ok_or_else(|| PolicyError::UnknownCompress {

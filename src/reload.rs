@@ -17,81 +17,112 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
     config::Config,
-    policy::{Policy, Rule},
-    server::Shared,
+    l1::L1,
+    metrics::Metrics,
+    policy::{Policy, Rule, Rules},
 };
-
-/// Held while a reload runs: one at a time, whatever triggered it. (They are counted
-/// in the metrics' `reloads`.)
-pub type Reloads = Mutex<()>;
 
 /// How long file events are gathered before reloading (editors write in steps); the
 /// file must also read the same twice this far apart.
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Reloads the configuration file. Ok: a one-line summary; Err: why nothing changed.
-pub fn reload(shared: &Shared) -> Result<String, String> {
-    let Some(path) = shared.config.source.as_deref() else {
-        return Err("no configuration file to reload (started without --config)".into());
-    };
-    let _one_at_a_time = shared.reloads.lock().unwrap_or_else(|e| e.into_inner());
-    let outcome = apply(shared, path);
-    shared.metrics.reloads.record(outcome.is_ok());
-    match outcome {
-        Ok(summary) => {
-            info!(file = %path.display(), "configuration reloaded: {summary}");
-            Ok(summary)
-        }
-        Err(e) => {
-            error!(file = %path.display(), "configuration reload refused, the previous rules stay: {e}");
-            Err(e)
-        }
-    }
+/// What a reload changes.
+pub struct Reloader {
+    /// The configuration the proxy started with (sections that need a restart are
+    /// compared with it).
+    pub started: Config,
+    pub policy: Arc<Rules>,
+    /// What the tracking connection tracks; a reload sends the new namespaces' set.
+    pub prefixes: watch::Sender<Option<Vec<Bytes>>>,
+    pub l1: Arc<L1>,
+    pub metrics: Arc<Metrics>,
+    /// Held while a reload runs: one at a time, whatever triggered it.
+    running: Mutex<()>,
 }
 
-fn apply(shared: &Shared, path: &Path) -> Result<String, String> {
-    let new = Config::load(path).map_err(|e| format!("{e:#}"))?;
-    let mut policy = Policy::from_config(&new).map_err(|e| e.to_string())?;
-    // Counters carry over to the rule of the same name.
-    policy.attach_stats(&shared.metrics.namespaces);
-    let mut restart = needs_restart(&shared.config, &new);
-    if crate::logging::apply_config(&new.log).is_ok() {
-        restart.retain(|s| *s != "[log]"); // the level changes now (format: restart)
+impl Reloader {
+    pub fn new(
+        started: Config,
+        policy: Arc<Rules>,
+        prefixes: watch::Sender<Option<Vec<Bytes>>>,
+        l1: Arc<L1>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            started,
+            policy,
+            prefixes,
+            l1,
+            metrics,
+            running: Mutex::new(()),
+        }
     }
-    if !restart.is_empty() {
-        warn!(
-            sections = restart.join(", "),
-            "these settings changed but apply only after a restart; they are left as they were"
-        );
+
+    /// Reloads the configuration file. Ok: a one-line summary; Err: why nothing changed.
+    pub fn reload(&self) -> Result<String, String> {
+        let Some(path) = self.started.source.as_deref() else {
+            return Err("no configuration file to reload (started without --config)".into());
+        };
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = self.apply(path);
+        self.metrics.reloads.record(outcome.is_ok());
+        match outcome {
+            Ok(summary) => {
+                info!(file = %path.display(), "configuration reloaded: {summary}");
+                Ok(summary)
+            }
+            Err(e) => {
+                error!(file = %path.display(), "configuration reload refused, the previous rules stay: {e}");
+                Err(e)
+            }
+        }
     }
-    let rules = policy.rules().len();
-    let prefixes = policy.tracking_prefixes();
-    let new_policy = Arc::new(policy);
-    let old = shared.policy.swap(new_policy.clone());
-    let dropped = if same_rules(old.rules(), new_policy.rules()) {
-        0
-    } else {
-        let changed = |key: &[u8]| !same_rule(old.lookup(key), new_policy.lookup(key));
-        shared.l1.remove_where(|_, key| changed(key))
-    };
-    shared.prefixes.send_if_modified(|current| {
-        let changed = *current != prefixes;
-        *current = prefixes;
-        changed
-    });
-    let mut summary = format!("{rules} namespace rules, {dropped} L1 entries dropped");
-    if !restart.is_empty() {
-        summary.push_str(&format!(
-            "; changed but needing a restart: {}",
-            restart.join(", ")
-        ));
+
+    fn apply(&self, path: &Path) -> Result<String, String> {
+        let new = Config::load(path).map_err(|e| format!("{e:#}"))?;
+        let mut policy = Policy::from_config(&new).map_err(|e| e.to_string())?;
+        // Counters carry over to the rule of the same name.
+        policy.attach_stats(&self.metrics.namespaces);
+        let mut restart = needs_restart(&self.started, &new);
+        if crate::logging::apply_config(&new.log).is_ok() {
+            restart.retain(|s| *s != "[log]"); // the level changes now (format: restart)
+        }
+        if !restart.is_empty() {
+            warn!(
+                sections = restart.join(", "),
+                "these settings changed but apply only after a restart; they are left as they were"
+            );
+        }
+        let rules = policy.rules().len();
+        let prefixes = policy.tracking_prefixes();
+        let new_policy = Arc::new(policy);
+        let old = self.policy.swap(new_policy.clone());
+        let dropped = if same_rules(old.rules(), new_policy.rules()) {
+            0
+        } else {
+            let changed = |key: &[u8]| !same_rule(old.lookup(key), new_policy.lookup(key));
+            self.l1.remove_where(|_, key| changed(key))
+        };
+        self.prefixes.send_if_modified(|current| {
+            let changed = *current != prefixes;
+            *current = prefixes;
+            changed
+        });
+        let mut summary = format!("{rules} namespace rules, {dropped} L1 entries dropped");
+        if !restart.is_empty() {
+            summary.push_str(&format!(
+                "; changed but needing a restart: {}",
+                restart.join(", ")
+            ));
+        }
+        Ok(summary)
     }
-    Ok(summary)
 }
 
 /// The sections of `new` that differ from `old` and cannot change while running.
@@ -124,8 +155,8 @@ fn same_rule(a: Option<&Rule>, b: Option<&Rule>) -> bool {
 }
 
 /// Starts the triggers: the file watcher and SIGHUP. They stop with `stop`.
-pub fn spawn_watchers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let Some(path) = shared.config.source.clone() else {
+pub fn spawn_watchers(reloader: Arc<Reloader>, mut stop: watch::Receiver<bool>) {
+    let Some(path) = reloader.started.source.clone() else {
         return;
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
@@ -149,7 +180,7 @@ pub fn spawn_watchers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                 _ = stop.changed() => return,
                 _ = hangup => {
                     info!("SIGHUP: reloading the configuration");
-                    let _ = reload(&shared);
+                    let _ = reloader.reload();
                     last = std::fs::read(&path).ok();
                 }
                 Some(()) = rx.recv() => {
@@ -158,7 +189,7 @@ pub fn spawn_watchers(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     while rx.try_recv().is_ok() {}
                     if now.is_some() && now != last {
                         info!("configuration file changed: reloading");
-                        let _ = reload(&shared);
+                        let _ = reloader.reload();
                         last = now;
                     }
                 }

@@ -1,16 +1,10 @@
 //! Accept loop: connection limit, back-off on accept errors, graceful shutdown; clients
 //! handed to event loops ([`workers`]).
 
+mod context;
 mod workers;
 
-use std::{
-    future::Future,
-    sync::{Arc, atomic::AtomicUsize},
-    time::Duration,
-};
-
-use arc_swap::ArcSwap;
-use bytes::Bytes;
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::{
     io::AsyncWriteExt,
@@ -20,41 +14,7 @@ use tokio::{
 };
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::{
-    admin::{self, AdminState},
-    config::{Coherence, Config},
-    l1::{
-        L1,
-        tracking::{self, TrackingState},
-    },
-    metrics::{self, Metrics},
-    policy::Policy,
-    reload, session,
-    upstream::Upstream,
-};
-
-/// What every session shares.
-pub struct Shared {
-    pub config: Config,
-    pub upstream: Arc<Upstream>,
-    /// The namespace rules; a reload swaps in a new set whole.
-    pub policy: ArcSwap<Policy>,
-    /// The L1 cache (always present: which namespaces use it can change on reload).
-    pub l1: Arc<L1>,
-    /// Present with `coherence = "tracking"`.
-    pub tracking: Option<Arc<TrackingState>>,
-    /// What the tracking connection tracks; a reload sends the new namespaces' set.
-    pub prefixes: watch::Sender<Option<Vec<Bytes>>>,
-    /// Reloads of the configuration file: serialized, and counted.
-    pub reloads: reload::Reloads,
-    /// Namespaces whose start-up warming (`warm = true`) is still running: while it is
-    /// not 0, readiness says "warming".
-    pub warming: AtomicUsize,
-    /// What the admin commands share: running operations, uptime.
-    pub admin: Arc<AdminState>,
-    /// This instance's counters (see `metrics.rs`; readiness in `metrics/health.rs`).
-    pub metrics: Arc<Metrics>,
-}
+use crate::{config::Config, observe::http, policy::Policy, session};
 
 /// The runtime to call [`run`] on: a current-thread one. It accepts clients and runs
 /// the background tasks (tracking, reload, metrics, admin); with `threads = 1` it also
@@ -80,46 +40,18 @@ pub async fn run(
 /// [`run`] with the configuration's rules already compiled.
 pub async fn run_with(
     config: Config,
-    mut policy: Policy,
+    policy: Policy,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let metrics_listener = metrics::http::bind(&config.metrics).await?;
-    let metrics = Arc::new(Metrics::new(&config));
-    let upstream = Upstream::new(&config.upstream).map_err(std::io::Error::other)?;
-    policy.attach_stats(&metrics.namespaces);
-    upstream.warm_up();
+    let metrics_listener = http::bind(&config.metrics).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let tracked = config.l1.coherence == Coherence::Tracking;
-    // Always there, even with no cached namespace yet: a reload may add one.
-    let l1 = L1::with_namespaces(
-        config.l1.max_memory.as_u64(),
-        !tracked,
-        metrics.namespaces.clone(),
-    );
-    let (prefixes, prefixes_rx) = watch::channel(policy.tracking_prefixes());
-    let tracking = tracked
-        .then(|| tracking::spawn(l1.clone(), upstream.clone(), prefixes_rx, stop_rx.clone()));
-    let shared = Arc::new(Shared {
-        config: config.clone(),
-        upstream,
-        policy: ArcSwap::from_pointee(policy),
-        l1,
-        tracking,
-        prefixes,
-        reloads: reload::Reloads::default(),
-        warming: AtomicUsize::new(0),
-        admin: Arc::default(),
-        metrics,
-    });
-    if shared.config.source.is_some() {
-        reload::spawn_watchers(shared.clone(), stop_rx.clone());
-    }
-    admin::start(&shared, stop_rx.clone());
+    let built = context::build(config.clone(), policy, &stop_rx).map_err(std::io::Error::other)?;
     let endpoint = metrics_listener
-        .map(|l| metrics::http::Endpoint::start(l, shared.clone(), stop_rx.clone()))
+        .map(|l| http::Endpoint::start(l, built.status.clone(), stop_rx.clone()))
         .transpose()?;
-    let mut workers = workers::Workers::start(config.server.event_loops(), &shared.upstream)?;
+    let (ctx, upstream) = (built.session, built.upstream);
+    let mut workers = workers::Workers::start(config.server.event_loops(), &upstream)?;
     let limit = Arc::new(Semaphore::new(config.server.max_clients));
     let mut sessions = JoinSet::new();
     info!(listen = %listener.local_addr()?, upstream = %crate::config::redact(&config.upstream.url), "respite listening");
@@ -133,23 +65,23 @@ pub async fn run_with(
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        shared.metrics.clients.reject();
+                        ctx.metrics.clients.reject();
                         tokio::spawn(reject(stream));
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let shared = shared.clone();
+                    let ctx = ctx.clone();
                     let stop = stop_rx.clone();
                     let span = info_span!("client", %peer);
-                    let held = (shared.metrics.clients.connect(), permit);
+                    let held = (ctx.metrics.clients.connect(), permit);
                     match workers.next() {
                         None => sessions.spawn(
-                            client(shared, Accepted::Here(stream), stop, held).instrument(span),
+                            client(ctx, Accepted::Here(stream), stop, held).instrument(span),
                         ),
                         // Registered with this runtime's reactor: moved to the worker's.
                         Some(worker) => match stream.into_std() {
                             Ok(s) => sessions.spawn_on(
-                                client(shared, Accepted::Moved(s), stop, held).instrument(span),
+                                client(ctx, Accepted::Moved(s), stop, held).instrument(span),
                                 worker,
                             ),
                             Err(_) => continue,
@@ -184,7 +116,7 @@ pub async fn run_with(
         );
         sessions.shutdown().await;
     }
-    shared.upstream.shutdown();
+    upstream.shutdown();
     workers.stop().await;
     if let Some(endpoint) = endpoint {
         endpoint.close().await;
@@ -202,7 +134,7 @@ enum Accepted {
 /// Serves one client; `held` (its connection count and `max_clients` permit) is
 /// released when it is gone.
 async fn client(
-    shared: Arc<Shared>,
+    ctx: Arc<session::Context>,
     stream: Accepted,
     stop: watch::Receiver<bool>,
     held: impl Send,
@@ -212,7 +144,7 @@ async fn client(
         Accepted::Moved(s) => TcpStream::from_std(s),
     };
     if let Ok(stream) = stream {
-        session::serve(shared, stream, stop).await;
+        session::serve(ctx, stream, stop).await;
     }
     drop(held);
 }

@@ -12,14 +12,11 @@
 //! AUTH, HELLO, pub/sub) first wait until every earlier reply is in (a barrier), so
 //! Redis sees the client's commands in the order it sent them.
 
-mod admin;
 mod cache;
-mod compress;
 mod connection;
+mod control;
 mod dispatch;
-mod post;
 mod relay;
-mod rules;
 
 use std::{
     collections::VecDeque,
@@ -40,16 +37,18 @@ use tokio::{
 };
 use tracing::debug;
 
-pub use admin::Filler;
-use post::{Outgoing, Post, Queued};
+pub use control::{AdminAnswer, AdminCaller, AdminCommands};
 
 use crate::{
     command::Kind,
-    metrics::{NamespaceStats, Outcome},
-    protocol::request::{Limits, Request, RequestParser},
-    server::Shared,
+    config::ServerConfig,
     error::Error,
-    upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo},
+    l1::L1,
+    metrics::{Metrics, NamespaceStats, Outcome},
+    policy::Rules,
+    protocol::request::{Limits, Request, RequestParser},
+    rewrite::{Outgoing, Post, Queued},
+    upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, Upstream},
 };
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -117,8 +116,19 @@ enum Flow {
     Relay(Request),
 }
 
+/// What every session shares.
+pub struct Context {
+    /// `[server]`: the limits a session enforces.
+    pub limits: ServerConfig,
+    pub upstream: Arc<Upstream>,
+    pub policy: Arc<Rules>,
+    pub l1: Arc<L1>,
+    pub metrics: Arc<Metrics>,
+    pub admin: Arc<dyn AdminCommands>,
+}
+
 pub struct Session {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     id: u64,
     key: PoolKey,
     pool: Arc<Pool>,
@@ -149,8 +159,8 @@ pub struct Session {
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
-pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, stop: watch::Receiver<bool>) {
-    let mut session = Session::new(shared);
+pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, stop: watch::Receiver<bool>) {
+    let mut session = Session::new(ctx);
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
     debug!(client_id = session.id, ?result, "disconnected");
@@ -158,22 +168,22 @@ pub async fn serve(shared: Arc<Shared>, mut stream: TcpStream, stop: watch::Rece
 
 impl Session {
     /// A session in its initial state (the URL's db and user, RESP2).
-    fn new(shared: Arc<Shared>) -> Session {
+    fn new(ctx: Arc<Context>) -> Session {
         let limits = Limits {
-            max_bulk_len: shared.config.server.max_bulk_len.as_u64() as usize,
-            max_args: shared.config.server.max_args,
-            max_inline_len: shared.config.server.max_inline_len.as_u64() as usize,
+            max_bulk_len: ctx.limits.max_bulk_len.as_u64() as usize,
+            max_args: ctx.limits.max_args,
+            max_inline_len: ctx.limits.max_inline_len.as_u64() as usize,
         };
-        let upstream = &shared.upstream;
+        let upstream = &ctx.upstream;
         Session {
             id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             key: upstream.initial_key(),
             pool: upstream.initial_pool(),
             timeout: upstream.request_timeout(),
-            admin_ok: shared.config.admin.password.is_none(),
+            admin_ok: false,
             kind: Kind::Unknown,
             counted: true,
-            shared: shared.clone(),
+            ctx: ctx.clone(),
             name: None,
             pinned: None,
             repool: false,
@@ -197,8 +207,8 @@ impl Session {
     ) -> std::io::Result<()> {
         let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::ZERO));
         let mut timer_for: Option<Instant> = None;
-        let max_pipeline = self.shared.config.server.max_pipeline;
-        let max_out = self.shared.config.server.max_output_buffer.as_u64() as usize;
+        let max_pipeline = self.ctx.limits.max_pipeline;
+        let max_out = self.ctx.limits.max_output_buffer.as_u64() as usize;
         loop {
             let relay = match self.detaching.take() {
                 Some(rx) if self.drained() => Some(relay::Start::Detached(rx)),
@@ -260,7 +270,7 @@ impl Session {
     /// Parses and dispatches every complete command in the input buffer. Returns a
     /// command that puts the session in streaming mode.
     async fn dispatch_input(&mut self) -> Option<Request> {
-        let max_pipeline = self.shared.config.server.max_pipeline;
+        let max_pipeline = self.ctx.limits.max_pipeline;
         loop {
             let req = match self.deferred.take() {
                 Some(req) => req,
@@ -300,7 +310,7 @@ impl Session {
     #[inline]
     fn count(&self, outcome: Outcome) {
         if self.counted {
-            self.shared.metrics.request(self.kind, outcome);
+            self.ctx.metrics.request(self.kind, outcome);
         }
     }
 
@@ -413,7 +423,7 @@ impl Session {
         else {
             return;
         };
-        let metrics = &self.shared.metrics;
+        let metrics = &self.ctx.metrics;
         match reply {
             Ok(frame) => {
                 metrics.request(kind, Outcome::of_redis_reply(&frame));
@@ -424,7 +434,7 @@ impl Session {
             Err(e) => {
                 metrics.request(kind, Outcome::Error);
                 if let Error::Timeout(_) = e {
-                    self.shared.upstream.stats().error(&e);
+                    self.ctx.upstream.stats().error(&e);
                 }
                 self.apply_l1(&effect); // the write may have been applied
                 if matches!(e, Error::Timeout(_) | Error::ConnectionLost) {
@@ -488,9 +498,7 @@ fn send(conn: &Conn, frames: u32, cmd: Bytes) -> oneshot::Receiver<Reply> {
 /// Waits for the reply at the front of the queue (forever if there is none).
 async fn front_reply(pending: &mut VecDeque<Pending>) -> Reply {
     match pending.front_mut() {
-        Some(Pending::Upstream { rx, .. }) => {
-            rx.await.unwrap_or(Err(Error::ConnectionLost))
-        }
+        Some(Pending::Upstream { rx, .. }) => rx.await.unwrap_or(Err(Error::ConnectionLost)),
         _ => std::future::pending().await,
     }
 }

@@ -137,10 +137,7 @@ impl Upstream {
     fn spawn_pool(
         &self,
         key: &PoolKey,
-    ) -> (
-        Arc<Pool>,
-        tokio::sync::oneshot::Receiver<Result<(), Error>>,
-    ) {
+    ) -> (Arc<Pool>, tokio::sync::oneshot::Receiver<Result<(), Error>>) {
         let mut conns = Vec::with_capacity(self.config.pool_size);
         let mut first = None;
         for _ in 0..self.config.pool_size {

@@ -109,10 +109,13 @@ fn the_upstream_password_is_never_printed_or_logged() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let printed = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let printed =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(printed.contains("127.0.0.1"), "{printed}");
-    assert!(!printed.contains("s3cret-pw"), "check printed the password: {printed}");
+    assert!(
+        !printed.contains("s3cret-pw"),
+        "check printed the password: {printed}"
+    );
 
     let mut child = respite()
         .arg("--config")
@@ -130,10 +133,13 @@ fn the_upstream_password_is_never_printed_or_logged() {
     assert_eq!(client.unwrap().call(&["SET", "k", "v"]), b"+OK\r\n");
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
-    let logged = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let logged =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(logged.contains("respite listening"), "{logged}");
-    assert!(!logged.contains("s3cret-pw"), "the log holds the password: {logged}");
+    assert!(
+        !logged.contains("s3cret-pw"),
+        "the log holds the password: {logged}"
+    );
 }
 
 #[test]

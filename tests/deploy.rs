@@ -316,6 +316,7 @@ fn assert_valid_config(text: &str, what: &str) -> respite::Config {
     config
         .validate(text)
         .unwrap_or_else(|e| panic!("{what}: {e}"));
+    respite::policy::Policy::from_config(&config).unwrap_or_else(|e| panic!("{what}: {e}"));
     config
 }
 

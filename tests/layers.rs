@@ -57,7 +57,11 @@ fn modules_import_only_their_layer_and_below() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports that go up:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports that go up:\n{}",
+        wrong.join("\n")
+    );
 }
 
 fn src() -> PathBuf {
@@ -75,7 +79,12 @@ fn names(files: &[PathBuf]) -> String {
 /// The layer of a file's top-level module (`src/session/state.rs` -> `session`).
 fn layer_of(file: &Path) -> usize {
     let rel = file.strip_prefix(src()).unwrap();
-    let top = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let top = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     let top = top.trim_end_matches(".rs");
     LAYERS
         .iter()
@@ -158,7 +167,10 @@ fn child_modules(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let l = l.trim_start();
-            let l = l.strip_prefix("pub(crate) ").or(l.strip_prefix("pub ")).unwrap_or(l);
+            let l = l
+                .strip_prefix("pub(crate) ")
+                .or(l.strip_prefix("pub "))
+                .unwrap_or(l);
             l.strip_prefix("mod ")?.strip_suffix(';').map(str::to_owned)
         })
         .collect()
@@ -169,7 +181,11 @@ fn child_modules(text: &str) -> Vec<String> {
 fn paths_in(text: &str, children: &[String]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();
-    let mut starts = vec!["crate::".to_owned(), "super::".to_owned(), "self::".to_owned()];
+    let mut starts = vec![
+        "crate::".to_owned(),
+        "super::".to_owned(),
+        "self::".to_owned(),
+    ];
     starts.extend(children.iter().map(|c| format!("{c}::")));
     for start in &starts {
         let mut from = 0;
@@ -191,7 +207,10 @@ fn paths_in(text: &str, children: &[String]) -> Vec<Vec<String>> {
 fn expand(rest: &str, prefix: Vec<String>, out: &mut Vec<Vec<String>>) {
     let rest = rest.trim_start();
     if let Some(group) = rest.strip_prefix('{') {
-        for item in split_group(group).into_iter().filter(|i| !i.trim().is_empty()) {
+        for item in split_group(group)
+            .into_iter()
+            .filter(|i| !i.trim().is_empty())
+        {
             expand(item, prefix.clone(), out);
         }
         return;

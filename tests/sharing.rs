@@ -88,7 +88,11 @@ fn every_client_state_applies_ttl_rules() {
             show(&ttl)
         );
         let refused = c.cmd("PERSIST doc:t");
-        assert!(refused.starts_with(b"-"), "{how}: PERSIST {}", show(&refused));
+        assert!(
+            refused.starts_with(b"-"),
+            "{how}: PERSIST {}",
+            show(&refused)
+        );
     }
 }
 
@@ -124,7 +128,10 @@ fn unsubscribe_when_not_subscribed_answers_like_redis_and_hurts_nobody() {
     c.send(&["UNSUBSCRIBE", "x", "y"]);
     c.assert_reply(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nx\r\n:0\r\n");
     c.assert_reply(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\ny\r\n:0\r\n");
-    c.assert_cmd("PUNSUBSCRIBE", b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n");
+    c.assert_cmd(
+        "PUNSUBSCRIBE",
+        b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n",
+    );
     c.assert_cmd("PING", b"+PONG\r\n");
     other.assert_reply(b"*-1\r\n");
     for _ in 0..3 {
@@ -206,7 +213,11 @@ fn a_long_pipeline_is_not_cut_off_while_redis_answers() {
     let want = bulk(&value);
     for i in 0..n {
         let got = c.read_reply();
-        assert!(got == want, "reply {i}: {}", show(&got[..got.len().min(80)]));
+        assert!(
+            got == want,
+            "reply {i}: {}",
+            show(&got[..got.len().min(80)])
+        );
     }
 }
 
@@ -241,7 +252,8 @@ fn a_client_that_never_reads_l1_hits_is_bounded() {
     let _ = hog.try_send_raw(&b"GET c:big\r\n".repeat(2000));
     let mut other = stack.client();
     assert!(
-        wait_until(Duration::from_secs(5), || stat_int(&mut other, "l1_hits") > hits + 2),
+        wait_until(Duration::from_secs(5), || stat_int(&mut other, "l1_hits")
+            > hits + 2),
         "the proxy never served the hog"
     );
     assert_eq!(other.call(&["GET", "c:big"]), bulk(&value));
@@ -295,10 +307,14 @@ fn a_client_that_leaves_while_blocked_runs_nothing_more() {
     c.send_raw(
         b"*3\r\n$5\r\nBLPOP\r\n$1\r\nl\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$3\r\nfoo\r\n$1\r\n1\r\n*2\r\n$4\r\nINCR\r\n$3\r\nfoo\r\n",
     );
-    let blocked = |d: &mut Client| String::from_utf8_lossy(&d.cmd("INFO clients")).contains("blocked_clients:1");
+    let blocked = |d: &mut Client| {
+        String::from_utf8_lossy(&d.cmd("INFO clients")).contains("blocked_clients:1")
+    };
     assert!(wait_until(Duration::from_secs(5), || blocked(&mut direct)));
     drop(c);
-    let unblocked = |d: &mut Client| String::from_utf8_lossy(&d.cmd("INFO clients")).contains("blocked_clients:0");
+    let unblocked = |d: &mut Client| {
+        String::from_utf8_lossy(&d.cmd("INFO clients")).contains("blocked_clients:0")
+    };
     assert!(
         wait_until(Duration::from_secs(5), || unblocked(&mut direct)),
         "the departed client's BLPOP is still blocked in Redis"

@@ -8,7 +8,7 @@ use dashmap::{DashMap, mapref::entry::Entry};
 use tokio::sync::oneshot;
 
 use super::{EntryKey, Snapshot};
-use crate::upstream::Reply;
+use crate::error::Reply;
 
 /// One fill in flight: the entry and the counters its read was sent under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

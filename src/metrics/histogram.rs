@@ -8,10 +8,6 @@ use std::{
     time::Duration,
 };
 
-use metrics_exporter_prometheus::formatting::{write_help_line, write_type_line};
-
-use super::Def;
-
 /// Bucket upper bounds in seconds (`le`, inclusive): Redis replies in well under a
 /// millisecond when healthy; the top buckets catch `request_timeout`-sized stalls.
 pub const BOUNDS: [f64; 15] = [
@@ -58,23 +54,16 @@ impl LatencyHistogram {
         self.sum_ns.fetch_add(ns, Relaxed);
     }
 
-    /// Appends the histogram in the Prometheus text format. The count is the sum of
-    /// the buckets read, so `+Inf` and `_count` always agree.
-    pub fn render(&self, def: &Def, out: &mut String) {
-        write_help_line(out, def.name, None, None, def.help);
-        write_type_line(out, def.name, None, None, "histogram");
-        let mut cumulative = 0;
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            cumulative += bucket.load(Relaxed);
-            let le = BOUNDS.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
-            out.push_str(&format!(
-                "{}_bucket{{le=\"{le}\"}} {cumulative}\n",
-                def.name
-            ));
+    /// Cumulative counts per bucket (the last is `+Inf`, hence also the count), and
+    /// the sum of the observations in seconds.
+    pub fn cumulative(&self) -> ([u64; BUCKETS], f64) {
+        let mut out = [0; BUCKETS];
+        let mut total = 0;
+        for (o, bucket) in out.iter_mut().zip(&self.buckets) {
+            total += bucket.load(Relaxed);
+            *o = total;
         }
-        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
-        out.push_str(&format!("{}_sum {sum}\n", def.name));
-        out.push_str(&format!("{}_count {cumulative}\n\n", def.name));
+        (out, self.sum_ns.load(Relaxed) as f64 / 1e9)
     }
 }
 
@@ -136,31 +125,10 @@ mod tests {
         local.flush(&h);
         local.flush(&h); // nothing twice
         h.record(Duration::from_micros(300));
-        let mut out = String::new();
-        h.render(&super::super::UPSTREAM_LATENCY, &mut out);
-        let name = "respite_upstream_request_duration_seconds";
-        assert!(out.contains(&format!("# TYPE {name} histogram\n")), "{out}");
-        assert!(
-            out.contains(&format!("{name}_bucket{{le=\"0.0001\"}} 1\n")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("{name}_bucket{{le=\"0.00025\"}} 1\n")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("{name}_bucket{{le=\"0.0005\"}} 3\n")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("{name}_bucket{{le=\"5\"}} 3\n")),
-            "{out}"
-        );
-        assert!(
-            out.contains(&format!("{name}_bucket{{le=\"+Inf\"}} 4\n")),
-            "{out}"
-        );
-        assert!(out.contains(&format!("{name}_count 4\n")), "{out}");
-        assert!(out.contains(&format!("{name}_sum 10.00065\n")), "{out}");
+        let (buckets, sum) = h.cumulative();
+        assert_eq!(&buckets[..3], &[1, 1, 3]);
+        assert_eq!(buckets[BOUNDS.len() - 1], 3, "le=5");
+        assert_eq!(buckets[BOUNDS.len()], 4, "+Inf");
+        assert!((sum - 10.00065).abs() < 1e-9, "{sum}");
     }
 }

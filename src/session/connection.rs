@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Effect, Session, dispatch::parse_db, post::Outgoing};
+use super::{Effect, Session, dispatch::parse_db};
+use crate::rewrite::Outgoing;
 use crate::{
     protocol::{reply, request::Request},
     upstream::{Credentials, PoolKey},
@@ -65,7 +66,7 @@ impl Session {
             ..self.key.clone()
         };
         let pool = self
-            .shared
+            .ctx
             .upstream
             .pool(&key)
             .await
@@ -120,8 +121,8 @@ impl Session {
     /// The state of a new connection (without a reply).
     pub(super) fn reset_state(&mut self) {
         self.pinned = None; // its state is unknown now: never reused
-        self.key = self.shared.upstream.initial_key();
-        self.pool = self.shared.upstream.initial_pool();
+        self.key = self.ctx.upstream.initial_key();
+        self.pool = self.ctx.upstream.initial_pool();
         self.name = None;
         self.repool = false;
     }

@@ -1,11 +1,8 @@
 //! Routing one command: to the client's shared pool connection, to a dedicated
 //! connection (MULTI, WATCH, blocking), to streaming mode, or answered here.
 
-use super::{
-    Effect, Flow, PinState, Pinned, Session,
-    post::{Outgoing, Queued},
-    rules::outgoing,
-};
+use super::{AdminAnswer, AdminCaller, Effect, Flow, PinState, Pinned, Session};
+use crate::rewrite::{Outgoing, Queued, outgoing};
 use crate::{
     command::{self, Classified, Kind, Route},
     protocol::{reply, request::Request},
@@ -23,7 +20,7 @@ impl Session {
         }
         if req.name().eq_ignore_ascii_case(b"RESPITE") {
             self.kind = Kind::Admin;
-            self.admin(&req);
+            self.respite(&req);
             return Some(Flow::Continue);
         }
         let class = command::classify(&req.args);
@@ -60,6 +57,23 @@ impl Session {
             }
         }
         Some(self.dispatch_unpinned(req, class).await)
+    }
+
+    /// `RESPITE …`: answered above this layer.
+    fn respite(&mut self, req: &Request) {
+        let caller = AdminCaller {
+            key: &self.key,
+            client_name: self.name.as_ref(),
+            authenticated: self.admin_ok,
+        };
+        match self.ctx.admin.call(req, &caller) {
+            AdminAnswer::Reply(reply) => self.reply(reply.unwrap_or_else(|e| e.to_reply())),
+            AdminAnswer::Later(rx) => self.await_unbounded(rx),
+            AdminAnswer::Authenticated => {
+                self.admin_ok = true;
+                self.reply(bytes::Bytes::from_static(reply::OK));
+            }
+        }
     }
 
     /// Commands answered by the proxy whatever the connection state.
@@ -104,7 +118,7 @@ impl Session {
             .pinned
             .as_ref()
             .is_some_and(|p| p.state == PinState::Multi);
-        let policy = self.shared.policy.load_full();
+        let policy = self.ctx.policy.load_full();
         let mut out = match outgoing(&req, &class, &policy).await {
             Ok(out) => out,
             Err(e) if in_multi => {
@@ -112,11 +126,16 @@ impl Session {
                 // EXEC as for any command refused while queueing, so it gets a command
                 // it refuses, and the client gets the rule's error in its place.
                 let conn = self.pinned.as_ref().expect("pinned").conn.clone();
-                self.forward(&conn, Outgoing::refused(e), deadline, Effect::None);
+                self.forward(
+                    &conn,
+                    Outgoing::refused(e.to_reply()),
+                    deadline,
+                    Effect::None,
+                );
                 return Some(Flow::Continue);
             }
             Err(e) => {
-                self.reply(e);
+                self.reply(e.to_reply());
                 return Some(Flow::Continue);
             }
         };
@@ -199,15 +218,13 @@ impl Session {
     async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
         match class.route {
             Route::Multi => self.pin_and_send(req, PinState::Multi).await,
-            Route::Blocking => {
-                match outgoing(&req, &class, &self.shared.policy.load_full()).await {
-                    Ok(out) => {
-                        let effect = self.invalidate_writes(&req.args, &class);
-                        self.send_blocking(out, effect).await;
-                    }
-                    Err(e) => self.reply(e),
+            Route::Blocking => match outgoing(&req, &class, &self.ctx.policy.load_full()).await {
+                Ok(out) => {
+                    let effect = self.invalidate_writes(&req.args, &class);
+                    self.send_blocking(out, effect).await;
                 }
-            }
+                Err(e) => self.reply(e.to_reply()),
+            },
             Route::Watch => self.pin_and_send(req, PinState::Watching).await,
             // A real CLIENT ID needs a connection of the client's own: it is what
             // CLIENT TRACKING … REDIRECT, CLIENT KILL ID and CLIENT UNBLOCK refer to.
@@ -218,7 +235,7 @@ impl Session {
             Route::Reset => self.reset(),
             _ => {
                 // One look at the rules per command (a reload swaps them whole).
-                let policy = self.shared.policy.load();
+                let policy = self.ctx.policy.load();
                 if self.cached_read(&req, &policy) {
                     return Flow::Continue;
                 }
@@ -227,7 +244,7 @@ impl Session {
                         let effect = self.invalidate_writes(&req.args, &class);
                         self.forward_pooled(out, effect);
                     }
-                    Err(e) => self.reply(e),
+                    Err(e) => self.reply(e.to_reply()),
                 }
             }
         }
@@ -236,7 +253,7 @@ impl Session {
 
     async fn pin_and_send(&mut self, req: Request, state: PinState) {
         let key = self.key.clone();
-        match self.shared.upstream.dedicated(&key).await {
+        match self.ctx.upstream.dedicated(&key).await {
             Ok(conn) => {
                 let deadline = self.deadline();
                 self.forward(&conn, Outgoing::plain(&req), deadline, Effect::None);
@@ -255,7 +272,7 @@ impl Session {
             return;
         }
         let key = self.key.clone();
-        match self.shared.upstream.dedicated(&key).await {
+        match self.ctx.upstream.dedicated(&key).await {
             Ok(conn) => {
                 self.forward(&conn, out, None, effect);
                 self.pinned = Some(Pinned::new(conn, key, PinState::Done));
@@ -270,14 +287,14 @@ impl Session {
             && !p.dirty
             && p.state == PinState::Done
         {
-            self.shared.upstream.release(&p.key, p.conn);
+            self.ctx.upstream.release(&p.key, p.conn);
         }
     }
 
     /// Looks up the pool for the current key; on failure the error is the reply.
     pub(super) async fn refresh_pool(&mut self) -> bool {
         self.repool = false;
-        match self.shared.upstream.pool(&self.key).await {
+        match self.ctx.upstream.pool(&self.key).await {
             Ok(pool) => {
                 self.pool = pool;
                 true
@@ -291,7 +308,7 @@ impl Session {
 
     /// Switches to the pool of `key`, checking it with Redis.
     pub(super) async fn switch_key(&mut self, key: PoolKey) -> Result<(), bytes::Bytes> {
-        match self.shared.upstream.pool(&key).await {
+        match self.ctx.upstream.pool(&key).await {
             Ok(pool) => {
                 self.pool = pool;
                 self.key = key;

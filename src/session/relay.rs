@@ -49,7 +49,7 @@ pub(super) async fn run(
     let mut to_redis = BytesMut::new();
     let mut skip = 0;
     let (mut upstream, from_redis) = match start {
-        Start::Command(first) => match session.shared.upstream.connect_raw(&session.key).await {
+        Start::Command(first) => match session.ctx.upstream.connect_raw(&session.key).await {
             Ok(s) => {
                 if let Some(name) = &session.name {
                     // The name the proxy kept goes to the connection that now is the client's.
@@ -105,7 +105,7 @@ impl Relay {
         upstream: &mut TcpStream,
         stop: &mut watch::Receiver<bool>,
     ) -> std::io::Result<End> {
-        let max_out = session.shared.config.server.max_output_buffer.as_u64() as usize;
+        let max_out = session.ctx.limits.max_output_buffer.as_u64() as usize;
         let (mut crd, mut cwr) = stream.split();
         let (mut urd, mut uwr) = upstream.split();
         loop {

@@ -30,8 +30,7 @@ use crate::{
     protocol::reply::{ReplyScanner, is_push},
 };
 
-/// What a request gets back: the reply frame's exact bytes, or why there is none.
-pub type Reply = Result<Bytes, Error>;
+pub use crate::error::Reply;
 
 /// One command to send, or a request to hand the socket over once every earlier reply
 /// is in.
@@ -206,11 +205,7 @@ async fn run(
 
 /// Sleeps for `delay` while answering queued requests with `err`. False once every
 /// handle is gone.
-async fn wait_failing(
-    rx: &mut mpsc::UnboundedReceiver<Job>,
-    delay: Duration,
-    err: &Error,
-) -> bool {
+async fn wait_failing(rx: &mut mpsc::UnboundedReceiver<Job>, delay: Duration, err: &Error) -> bool {
     let sleep = tokio::time::sleep(delay);
     tokio::pin!(sleep);
     loop {

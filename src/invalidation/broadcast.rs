@@ -11,22 +11,21 @@
 //! reconnecting with backoff like the tracking connection. Messages published while
 //! it was away are lost, so each (re)subscription flushes L1.
 
-use std::{sync::Arc, sync::atomic::Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
 use tokio::{io::AsyncWriteExt, sync::watch};
 use tracing::{info, warn};
 
+use super::{
+    LinkState,
+    tracking::{next_frame, watch_connection},
+};
 use crate::{
-    config::Coherence,
-    l1::{
-        L1,
-        tracking::{next_frame, watch_connection},
-    },
+    l1::L1,
     protocol::request::encode_command,
-    server::Shared,
-    upstream::PoolKey,
+    upstream::{PoolKey, Upstream},
 };
 
 /// The first element of every message.
@@ -61,25 +60,25 @@ pub fn decode(message: &Bytes) -> Option<(u32, Vec<Bytes>)> {
     Some((db, parts.collect::<Option<Vec<_>>>()?))
 }
 
-/// Runs the listener when this respite needs it: an L1, `coherence = "ttl-only"` and
-/// a channel name.
-pub fn spawn_listener(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let channel = shared.config.admin.invalidation_channel.clone();
-    let l1 = shared.l1.clone();
-    if shared.config.l1.coherence != Coherence::TtlOnly || channel.is_empty() {
-        return;
-    }
-    shared.admin.listener_on.store(true, Ordering::Release);
-    let shared = shared.clone();
+/// Runs the listener on `channel` (for `coherence = "ttl-only"` with an L1) until
+/// `stop` changes.
+pub fn spawn_listener(
+    l1: Arc<L1>,
+    upstream: Arc<Upstream>,
+    channel: String,
+    mut stop: watch::Receiver<bool>,
+) -> Arc<LinkState> {
+    let state = Arc::new(LinkState::default());
+    let st = state.clone();
     tokio::spawn(async move {
-        let (min, max) = shared.upstream.backoff();
+        let (min, max) = upstream.backoff();
         let mut backoff = min;
         let mut resubscribe = false;
         loop {
             tokio::select! {
-                result = listen(&shared, &l1, channel.as_bytes(), resubscribe) => {
+                result = listen(&upstream, &l1, channel.as_bytes(), resubscribe, &st) => {
                     resubscribe = true;
-                    if shared.admin.listener_up.swap(false, Ordering::AcqRel) {
+                    if st.set_up(false) {
                         backoff = min;
                     }
                     warn!(error = %result.unwrap_err(), "invalidation channel lost: L1 is flushed when it is back");
@@ -93,18 +92,24 @@ pub fn spawn_listener(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
             backoff = (backoff * 2).min(max);
         }
     });
+    state
 }
 
 /// One subscription's life; returns why it ended. `resubscribe`: an earlier one was
 /// lost, and with it whatever was published meanwhile.
-async fn listen(shared: &Shared, l1: &L1, channel: &[u8], resubscribe: bool) -> Result<(), String> {
+async fn listen(
+    upstream: &Upstream,
+    l1: &L1,
+    channel: &[u8],
+    resubscribe: bool,
+    state: &LinkState,
+) -> Result<(), String> {
     let key = PoolKey {
         db: 0,
-        creds: shared.upstream.credentials_of_url(),
+        creds: upstream.credentials_of_url(),
         resp3: false,
     };
-    let mut stream = shared
-        .upstream
+    let mut stream = upstream
         .connect_raw(&key)
         .await
         .map_err(|e| e.to_string())?;
@@ -132,7 +137,7 @@ async fn listen(shared: &Shared, l1: &L1, channel: &[u8], resubscribe: bool) -> 
     if resubscribe {
         l1.flush_all();
     }
-    shared.admin.listener_up.store(true, Ordering::Release);
+    state.set_up(true);
     info!(channel = %String::from_utf8_lossy(channel), "listening for invalidations");
     watch_connection(&mut stream, &mut buf, |frame| match frame {
         BytesFrame::Array { data, .. } if is_kind(&data, b"message") => {

@@ -1,6 +1,6 @@
 //! Readiness: whether this proxy should be sent traffic (`/readyz`).
 
-use crate::server::Shared;
+use super::Status;
 
 /// Why the proxy is not ready, or that it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,7 +10,7 @@ pub enum Readiness {
     NotReady(&'static str),
 }
 
-impl Shared {
+impl Status {
     /// Ready when Redis is reachable (a connection of the initial pool is up), with
     /// `coherence = "tracking"` the tracking connection is established (or idle, with
     /// nothing cached), and start-up warming is done. Conditions are checked in order;

@@ -3,7 +3,7 @@
 //! - `GET /metrics`: Prometheus text format (version 0.0.4).
 //! - `GET /healthz`: 200 `ok` while the process runs.
 //! - `GET /readyz`: 200 `ready`, or 503 `not ready: <reason>` (see
-//!   [`Shared::readiness`]; also while shutting down).
+//!   [`Status::readiness`]; also while shutting down).
 //! - `GET /loglevel`, `PUT /loglevel` (body: a `RUST_LOG`-style filter): the log
 //!   level in force, changed at runtime.
 //!
@@ -22,8 +22,8 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::health::Readiness;
-use crate::{config::MetricsConfig, logging, server::Shared};
+use super::{Readiness, Status};
+use crate::{config::MetricsConfig, logging};
 
 const MAX_HEAD: usize = 8 * 1024;
 const MAX_BODY: usize = 1024;
@@ -53,11 +53,11 @@ impl Endpoint {
     /// proxy drains; `/metrics` keeps answering until `close`.
     pub fn start(
         listener: TcpListener,
-        shared: Arc<Shared>,
+        shared: Arc<Status>,
         stop: watch::Receiver<bool>,
     ) -> io::Result<Endpoint> {
         let addr = listener.local_addr()?;
-        shared.metrics.set_endpoint(addr);
+        let _ = shared.endpoint.set(addr);
         info!(metrics = %addr, "metrics endpoint listening");
         let (close, closed) = oneshot::channel();
         let task = tokio::spawn(serve(listener, shared, stop, closed));
@@ -73,7 +73,7 @@ impl Endpoint {
 
 async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    shared: Arc<Status>,
     stop: watch::Receiver<bool>,
     mut closed: oneshot::Receiver<()>,
 ) {
@@ -109,7 +109,7 @@ async fn serve(
 }
 
 /// One request and its response.
-async fn exchange(mut stream: TcpStream, shared: &Shared, stopping: bool) -> io::Result<()> {
+async fn exchange(mut stream: TcpStream, shared: &Status, stopping: bool) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let response = match read_request(&mut stream, &mut buf).await? {
         Ok(req) => route(&req, shared, stopping),
@@ -207,14 +207,14 @@ fn parse_head(head: &[u8]) -> Result<Head, u16> {
     })
 }
 
-fn route(req: &Request, shared: &Shared, stopping: bool) -> Response {
+fn route(req: &Request, shared: &Status, stopping: bool) -> Response {
     let head = req.method == "HEAD";
     let get = req.method == "GET" || head;
     let response = match (req.path.as_str(), get, req.method.as_str()) {
         ("/metrics", true, _) => Response {
             status: 200,
             content_type: METRICS_CONTENT_TYPE,
-            body: super::render(shared).into_bytes(),
+            body: shared.render().into_bytes(),
             allow: None,
         },
         ("/healthz", true, _) => Response::text(200, "ok"),

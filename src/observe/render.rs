@@ -7,25 +7,26 @@ use std::sync::atomic::Ordering::Relaxed;
 use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use super::{
+use super::Status;
+use crate::metrics::{
     ALL, BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_REJECTED,
     COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, Def, INVALIDATIONS,
     InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS, L1_FILLS_DROPPED,
     L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUESTS, TRACKING_UP, Type,
     UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
 };
-use crate::{command::Kind, server::Shared};
+use crate::{command::Kind, metrics::LatencyHistogram};
 
 static METADATA: Metadata<'static> = Metadata::new("respite", Level::INFO, Some("respite"));
 
 /// One instance's recorder (never installed as the global one).
-pub(super) struct Exporter {
+pub struct Exporter {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
 }
 
 impl Exporter {
-    pub(super) fn new() -> Self {
+    pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         for d in ALL {
             let help = d.help.into();
@@ -69,10 +70,16 @@ impl Exporter {
     }
 }
 
-/// The `/metrics` body for this proxy instance.
-pub fn render(shared: &Shared) -> String {
+impl Status {
+    /// The `/metrics` body for this proxy instance.
+    pub fn render(&self) -> String {
+        render(self)
+    }
+}
+
+fn render(shared: &Status) -> String {
     let m = &shared.metrics;
-    let x = &m.recorder;
+    let x = &shared.exporter;
     x.gauge(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
     for kind in Kind::ALL {
         for outcome in Outcome::ALL {
@@ -83,7 +90,7 @@ pub fn render(shared: &Shared) -> String {
     x.gauge(&CLIENTS_CONNECTED, &[], m.clients.connected() as f64);
     x.counter(&CLIENTS_CONNECTIONS, &[], m.clients.accepted.load(Relaxed));
     x.counter(&CLIENTS_REJECTED, &[], m.clients.rejected.load(Relaxed));
-    x.gauge(&CLIENTS_MAX, &[], m.max_clients as f64);
+    x.gauge(&CLIENTS_MAX, &[], shared.max_clients as f64);
     render_l1(shared);
     render_namespaces(shared);
     let up = shared.upstream.is_up();
@@ -100,14 +107,32 @@ pub fn render(shared: &Shared) -> String {
     x.gauge(&CONFIG_LAST_RELOAD_OK, &[], last_ok);
 
     let mut out = x.handle.render();
-    upstream.latency.render(&UPSTREAM_LATENCY, &mut out);
+    render_histogram(&upstream.latency, &UPSTREAM_LATENCY, &mut out);
     out
 }
 
+/// Appends a histogram in the Prometheus text format. The count is the `+Inf`
+/// bucket, so the two always agree.
+fn render_histogram(h: &LatencyHistogram, def: &Def, out: &mut String) {
+    use metrics_exporter_prometheus::formatting::{write_help_line, write_type_line};
+    write_help_line(out, def.name, None, None, def.help);
+    write_type_line(out, def.name, None, None, "histogram");
+    let (buckets, sum) = h.cumulative();
+    for (i, n) in buckets.iter().enumerate() {
+        let le = crate::metrics::BOUNDS
+            .get(i)
+            .map_or("+Inf".to_owned(), |b| b.to_string());
+        out.push_str(&format!("{}_bucket{{le=\"{le}\"}} {n}\n", def.name));
+    }
+    let count = buckets.last().copied().unwrap_or(0);
+    out.push_str(&format!("{}_sum {sum}\n", def.name));
+    out.push_str(&format!("{}_count {count}\n\n", def.name));
+}
+
 /// Whole-cache figures.
-fn render_l1(shared: &Shared) {
+fn render_l1(shared: &Status) {
     let l1 = &shared.l1;
-    let x = &shared.metrics.recorder;
+    let x = &shared.exporter;
     // `bytes()` runs the cache's pending work, so evictions are counted before the
     // per-namespace figures are read.
     x.gauge(&L1_MEMORY, &[], l1.bytes() as f64);
@@ -123,8 +148,8 @@ fn render_l1(shared: &Shared) {
     }
 }
 
-fn render_namespaces(shared: &Shared) {
-    let x = &shared.metrics.recorder;
+fn render_namespaces(shared: &Status) {
+    let x = &shared.exporter;
     for ns in shared.metrics.namespaces.all() {
         let name = &*ns.name;
         let labels = [("namespace", name)];
@@ -155,35 +180,35 @@ mod tests {
     use super::*;
     use crate::{
         config::Config,
-        l1::{L1, tracking::TrackingState},
-        metrics::{Metrics, stats::UPSTREAM_ERROR_REASONS},
+        invalidation::LinkState,
+        l1::L1,
+        metrics::{Metrics, UPSTREAM_ERROR_REASONS},
         policy::Policy,
         upstream::Upstream,
     };
 
-    /// A proxy's shared state as `server::run` builds it, without starting anything.
-    fn shared() -> Shared {
+    /// A proxy's status as `server::run` builds it, without starting anything.
+    fn shared() -> Status {
         let config = Config::parse(
             "[[namespace]]\nname = \"a\"\nmatch = \"a:*\"\nl1 = true\n\n\
              [[namespace]]\nname = \"b\"\nmatch = \"b:*\"\ncompress = \"zstd\"\n",
         )
         .unwrap();
-        let metrics = Arc::new(Metrics::new(&config));
+        let metrics = Arc::new(Metrics::default());
         let mut policy = Policy::compile(&config.namespaces).unwrap();
         policy.attach_stats(&metrics.namespaces);
         let l1 = L1::with_namespaces(1 << 20, true, metrics.namespaces.clone());
-        Shared {
+        Status::new(crate::observe::Parts {
             upstream: Upstream::new(&config.upstream).unwrap(),
-            policy: ArcSwap::from_pointee(policy),
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
             l1,
-            tracking: Some(Arc::new(TrackingState::default())),
-            prefixes: tokio::sync::watch::channel(None).0,
-            reloads: Default::default(),
+            tracking: Some(Arc::new(LinkState::default())),
+            channel: None,
+            operations: Default::default(),
             warming: Default::default(),
-            admin: Default::default(),
+            max_clients: 10_000,
             metrics,
-            config,
-        }
+        })
     }
 
     /// `name{labels}` -> value, and the names with a `# TYPE` line.
@@ -204,7 +229,7 @@ mod tests {
     #[test]
     fn every_declared_metric_is_rendered_and_nothing_else() {
         let shared = shared();
-        let (_, types) = parse(&render(&shared));
+        let (_, types) = parse(&shared.render());
         let declared: HashSet<String> = ALL.iter().map(|d| d.name.to_owned()).collect();
         assert_eq!(types, declared);
     }
@@ -224,7 +249,7 @@ mod tests {
             .upstream
             .stats()
             .error(&crate::error::Error::ConnectionLost);
-        let (s, _) = parse(&render(&shared));
+        let (s, _) = parse(&shared.render());
         let get = |k: &str| *s.get(k).unwrap_or_else(|| panic!("no {k} in {s:#?}"));
         assert_eq!(
             get(r#"respite_requests_total{kind="read",outcome="l1_hit"}"#),
@@ -258,7 +283,7 @@ mod tests {
             ));
         }
         // Scrapes do not double count.
-        let (again, _) = parse(&render(&shared));
+        let (again, _) = parse(&shared.render());
         assert_eq!(
             again[r#"respite_requests_total{kind="read",outcome="l1_hit"}"#],
             2.0

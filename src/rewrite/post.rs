@@ -17,7 +17,7 @@ use crate::protocol::{
 };
 
 /// The bytes to send for one client command and how to shape its reply.
-pub(super) struct Outgoing {
+pub struct Outgoing {
     pub cmd: Bytes,
     /// Also says how many reply frames `cmd` produces.
     pub post: Post,
@@ -58,7 +58,7 @@ impl Outgoing {
 
 /// How a reply (all `frames` of it, concatenated) becomes the client's.
 #[derive(Debug, Default)]
-pub(super) struct Post {
+pub struct Post {
     /// Frames in the reply; all but the first are the proxy's extras (0 counts as 1).
     pub frames: u32,
     /// How the client's frame is restored (compressed values).
@@ -70,7 +70,7 @@ pub(super) struct Post {
 /// Where a reply carries values that may be stored compressed, and how to restore
 /// them. `Raw`: the reply is passed on untouched.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(super) enum Shape {
+pub enum Shape {
     #[default]
     Raw,
     /// The client gets this frame instead (an error decided by the proxy).
@@ -91,7 +91,7 @@ impl Shape {
 
 /// One command queued upstream inside MULTI, as EXEC will report it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Queued {
+pub enum Queued {
     /// The client's own command: its element stays, restored by its shape.
     Client(Shape),
     /// Added by the proxy: its element is removed from the EXEC reply.

@@ -1,8 +1,8 @@
 //! `RESPITE WARM <glob>` and `warm = true`: SCAN for matching keys and read each one
-//! in a cached namespace through the L1 read path, so it is in L1 before clients ask.
+//! in a cached namespace through L1's read-through, so it is in L1 before clients ask.
 //!
-//! The reads go through a headless session ([`Filler`]), so an entry is filled exactly
-//! as a client's read fills it (generation guard, TTL bound, protocol). What is read
+//! An entry is filled exactly as a client's read fills it (generation guard, TTL
+//! bound, protocol, compressed values restored). What is read
 //! depends on the key's type (asked with a pipelined TYPE per page): GET for strings
 //! (which MGET's per-key entries share), HGETALL for hashes, SMEMBERS for sets; other
 //! types are read with ranges that cannot be guessed and are skipped.
@@ -25,18 +25,28 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::{AdminError, OpKind, Progress, scan};
+use super::{OpError, OpKind, Operations, Progress, scan};
 use crate::{
-    l1::{L1, Lookup, cacheable},
-    policy::Policy,
+    l1::{Keep, L1, Load, Lookup, Served, cacheable},
+    policy::{Compress, Policy, Rules},
     protocol::{
         reply::split_frames,
         request::{Request, encode_command},
     },
-    server::Shared,
-    session::Filler,
-    upstream::{Conn, PoolKey},
+    rewrite::fill_rewrite,
+    upstream::{Conn, Pool, PoolKey, ReplyTo, Upstream},
 };
+
+/// What warming reads with.
+pub struct Warmer {
+    pub upstream: Arc<Upstream>,
+    pub l1: Arc<L1>,
+    pub policy: Arc<Rules>,
+    pub operations: Arc<Operations>,
+    /// Keys per SCAN page (`[admin] batch`) and the pause after each (`[admin] pause`).
+    pub batch: usize,
+    pub pause: Duration,
+}
 
 /// Reads sent together before the shares are checked again.
 pub const CHUNK: usize = 64;
@@ -88,15 +98,14 @@ struct Read {
 
 /// Warms the keys matching the pattern; returns how many are in L1 afterwards (read
 /// now, or already there).
-pub async fn warm(
-    shared: &Shared,
+async fn warm(
+    w: &Warmer,
     conn: &Conn,
-    filler: &mut Filler,
+    reader: &Reader,
     job: &WarmJob,
     progress: &Progress,
-) -> Result<u64, AdminError> {
-    let l1 = shared.l1.clone();
-    let mut budget = Budget::new(&l1, &shared.policy.load());
+) -> Result<u64, OpError> {
+    let mut budget = Budget::new(&w.l1, &w.policy.load());
     let mut warmed = 0;
     let mut cursor = 0;
     loop {
@@ -106,7 +115,7 @@ pub async fn warm(
             .matched
             .fetch_add(page.keys.len() as u64, Ordering::Relaxed);
         let candidates: Vec<(Bytes, Arc<str>)> = {
-            let policy = shared.policy.load();
+            let policy = w.policy.load();
             page.keys
                 .into_iter()
                 .filter_map(|k| {
@@ -118,7 +127,7 @@ pub async fn warm(
         if !candidates.is_empty() {
             let reads = reads_by_type(conn, candidates).await?;
             for chunk in reads.chunks(CHUNK) {
-                warmed += fill(&l1, filler, &mut budget, chunk).await;
+                warmed += fill(w, reader, &mut budget, chunk).await;
                 progress.done.store(warmed, Ordering::Relaxed);
             }
             if !job.pause.is_zero() {
@@ -132,27 +141,63 @@ pub async fn warm(
     }
 }
 
-/// Reads `chunk` through the filler (those not cached yet, in namespaces with room);
-/// returns how many of its keys are in L1 now.
-async fn fill(l1: &L1, filler: &mut Filler, budget: &mut Budget, chunk: &[Read]) -> u64 {
+/// Who the entries are read for: a db, user and protocol, and the pool to read on.
+struct Reader {
+    key: PoolKey,
+    scope: u64,
+    pool: Arc<Pool>,
+}
+
+/// Reads `chunk` through L1 (those not cached yet, in namespaces with room); returns
+/// how many of its keys are in L1 now.
+async fn fill(w: &Warmer, reader: &Reader, budget: &mut Budget, chunk: &[Read]) -> u64 {
     let mut warmed = 0;
     let mut sent = Vec::with_capacity(chunk.len());
+    let policy = w.policy.load();
     for read in chunk {
-        let Some(ek) = cacheable(&read.req.args, filler.resp3())
-            .map(|c| filler.entry_key(read.req.args[c.key_index].clone(), c.sig))
-        else {
+        let Some(c) = cacheable(&read.req.args, reader.key.resp3) else {
             continue;
         };
-        match l1.get(&ek) {
-            Lookup::Hit(_) => warmed += 1,
-            _ if budget.has_room(&read.ns) => sent.push((read, ek)),
-            _ => {}
+        let key = &read.req.args[c.key_index];
+        let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
+            continue;
+        };
+        let ek = crate::l1::EntryKey::new(reader.key.db, reader.scope, key.clone(), c.sig)
+            .in_namespace(rule.stats.id);
+        if matches!(w.l1.get(&ek), Lookup::Hit(_)) {
+            warmed += 1;
+            continue;
+        }
+        if !budget.has_room(&read.ns) {
+            continue;
+        }
+        let restore = (rule.compress != Compress::None)
+            .then(|| fill_rewrite(&read.req.args).map(|(_, r)| r))
+            .flatten();
+        let keep = Keep {
+            l1_ttl: rule.l1_ttl,
+            stale_if_error: rule.stale_if_error,
+        };
+        let load = Load {
+            cmd: &read.req.raw,
+            restore,
+        };
+        let conn = reader.pool.conn(0);
+        let served =
+            w.l1.read_through(ek.clone(), keep, false, load, |cmd, frames, filling| {
+                conn.request_with(
+                    cmd,
+                    frames,
+                    ReplyTo::Hook(Box::new(move |r| filling.finish(r))),
+                );
+            });
+        if let Served::Pending(rx) = served {
+            sent.push((read, ek, rx));
         }
     }
-    let reqs: Vec<&Request> = sent.iter().map(|(r, _)| &r.req).collect();
-    filler.read(&reqs).await;
-    for (read, ek) in sent {
-        if let Lookup::Hit(reply) = l1.get(&ek) {
+    for (read, ek, rx) in sent {
+        let _ = rx.await;
+        if let Lookup::Hit(reply) = w.l1.get(&ek) {
             warmed += 1;
             *budget.used.entry(read.ns.clone()).or_default() += L1::entry_weight(&ek, reply.len());
         }
@@ -161,7 +206,7 @@ async fn fill(l1: &L1, filler: &mut Filler, budget: &mut Budget, chunk: &[Read])
 }
 
 /// The read that fills each key, by its type (one pipelined TYPE per key).
-async fn reads_by_type(conn: &Conn, keys: Vec<(Bytes, Arc<str>)>) -> Result<Vec<Read>, AdminError> {
+async fn reads_by_type(conn: &Conn, keys: Vec<(Bytes, Arc<str>)>) -> Result<Vec<Read>, OpError> {
     let mut cmd = Vec::new();
     for (k, _) in &keys {
         cmd.extend_from_slice(&encode_command(&[Bytes::from_static(b"TYPE"), k.clone()]));
@@ -186,19 +231,26 @@ async fn reads_by_type(conn: &Conn, keys: Vec<(Bytes, Arc<str>)>) -> Result<Vec<
     Ok(reads)
 }
 
-/// Decrements `Shared::warming` when a namespace's start-up warming ends, however.
-struct Warming<'a>(&'a AtomicUsize);
+/// Decrements the count of warmings left when a namespace's start-up warming ends,
+/// however.
+struct Warming(Arc<AtomicUsize>);
 
-impl Drop for Warming<'_> {
+impl Drop for Warming {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-/// Warms the `warm = true` namespaces in the background, one after the other;
-/// `Shared::warming` counts those not done yet.
-pub fn spawn_on_start(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let rules: Vec<_> = shared
+/// Warms the `warm = true` namespaces in the background, one after the other, once
+/// `fills_stick` (a fill would be kept: Redis reachable, invalidations flowing);
+/// `warming` counts those not done yet.
+pub fn spawn_on_start(
+    w: Arc<Warmer>,
+    warming: Arc<AtomicUsize>,
+    fills_stick: impl Fn() -> bool + Send + Sync + 'static,
+    mut stop: watch::Receiver<bool>,
+) {
+    let rules: Vec<_> = w
         .policy
         .load()
         .rules()
@@ -209,13 +261,15 @@ pub fn spawn_on_start(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
     if rules.is_empty() {
         return;
     }
-    shared.warming.fetch_add(rules.len(), Ordering::AcqRel);
-    let shared = shared.clone();
+    warming.fetch_add(rules.len(), Ordering::AcqRel);
     tokio::spawn(async move {
-        let guards: Vec<_> = rules.iter().map(|_| Warming(&shared.warming)).collect();
+        let guards: Vec<_> = rules.iter().map(|_| Warming(warming.clone())).collect();
         let all = async {
             for (rule, guard) in rules.iter().zip(guards) {
-                warm_namespace(&shared, &rule.name, &rule.pattern).await;
+                while !fills_stick() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                warm_namespace(&w, &rule.name, &rule.pattern).await;
                 drop(guard);
             }
         };
@@ -227,21 +281,20 @@ pub fn spawn_on_start(shared: &Arc<Shared>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Warms one namespace at start-up, retrying (with backoff) until it completes once.
-async fn warm_namespace(shared: &Arc<Shared>, name: &str, pattern: &str) {
-    let (min, max) = shared.upstream.backoff();
+async fn warm_namespace(w: &Warmer, name: &str, pattern: &str) {
+    let (min, max) = w.upstream.backoff();
     let mut backoff = min;
-    let key = shared.upstream.initial_key();
+    let key = w.upstream.initial_key();
     loop {
-        wait_until_fills_stick(shared).await;
-        let progress = shared
-            .admin
+        let progress = w
+            .operations
             .begin(OpKind::Warm, pattern.as_bytes(), String::new());
         let job = WarmJob {
             pattern: Bytes::copy_from_slice(pattern.as_bytes()),
-            batch: shared.config.admin.batch,
-            pause: shared.config.admin.pause,
+            batch: w.batch,
+            pause: w.pause,
         };
-        match run(shared, &key, &job, &progress.progress).await {
+        match run(w, &key, &job, &progress.progress).await {
             Ok(n) => {
                 info!(namespace = name, keys = n, elapsed = ?progress.progress.started.elapsed(), "L1 warmed");
                 return;
@@ -253,36 +306,28 @@ async fn warm_namespace(shared: &Arc<Shared>, name: &str, pattern: &str) {
     }
 }
 
-/// Runs one warm-up on connections of its own (for `key`'s db and user); entries are
-/// filled for `key`'s protocol.
+/// Runs one warm-up: SCAN on a connection of its own (for `key`'s db and user), reads
+/// on `key`'s pool; entries are filled for `key`'s protocol.
 pub async fn run(
-    shared: &Arc<Shared>,
+    w: &Warmer,
     key: &PoolKey,
     job: &WarmJob,
     progress: &Progress,
-) -> Result<u64, AdminError> {
+) -> Result<u64, OpError> {
     let scan_key = PoolKey {
         resp3: false,
         ..key.clone()
     };
-    let conn = shared.upstream.dedicated(&scan_key).await?;
-    let mut filler = Filler::new(shared.clone(), key.clone()).await?;
-    let n = warm(shared, &conn, &mut filler, job, progress).await?;
-    shared.upstream.release(&scan_key, conn);
-    Ok(n)
-}
-
-/// Waits until a fill would be kept: Redis reachable and, with tracking, tracking
-/// established (fills are dropped until then); with the invalidation listener, until
-/// it has subscribed (it flushes L1 when it does).
-async fn wait_until_fills_stick(shared: &Shared) {
-    let ready = || {
-        shared.upstream.is_up()
-            && shared.tracking.as_ref().is_none_or(|t| t.is_up())
-            && (!shared.admin.listener_on.load(Ordering::Acquire)
-                || shared.admin.listener_up.load(Ordering::Acquire))
+    let conn = w.upstream.dedicated(&scan_key).await?;
+    let reader = Reader {
+        key: key.clone(),
+        scope: L1::scope(
+            key.creds.as_deref(),
+            w.upstream.credentials_of_url().as_deref(),
+        ),
+        pool: w.upstream.pool(key).await?,
     };
-    while !ready() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let n = warm(w, &conn, &reader, job, progress).await?;
+    w.upstream.release(&scan_key, conn);
+    Ok(n)
 }

@@ -10,13 +10,7 @@
 //! The connection is pinged every 500 ms; if a ping goes unanswered or the connection
 //! drops, L1 stops being fresh and stops filling until tracking is back.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
@@ -27,8 +21,9 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use super::L1;
+use super::LinkState;
 use crate::{
+    l1::L1,
     metrics::InvalidationSource,
     protocol::request::encode_command,
     upstream::{PoolKey, Upstream},
@@ -38,25 +33,6 @@ use crate::{
 pub const CLIENT_NAME: &str = "respite-tracking";
 /// A lost connection is noticed within two of these.
 const PING_EVERY: Duration = Duration::from_millis(500);
-
-/// Whether invalidations are flowing (for STATS and readiness).
-#[derive(Default)]
-pub struct TrackingState {
-    up: AtomicBool,
-    /// No namespace is cached, so there is nothing to track (and no connection).
-    idle: AtomicBool,
-}
-
-impl TrackingState {
-    /// Invalidations flow, or nothing needs them.
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
-    }
-
-    pub fn is_idle(&self) -> bool {
-        self.idle.load(Ordering::Acquire)
-    }
-}
 
 /// The prefixes to track: `Some(empty)` when no namespace is cached (no connection
 /// then), `None` to track every key. A reload sends new ones.
@@ -69,12 +45,12 @@ pub fn spawn(
     upstream: Arc<Upstream>,
     mut prefixes: Prefixes,
     mut stop: watch::Receiver<bool>,
-) -> Arc<TrackingState> {
-    let state = Arc::new(TrackingState::default());
+) -> Arc<LinkState> {
+    let state = Arc::new(LinkState::default());
     if prefixes.borrow().as_ref().is_some_and(Vec::is_empty) {
         // Idle from the start, not "down" until the task first runs.
-        state.idle.store(true, Ordering::Release);
-        state.up.store(true, Ordering::Release);
+        state.set_idle(true);
+        state.set_up(true);
     }
     let st = state.clone();
     tokio::spawn(async move {
@@ -89,20 +65,20 @@ pub fn spawn(
             let wanted = prefixes.borrow_and_update().clone();
             if wanted.as_ref().is_some_and(Vec::is_empty) {
                 // Nothing cached: nothing to track until a reload caches something.
-                st.idle.store(true, Ordering::Release);
-                st.up.store(true, Ordering::Release);
+                st.set_idle(true);
+                st.set_up(true);
                 tokio::select! {
                     _ = prefixes.changed() => {}
                     _ = stop.changed() => return,
                 }
-                st.idle.store(false, Ordering::Release);
-                st.up.store(false, Ordering::Release);
+                st.set_idle(false);
+                st.set_up(false);
                 l1.suspend_fills();
                 continue;
             }
             tokio::select! {
                 result = track(&l1, &upstream, &key, wanted.as_deref(), &st) => {
-                    if st.up.swap(false, Ordering::AcqRel) {
+                    if st.set_up(false) {
                         backoff = min;
                     }
                     l1.suspend_fills();
@@ -110,7 +86,7 @@ pub fn spawn(
                 }
                 _ = prefixes.changed() => {
                     // New namespaces: track their prefixes from now on.
-                    st.up.store(false, Ordering::Release);
+                    st.set_up(false);
                     l1.suspend_fills();
                     info!("cached namespaces changed: re-establishing tracking");
                     continue;
@@ -133,7 +109,7 @@ async fn track(
     upstream: &Upstream,
     key: &PoolKey,
     prefixes: Option<&[Bytes]>,
-    state: &TrackingState,
+    state: &LinkState,
 ) -> Result<(), String> {
     let mut stream = upstream.connect_raw(key).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -146,7 +122,7 @@ async fn track(
         }
     }
     l1.resume_fills();
-    state.up.store(true, Ordering::Release);
+    state.set_up(true);
     info!(prefixes = ?prefixes.map(|p| p.len()), "tracking established");
     watch_connection(&mut stream, &mut buf, |frame| match frame {
         BytesFrame::Push { data, .. } => {

@@ -21,7 +21,8 @@ use std::{sync::atomic::Ordering, time::Duration};
 
 use bytes::Bytes;
 
-use super::{AdminError, Progress, broadcast, scan};
+use super::{OpError, Progress, scan};
+use crate::invalidation::broadcast;
 use crate::{l1::L1, protocol::request::encode_command, upstream::Conn};
 
 /// What to delete, and how.
@@ -44,7 +45,7 @@ pub async fn delete_pattern(
     job: &DeleteJob,
     l1: &L1,
     progress: &Progress,
-) -> Result<u64, AdminError> {
+) -> Result<u64, OpError> {
     let mut deleted = 0;
     for (i, conn) in masters.iter().enumerate() {
         let mut cursor = 0;
@@ -78,7 +79,7 @@ pub async fn delete_pattern(
 }
 
 /// UNLINKs one batch (and announces it); returns how many keys Redis deleted.
-async fn unlink(conn: &Conn, job: &DeleteJob, l1: &L1, keys: &[Bytes]) -> Result<u64, AdminError> {
+async fn unlink(conn: &Conn, job: &DeleteJob, l1: &L1, keys: &[Bytes]) -> Result<u64, OpError> {
     let invalidate = || keys.iter().for_each(|k| l1.invalidate_key(k));
     let mut args = Vec::with_capacity(keys.len() + 1);
     args.push(Bytes::from_static(b"UNLINK"));
@@ -104,5 +105,5 @@ async fn unlink(conn: &Conn, job: &DeleteJob, l1: &L1, keys: &[Bytes]) -> Result
         .unwrap_or_default();
     crate::protocol::reply::integer_value(&first)
         .and_then(|n| u64::try_from(n).ok())
-        .ok_or_else(|| AdminError::Unexpected(format!("UNLINK replied {first:?}")))
+        .ok_or_else(|| OpError::Unexpected(format!("UNLINK replied {first:?}")))
 }

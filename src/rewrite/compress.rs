@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use super::{post::Shape, rules::Rewrite};
+use super::{post::Shape, stage::Rewrite};
 use crate::{
     compress::{
         self, Restore,
@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// Rewrites `rw` for the compressing namespaces of its keys.
-pub(super) fn compress_stage(policy: &Policy, rw: &mut Rewrite) {
+pub fn compress_stage(policy: &Policy, rw: &mut Rewrite) {
     let Some(spec) = rw.class.spec.filter(|_| policy.compresses()) else {
         return;
     };
@@ -125,7 +125,7 @@ fn pack(rule: &Rule, value: &Bytes) -> Option<Bytes> {
 
 /// [`read_rewrite`] for an L1 fill of `args` (a cacheable read of a key whose rule
 /// compresses).
-pub(super) fn fill_rewrite(args: &[Bytes]) -> Option<(Option<Vec<Bytes>>, Restore)> {
+pub fn fill_rewrite(args: &[Bytes]) -> Option<(Option<Vec<Bytes>>, Restore)> {
     let spec = crate::command::lookup(&args[0]).filter(|s| s.arity_ok(args.len()))?;
     read_rewrite(spec.name, args)
 }

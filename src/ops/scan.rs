@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::AdminError;
+use super::OpError;
 use crate::{
     protocol::{
         reply::{array_elements, is_error, split_frames},
@@ -23,7 +23,7 @@ pub async fn page(
     cursor: u64,
     pattern: &Bytes,
     count: usize,
-) -> Result<Page, AdminError> {
+) -> Result<Page, OpError> {
     let cmd = encode_command(&[
         Bytes::from_static(b"SCAN"),
         Bytes::from(cursor.to_string()),
@@ -33,7 +33,7 @@ pub async fn page(
         Bytes::from(count.to_string()),
     ]);
     let frame = request(conn, cmd, 1).await?;
-    let bad = || AdminError::Unexpected(format!("SCAN replied {:?}", lossy(&frame)));
+    let bad = || OpError::Unexpected(format!("SCAN replied {:?}", lossy(&frame)));
     let parts = array_elements(&frame)
         .filter(|p| p.len() == 2)
         .ok_or_else(bad)?;
@@ -50,14 +50,14 @@ pub async fn page(
 
 /// Sends `cmd` (producing `frames` replies) and returns the replies, or the first
 /// error reply among them.
-pub async fn request(conn: &Conn, cmd: Bytes, frames: u32) -> Result<Bytes, AdminError> {
+pub async fn request(conn: &Conn, cmd: Bytes, frames: u32) -> Result<Bytes, OpError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     conn.request_with(cmd, frames, ReplyTo::Oneshot(tx));
     let reply = rx
         .await
         .unwrap_or(Err(crate::error::Error::ConnectionLost))?;
     if let Some(err) = split_frames(&reply).find(|f| is_error(f)) {
-        return Err(AdminError::Redis(err));
+        return Err(OpError::Redis(err));
     }
     Ok(reply)
 }

@@ -1,0 +1,351 @@
+//! Read-through: a cached read is served from L1, or joins the fill in flight for its
+//! entry, or starts one. This module owns the whole fill protocol, so every reader
+//! (client sessions, warming) fills entries the same way:
+//!
+//! 1. the key's counters are snapshot before the read is sent;
+//! 2. the read goes upstream with `PTTL key` pipelined after it (the entry's lifetime
+//!    is read in the same round trip as the value);
+//! 3. when the reply arrives (on the upstream connection's task), a compressed value
+//!    is restored, the entry is stored only if no counter moved meanwhile, and every
+//!    waiter gets the reply.
+//!
+//! The caller only sends bytes: [`L1::read_through`] hands it the command to send and a
+//! [`Filling`] to finish with the reply.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use super::{Cached, EntryKey, FillKey, Join, L1, Lookup, Snapshot, fill::Fill, fresh_for};
+use crate::{
+    compress::Restore,
+    error::Reply,
+    protocol::{
+        reply::{array_elements, integer_value, is_error, split_frames},
+        request::encode_command,
+    },
+};
+
+/// How an entry is kept: its namespace's `l1_ttl` and `stale_if_error`.
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    pub l1_ttl: Duration,
+    pub stale_if_error: Option<Duration>,
+}
+
+/// What a read-through found.
+pub enum Served {
+    Hit(Cached),
+    /// An expired entry, served because Redis is unreachable (`stale_if_error`).
+    Stale(Cached),
+    /// The reply comes from Redis: this read's own fill, or another client's it joined.
+    Pending(oneshot::Receiver<Reply>),
+}
+
+/// The read to send for a miss: `cmd` is what the client sent (or what reads the
+/// stored value instead, e.g. GET for STRLEN of a compressed key), and `restore`
+/// turns the stored value into the client's reply before it is cached.
+pub struct Load<'a> {
+    pub cmd: &'a [u8],
+    pub restore: Option<Restore>,
+}
+
+/// A fill in flight: finish it with the reply to the command it was sent with.
+pub struct Filling {
+    l1: Arc<L1>,
+    key: FillKey,
+    fill: Arc<Fill>,
+    keep: Keep,
+    restore: Option<Restore>,
+}
+
+impl L1 {
+    /// Serves `ek` from L1, or waits for its fill: joins the one in flight, or calls
+    /// `send(cmd, frames, filling)`, which must send `cmd` (producing `frames` reply
+    /// frames) and finish `filling` with the reply. `down`: Redis is known to be
+    /// unreachable (an expired entry may then be served under `stale_if_error`).
+    pub fn read_through(
+        self: &Arc<Self>,
+        ek: EntryKey,
+        keep: Keep,
+        down: bool,
+        load: Load<'_>,
+        send: impl FnOnce(Bytes, u32, Filling),
+    ) -> Served {
+        match self.get(&ek) {
+            Lookup::Hit(reply) => return Served::Hit(reply),
+            Lookup::Stale(reply) if keep.stale_if_error.is_some() && down => {
+                self.served_stale(&ek);
+                return Served::Stale(reply);
+            }
+            _ => {}
+        }
+        let made = self.snapshot(&ek);
+        let key = FillKey { ek, made };
+        match self.join(key.clone()) {
+            Join::Waiter(rx) => Served::Pending(rx),
+            Join::Leader(fill, rx) => {
+                let cmd = with_pttl(load.cmd, std::slice::from_ref(&key.ek.key));
+                let filling = Filling {
+                    l1: self.clone(),
+                    key,
+                    fill,
+                    keep,
+                    restore: load.restore,
+                };
+                send(cmd, 2, filling);
+                Served::Pending(rx)
+            }
+        }
+    }
+}
+
+impl Filling {
+    /// Stores the value if nothing moved since the read was sent, then answers every
+    /// waiter. Runs on the upstream connection's task as soon as the reply is in.
+    pub fn finish(self, reply: Reply) {
+        let Filling {
+            l1,
+            key,
+            fill,
+            keep,
+            restore,
+        } = self;
+        // Store first, then stop accepting joiners: a request arriving in between
+        // finds either the entry or the fill, never neither (which would read again).
+        let out = match reply {
+            Ok(frames) => Ok(store(&l1, &key, keep, restore.as_ref(), &frames)),
+            Err(e) => match l1.get(&key.ek) {
+                Lookup::Stale(b) | Lookup::Hit(b) if keep.stale_if_error.is_some() => {
+                    l1.served_stale(&key.ek);
+                    Ok(Bytes::copy_from_slice(&b))
+                }
+                _ => Err(e),
+            },
+        };
+        l1.finish_fill(&key);
+        fill.complete(&out);
+    }
+}
+
+/// Stores the value of a `read + PTTL` reply; returns the client's reply.
+fn store(l1: &L1, key: &FillKey, keep: Keep, restore: Option<&Restore>, frames: &Bytes) -> Bytes {
+    let mut split = split_frames(frames);
+    let mut value = split.next().unwrap_or_default();
+    if let Some(restore) = restore {
+        value = restore.apply(value);
+    }
+    if let Some(pttl) = split.next().and_then(|f| integer_value(&f))
+        && !is_error(&value)
+    {
+        let fresh = fresh_for(keep.l1_ttl, pttl, &value);
+        let stale = keep.stale_if_error.unwrap_or_default();
+        l1.insert(key.ek.clone(), key.made, value.clone(), fresh, stale);
+    }
+    value
+}
+
+/// One key of an MGET: how it is cached (None: not cached), and whether its value may
+/// be stored compressed.
+pub struct MgetKey {
+    pub cached: Option<(EntryKey, Keep)>,
+    pub compressed: bool,
+}
+
+/// A key of an MGET that is read from Redis and then stored.
+struct MgetFill {
+    index: usize,
+    ek: EntryKey,
+    made: Snapshot,
+    keep: Keep,
+}
+
+/// What an MGET found in L1.
+pub enum MgetServed {
+    /// No key of it is cached: the client's MGET goes upstream as sent.
+    Uncached,
+    /// Every key was a hit: the whole reply.
+    Hit(Bytes),
+    /// Some keys are read from Redis (in one MGET).
+    Pending(oneshot::Receiver<Reply>),
+}
+
+impl L1 {
+    /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs),
+    /// sent by `send(cmd, frames, finish)`; `finish` turns the reply into the client's.
+    /// `on_lookup(i, hit)` is told the outcome of each cached key's lookup.
+    pub fn mget_through(
+        self: &Arc<Self>,
+        keys: &[Bytes],
+        plan: Vec<MgetKey>,
+        mut on_lookup: impl FnMut(usize, bool),
+        send: impl FnOnce(Bytes, u32, Box<dyn FnOnce(Reply) + Send>),
+    ) -> MgetServed {
+        let mut parts = Vec::with_capacity(keys.len());
+        let mut fills = Vec::new();
+        let mut restore = Vec::new();
+        for (i, key) in plan.into_iter().enumerate() {
+            if key.compressed {
+                restore.push(i);
+            }
+            let Some((ek, keep)) = key.cached else {
+                parts.push(None);
+                continue;
+            };
+            if let Lookup::Hit(reply) = self.get(&ek) {
+                on_lookup(i, true);
+                parts.push(Some(Bytes::copy_from_slice(&reply)));
+            } else {
+                on_lookup(i, false);
+                let made = self.snapshot(&ek);
+                fills.push(MgetFill {
+                    index: i,
+                    ek,
+                    made,
+                    keep,
+                });
+                parts.push(None);
+            }
+        }
+        if parts.iter().all(Option::is_none) && fills.is_empty() {
+            return MgetServed::Uncached;
+        }
+        let missing: Vec<Bytes> = keys
+            .iter()
+            .zip(&parts)
+            .filter(|(_, p)| p.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if missing.is_empty() {
+            return MgetServed::Hit(assemble(&parts));
+        }
+        let mut mget = vec![Bytes::from_static(b"MGET")];
+        mget.extend(missing);
+        let fill_keys: Vec<Bytes> = fills.iter().map(|f| f.ek.key.clone()).collect();
+        let cmd = with_pttl(&encode_command(&mget), &fill_keys);
+        let (tx, rx) = oneshot::channel();
+        let l1 = self.clone();
+        let finish = Box::new(move |reply: Reply| {
+            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames, &restore)));
+        });
+        send(cmd, 1 + fill_keys.len() as u32, finish);
+        MgetServed::Pending(rx)
+    }
+}
+
+/// `cmd` followed by `PTTL key` for each key.
+fn with_pttl(cmd: &[u8], keys: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(cmd.len() + keys.len() * 32);
+    out.extend_from_slice(cmd);
+    for k in keys {
+        out.extend_from_slice(&encode_command(&[Bytes::from_static(b"PTTL"), k.clone()]));
+    }
+    out.freeze()
+}
+
+/// Builds the client's MGET reply from the cached parts and Redis's reply for the
+/// missing keys (followed by one PTTL per filled key), storing what can be stored.
+/// Values of the keys at `restore` lose their compression envelope first.
+fn finish_mget(
+    l1: &L1,
+    mut parts: Vec<Option<Bytes>>,
+    fills: Vec<MgetFill>,
+    frames: &Bytes,
+    restore: &[usize],
+) -> Bytes {
+    let mut split = split_frames(frames);
+    let array = split.next().unwrap_or_default();
+    let Some(values) = array_elements(&array) else {
+        return array; // an error: the client gets it as Redis sent it
+    };
+    let mut values = values.into_iter();
+    let missing: Vec<usize> = (0..parts.len()).filter(|&i| parts[i].is_none()).collect();
+    for i in missing {
+        parts[i] = values.next();
+        if restore.binary_search(&i).is_ok() {
+            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v));
+        }
+    }
+    for (f, pttl) in fills.into_iter().zip(split) {
+        if let (Some(value), Some(pttl)) = (&parts[f.index], integer_value(&pttl)) {
+            if is_null(value) && pttl != -2 {
+                continue; // MGET says nil for a key of another type too; GET would not
+            }
+            let fresh = fresh_for(f.keep.l1_ttl, pttl, value);
+            let stale = f.keep.stale_if_error.unwrap_or_default();
+            l1.insert(f.ek, f.made, value.clone(), fresh, stale);
+        }
+    }
+    assemble(&parts)
+}
+
+fn assemble(parts: &[Option<Bytes>]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+    for p in parts {
+        out.extend_from_slice(p.as_deref().unwrap_or(b"$-1\r\n"));
+    }
+    out.freeze()
+}
+
+fn is_null(frame: &[u8]) -> bool {
+    matches!(frame, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ek(key: &'static [u8]) -> EntryKey {
+        EntryKey::new(0, 0, Bytes::from_static(key), Bytes::from_static(b"get"))
+    }
+
+    const KEEP: Keep = Keep {
+        l1_ttl: Duration::from_secs(60),
+        stale_if_error: None,
+    };
+
+    #[test]
+    fn a_miss_is_filled_then_hit_and_a_second_miss_joins() {
+        let l1 = L1::new(1 << 20, true);
+        let load = || Load {
+            cmd: b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+            restore: None,
+        };
+        let mut sent = None;
+        let Served::Pending(mut first) =
+            l1.read_through(ek(b"k"), KEEP, false, load(), |cmd, frames, filling| {
+                assert!(cmd.ends_with(b"*2\r\n$4\r\nPTTL\r\n$1\r\nk\r\n"));
+                assert_eq!(frames, 2);
+                sent = Some(filling);
+            })
+        else {
+            panic!("a miss waits")
+        };
+        let Served::Pending(mut second) =
+            l1.read_through(ek(b"k"), KEEP, false, load(), |_, _, _| panic!("joins"))
+        else {
+            panic!("joins the fill")
+        };
+        sent.unwrap()
+            .finish(Ok(Bytes::from_static(b"$1\r\nv\r\n:-1\r\n")));
+        assert_eq!(&first.try_recv().unwrap().unwrap()[..], b"$1\r\nv\r\n");
+        assert_eq!(&second.try_recv().unwrap().unwrap()[..], b"$1\r\nv\r\n");
+        assert!(matches!(
+            l1.read_through(ek(b"k"), KEEP, false, load(), |_, _, _| panic!("a hit")),
+            Served::Hit(b) if &b[..] == b"$1\r\nv\r\n"
+        ));
+    }
+
+    #[test]
+    fn splits_and_assembles() {
+        let arr = Bytes::from_static(b"*3\r\n$1\r\na\r\n$-1\r\n_\r\n");
+        let els = array_elements(&arr).unwrap();
+        assert!(is_null(&els[1]) && is_null(&els[2]));
+        assert_eq!(
+            &assemble(&[Some(Bytes::from_static(b"$1\r\na\r\n")), None])[..],
+            b"*2\r\n$1\r\na\r\n$-1\r\n"
+        );
+    }
+}

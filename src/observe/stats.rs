@@ -1,0 +1,89 @@
+//! The figures `RESPITE STATS` reports, as field/value pairs.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::Status;
+use crate::{invalidation::LinkState, metrics::NamespaceStats};
+
+impl Status {
+    /// Upstream, coherence, clients, operations, L1 (overall and per cached namespace)
+    /// and compression, as field/value pairs.
+    pub fn stats_fields(&self) -> Vec<(String, String)> {
+        let mut fields: Vec<(String, String)> = Vec::new();
+        let mut field = |k: &str, v: String| fields.push((k.to_owned(), v));
+        let up = if self.upstream.is_up() { "up" } else { "down" };
+        field("upstream", up.into());
+        field(
+            "tracking",
+            LinkState::describe(self.tracking.as_deref()).into(),
+        );
+        let (reloads_ok, reloads_failed) = self.metrics.reloads.counts();
+        field("config_reloads_ok", reloads_ok.to_string());
+        field("config_reloads_failed", reloads_failed.to_string());
+        let channel = LinkState::describe(self.channel.as_deref());
+        field("invalidation_channel", channel.into());
+        field(
+            "uptime_seconds",
+            self.started.elapsed().as_secs().to_string(),
+        );
+        field("clients", self.metrics.clients.connected().to_string());
+        field("warming", self.warming.load(Relaxed).to_string());
+        field("operations", self.operations.running().len().to_string());
+        if let Some(addr) = self.endpoint() {
+            field("metrics_listen", addr.to_string());
+        }
+        self.l1_fields(&mut fields);
+        self.compression_fields(&mut fields);
+        fields
+    }
+
+    fn l1_fields(&self, fields: &mut Vec<(String, String)>) {
+        let mut field = |k: &str, v: String| fields.push((k.to_owned(), v));
+        let (l1, namespaces) = (&self.l1, &self.metrics.namespaces);
+        let (hits, misses) = (
+            namespaces.sum(NamespaceStats::hits),
+            namespaces.sum(NamespaceStats::misses),
+        );
+        field("l1_entries", l1.entries().to_string());
+        field("l1_bytes", l1.bytes().to_string());
+        field("l1_max_bytes", l1.max_bytes().to_string());
+        field("l1_hits", hits.to_string());
+        field("l1_misses", misses.to_string());
+        field("l1_hit_ratio", ratio(hits, misses));
+        field("l1_coalesced", l1.stats.coalesced.load(Relaxed).to_string());
+        let stale = namespaces.sum(NamespaceStats::stale);
+        field("l1_stale", stale.to_string());
+        let dropped = l1.stats.fills_dropped.load(Relaxed);
+        field("l1_fills_dropped", dropped.to_string());
+        // Per namespace: the counters the metrics export too.
+        for rule in self.policy.load().rules().iter().filter(|r| r.l1) {
+            let (ns, name) = (&rule.stats, &rule.name);
+            let (hits, misses) = (ns.hits(), ns.misses());
+            let entries = ns.entries.load(Relaxed).max(0);
+            field(&format!("ns:{name}:l1_entries"), entries.to_string());
+            let bytes = ns.bytes.load(Relaxed).max(0);
+            field(&format!("ns:{name}:l1_bytes"), bytes.to_string());
+            field(&format!("ns:{name}:l1_hits"), hits.to_string());
+            field(&format!("ns:{name}:l1_misses"), misses.to_string());
+            field(&format!("ns:{name}:l1_hit_ratio"), ratio(hits, misses));
+        }
+    }
+
+    /// Bytes of values given to the compressor and as stored, per namespace.
+    fn compression_fields(&self, fields: &mut Vec<(String, String)>) {
+        for rule in self.policy.load().rules() {
+            let ns = &rule.stats;
+            let (bytes_in, bytes_out) =
+                (ns.compress_in.load(Relaxed), ns.compress_out.load(Relaxed));
+            if bytes_in > 0 {
+                let name = &rule.name;
+                fields.push((format!("compress_{name}_bytes_in"), bytes_in.to_string()));
+                fields.push((format!("compress_{name}_bytes_out"), bytes_out.to_string()));
+            }
+        }
+    }
+}
+
+fn ratio(hits: u64, misses: u64) -> String {
+    format!("{:.4}", hits as f64 / (hits + misses).max(1) as f64)
+}
