@@ -688,6 +688,8 @@ compress_min_size = 100
     );
     let value = varied_doc(3 << 20);
     let mut writer = stack.client();
+    // Seconds on an idle machine; more than the default 10 s read timeout on a busy one.
+    writer.set_read_timeout(std::time::Duration::from_secs(60));
     let started = std::time::Instant::now();
     let expected = value.clone();
     let write = std::thread::spawn(move || {
