@@ -9,7 +9,7 @@
 mod support;
 
 use support::{
-    Client, Stack, contains,
+    Client, ServerKind, Stack, contains,
     l1::{stat_int, wait_tracking},
     pseudo_random_bytes, show,
 };
@@ -473,6 +473,45 @@ fn in_place_changes_of_envelopes_are_refused() {
     }
 }
 
+/// Valkey 8.1's `SET key value IFEQ old` compares `old` with the stored bytes. Through
+/// the proxy it must compare with the value as written, not its envelope: the reply and
+/// the outcome are Valkey's for an uncompressed key, or the command is refused with a
+/// clear error as in-place changes are; never a silent "not equal".
+#[test]
+fn set_ifeq_compares_with_the_value_as_written() {
+    if support::skip_unless(ServerKind::Valkey, (8, 1), "SET … IFEQ")
+        || support::skip_pending(
+            ServerKind::Valkey,
+            "IFEQ's operand is compared with the stored envelope: the write never happens",
+        )
+    {
+        return;
+    }
+    let stack = Stack::start_with(TOML);
+    let mut p = Pair::new(&stack, false);
+    let (old, new) = (doc(3000), doc(2000));
+    for prefix in ["z:", "f:", "c:"] {
+        let key = format!("{prefix}ifeq");
+        let k = key.as_bytes();
+        p.same(&[b"SET", k, &old]);
+        p.same(&[b"GET", k]);
+        let args: [&[u8]; 5] = [b"SET", k, &new, b"IFEQ", &old];
+        let through = p.proxy.call(&args);
+        if through.starts_with(b"-ERR ") {
+            assert!(contains(&through, b"IFEQ"), "{key}: {}", show(&through));
+            assert_eq!(p.proxy.call(&[&b"GET"[..], k]), bulk(&old), "{key}");
+            continue;
+        }
+        assert_same(&args, &through, &p.direct.call(&args));
+        p.same(&[b"GET", k]);
+        // A comparison that fails changes nothing.
+        p.same(&[b"SET", k, &old, b"IFEQ", &old]);
+        p.same(&[b"GET", k]);
+        p.same(&[b"SET", k, &old, b"IFEQ", &new, b"GET"]);
+        p.same(&[b"GET", k]);
+    }
+}
+
 #[test]
 fn counters_and_short_values_behave_as_in_redis() {
     let stack = Stack::start_with(TOML);
@@ -655,6 +694,8 @@ compress_min_size = 100
     );
     let value = varied_doc(3 << 20);
     let mut writer = stack.client();
+    // Seconds on an idle machine; more than the default 10 s read timeout on a busy one.
+    writer.set_read_timeout(std::time::Duration::from_secs(60));
     let started = std::time::Instant::now();
     let expected = value.clone();
     let write = std::thread::spawn(move || {

@@ -11,7 +11,7 @@
 mod support;
 
 use support::{
-    Client, Proxy, RedisServer, Stack,
+    Client, Proxy, RedisServer, ServerKind, Stack,
     l1::{calls, stat_int, wait_tracking},
     pseudo_random_bytes,
     resp::encode_command,
@@ -931,6 +931,22 @@ const WRITES: &[Case] = &[
     (&["SET c:fall v", "@1 SET c:fall1 v"], &["GET c:fall", "@1 GET c:fall1"], &["FLUSHALL"]),
 ];
 
+/// Writes of Valkey 8.1, as in `WRITES`.
+#[rustfmt::skip]
+const VALKEY_8_1_WRITES: &[Case] = &[
+    (&["SET c:ifeq old"], &["GET c:ifeq", "STRLEN c:ifeq"], &["SET c:ifeq newer IFEQ old"]),
+    (&["SET c:ifeqget old"], &["GET c:ifeqget"], &["SET c:ifeqget newer IFEQ old GET"]),
+];
+
+/// The cases of `WRITES`, and those of the server's own commands.
+fn writes() -> Vec<Case> {
+    let mut writes = WRITES.to_vec();
+    if support::server().at_least(ServerKind::Valkey, (8, 1)) {
+        writes.extend_from_slice(VALKEY_8_1_WRITES);
+    }
+    writes
+}
+
 const DBS: usize = 5;
 
 /// `@N line` -> (N, line).
@@ -955,9 +971,10 @@ fn conns(connect: impl Fn() -> Client) -> Vec<Client> {
 }
 
 fn writes_through_the_proxy_are_read_back(coherence: &str) {
+    let writes = writes();
     let redis = RedisServer::start();
     let mut direct = conns(|| redis.client());
-    for (setup, _, _) in WRITES {
+    for (setup, _, _) in &writes {
         for line in *setup {
             let (db, line) = in_db(line);
             let reply = direct[db].call(&args(line));
@@ -977,7 +994,7 @@ fn writes_through_the_proxy_are_read_back(coherence: &str) {
     // Cache every read, and check the cache serves those of existing keys (missing
     // keys and error replies are l1.rs's business).
     let mut uncached = Vec::new();
-    for (_, reads, _) in WRITES {
+    for (_, reads, _) in &writes {
         for read in *reads {
             let (db, line) = in_db(read);
             readers[db].call(&args(line));
@@ -994,8 +1011,8 @@ fn writes_through_the_proxy_are_read_back(coherence: &str) {
     }
 
     let mut stale = Vec::new();
-    for (_, reads, writes) in WRITES {
-        for write in *writes {
+    for (_, reads, case_writes) in &writes {
+        for write in *case_writes {
             let (db, line) = in_db(write);
             let reply = writers[db].call(&args(line));
             if reply.starts_with(b"-") {
@@ -1009,7 +1026,7 @@ fn writes_through_the_proxy_are_read_back(coherence: &str) {
                 let got = c.call(&args(line));
                 if got != want {
                     stale.push(format!(
-                        "after {writes:?}: {read} ({who}) proxy {} redis {}",
+                        "after {case_writes:?}: {read} ({who}) proxy {} redis {}",
                         show(&got),
                         show(&want)
                     ));

@@ -7,7 +7,7 @@ mod support;
 
 use std::{thread, time::Duration};
 
-use support::{Client, Proxy, RedisServer, Stack, resp::encode_command, show};
+use support::{Client, Proxy, RedisServer, ServerKind, Stack, resp::encode_command, show};
 
 /// Every client shares one pooled upstream connection (one event loop, one connection
 /// in its pool), so leaks are visible.
@@ -99,6 +99,70 @@ fn client_reply_off_on_the_same_client() {
     b.assert_cmd("PING", b"+PONG\r\n");
     a.assert_cmd("CLIENT REPLY ON", b"+OK\r\n");
     a.assert_cmd("GET r", b"$1\r\n1\r\n");
+}
+
+/// `DEBUG PROTOCOL push` (RESP3) writes a push besides its reply: Redis 7.0 before the
+/// reply, Valkey 8.1 after it. Either way the push belongs to the client that sent the
+/// command, in the server's order, never to the client whose reply comes next.
+#[test]
+fn a_push_reaches_the_client_whose_command_caused_it() {
+    if support::skip_pending(
+        ServerKind::Valkey,
+        "a push is handed to the client whose reply comes next (Redis 7.0's order); \
+         Valkey writes it after the reply of the command that caused it",
+    ) {
+        return;
+    }
+    let stack = Stack::start_with(ONE_POOLED);
+    let push = encode_command(&["DEBUG", "PROTOCOL", "push"]);
+    let mut direct = stack.direct();
+    direct.cmd("HELLO 3");
+    direct.send_raw(&push);
+    let expected = [direct.read_reply(), direct.read_reply()];
+    let mut a = stack.client();
+    let mut b = stack.client();
+    a.cmd("HELLO 3");
+    b.cmd("HELLO 3");
+    a.send_raw(&push);
+    let first = a.read_reply();
+    b.assert_cmd("PING", b"+PONG\r\n");
+    let second = a.read_reply();
+    assert_eq!(
+        [show(&first), show(&second)],
+        [show(&expected[0]), show(&expected[1])]
+    );
+    a.assert_cmd("PING", b"+PONG\r\n");
+}
+
+/// Valkey 8.1's `CLIENT IMPORT-SOURCE ON` (allowed with `import-mode yes`) lets that
+/// connection read keys past their expiry. One client's switch must not reach the
+/// others sharing its upstream connection, nor the clients after it.
+#[test]
+fn import_source_stays_with_its_client() {
+    if support::skip_unless(ServerKind::Valkey, (8, 1), "CLIENT IMPORT-SOURCE")
+        || support::skip_pending(
+            ServerKind::Valkey,
+            "CLIENT IMPORT-SOURCE is not in the command table: it is forwarded on the \
+             shared connection and switches it for every client",
+        )
+    {
+        return;
+    }
+    let stack = Stack::start_with_redis(&["--import-mode", "yes"], ONE_POOLED);
+    let mut a = stack.client();
+    let mut b = stack.client();
+    let mut direct = stack.direct();
+    b.assert_cmd("SET gone v PX 1", b"+OK\r\n");
+    let expired = support::wait_until(Duration::from_secs(5), || {
+        direct.cmd("EXISTS gone") == b":0\r\n"
+    });
+    assert!(expired, "the key did not expire");
+    // Whatever respite answers (OK on a connection of a's own, or a refusal)...
+    a.cmd("CLIENT IMPORT-SOURCE ON");
+    // ...b still sees what a normal connection sees.
+    b.assert_cmd("GET gone", b"$-1\r\n");
+    drop(a);
+    stack.client().assert_cmd("GET gone", b"$-1\r\n");
 }
 
 #[test]

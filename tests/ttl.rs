@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use support::{Client, Stack, script::args};
+use support::{Client, ServerKind, Stack, script::args};
 
 /// `t:*` gets 100 s by default and at most 200 s; `o:*` has no rule.
 const RULES: &str = r#"
@@ -220,6 +220,46 @@ fn explicit_ttls_are_clamped_to_max_ttl() {
     // Unparsable values are Redis's to reject, with its own error.
     p.case(&v, "EXPIRE t:k soon", "t:k", Ttl::Persistent);
     p.case(&[], "SET t:k v EX soon", "t:k", Ttl::Missing);
+}
+
+/// Valkey 8.1's `SET key value IFEQ old` (write only if the key holds `old`) is a SET
+/// like any other: the rule's default TTL is added, a long one clamped, KEEPTTL kept.
+#[test]
+fn set_ifeq_gets_the_default_ttl_or_a_clamp() {
+    if support::skip_unless(ServerKind::Valkey, (8, 1), "SET … IFEQ")
+        || support::skip_pending(
+            ServerKind::Valkey,
+            "respite's SET rewrite gives up on the unknown IFEQ option: no TTL added, none clamped",
+        )
+    {
+        return;
+    }
+    let stack = Stack::start_with(RULES);
+    let mut p = Pair::new(&stack);
+    let old = ["SET t:k old"];
+    let old_30s = ["SET t:k old EX 30"];
+    p.case(&old, "SET t:k new IFEQ old", "t:k", Ttl::Default);
+    p.case(&old_30s, "SET t:k new IFEQ old", "t:k", Ttl::Default);
+    p.case(&old, "SET t:k new IFEQ old GET", "t:k", Ttl::Default);
+    p.case(
+        &old,
+        "SET t:k new ifeq old px 1500",
+        "t:k",
+        Ttl::Kept(1_500),
+    );
+    p.case(&old, "SET t:k new IFEQ old EX 100000", "t:k", Ttl::Max);
+    p.case(&old, "SET t:k new EX 100000 IFEQ old", "t:k", Ttl::Max);
+    p.case(
+        &old_30s,
+        "SET t:k new IFEQ old KEEPTTL",
+        "t:k",
+        Ttl::Kept(30_000),
+    );
+    // IFEQ on a missing key writes nothing.
+    p.case(&[], "SET t:k new IFEQ old", "t:k", Ttl::Missing);
+    // Valkey's syntax errors stay Valkey's.
+    p.case(&old, "SET t:k new IFEQ old NX", "t:k", Ttl::Persistent);
+    p.case(&old, "SET t:k new IFEQ", "t:k", Ttl::Persistent);
 }
 
 #[test]

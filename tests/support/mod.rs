@@ -1,8 +1,12 @@
-//! Shared helpers for the integration tests: a real `redis-server` on a free port, the
-//! proxy in-process on port 0, a small synchronous RESP client, a TCP fault injector
-//! and the differential script runner.
+//! Shared helpers for the integration tests: a real `redis-server` (or `valkey-server`)
+//! on a free port, the proxy in-process on port 0, a small synchronous RESP client, a
+//! TCP fault injector and the differential script runner.
 //!
 //! Each test file includes this with `mod support;` and uses a part of it.
+//!
+//! The server matrix: `RESPITE_TEST_SERVER=valkey` runs the tests against
+//! `valkey-server` instead of `redis-server` (scripts/test runs the core suites both
+//! ways; see `server.rs`).
 //!
 //! Environment knobs, for diagnosing a failure (never needed to run the suite):
 //! - `RUST_LOG=respite=debug` shows the proxy's logs in a failing test's output.
@@ -21,6 +25,7 @@ pub mod proxy;
 pub mod redis;
 pub mod resp;
 pub mod script;
+pub mod server;
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +34,7 @@ pub use fault::FaultProxy;
 pub use proxy::Proxy;
 pub use redis::RedisServer;
 pub use resp::{Frame, show};
+pub use server::{ServerInfo, ServerKind, server, server_kind, skip_pending, skip_unless};
 
 /// Polls `cond` every few milliseconds until it holds or `within` passes.
 pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -1,14 +1,19 @@
-//! A real `redis-server` on a free loopback port, killed when dropped.
+//! A real server on a free loopback port, killed when dropped: `redis-server` by
+//! default, `valkey-server` with `RESPITE_TEST_SERVER=valkey` (see [`super::server`]).
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
-use super::client::Client;
+use super::{
+    client::Client,
+    server::{self, ServerInfo, ServerKind},
+};
 
-const REDIS_SERVER: &str = "/usr/bin/redis-server";
 const START_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct RedisServer {
@@ -44,7 +49,7 @@ impl RedisServer {
                 }
             }
         }
-        panic!("could not start redis-server: {last_error}");
+        panic!("could not start {}: {last_error}", binary().display());
     }
 
     pub fn port(&self) -> u16 {
@@ -106,9 +111,15 @@ impl RedisServer {
         );
     }
 
+    /// What `INFO server` of this server says it is.
+    pub fn info(&self) -> ServerInfo {
+        ServerInfo::from_info(&self.client().call(&["INFO", "server"]))
+    }
+
     fn spawn(&mut self) -> Result<(), String> {
         let log = self.dir.path().join("redis.log");
-        let mut cmd = Command::new(REDIS_SERVER);
+        let binary = binary();
+        let mut cmd = Command::new(binary);
         cmd.args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
@@ -126,12 +137,12 @@ impl RedisServer {
             .stderr(Stdio::null());
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("spawn {REDIS_SERVER}: {e}"))?;
+            .map_err(|e| format!("spawn {}: {e}", binary.display()))?;
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
                 let log = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("redis-server exited with {status}: {log}"));
+                return Err(format!("{} exited with {status}: {log}", binary.display()));
             }
             if ping(self.addr()) {
                 self.child = Some(child);
@@ -141,7 +152,8 @@ impl RedisServer {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "redis-server on port {} did not answer PING",
+                    "{} on port {} did not answer PING",
+                    binary.display(),
                     self.port
                 ));
             }
@@ -155,6 +167,12 @@ impl Drop for RedisServer {
         self.stop();
         super::ports::release(self.port);
     }
+}
+
+/// The server binary `RESPITE_TEST_SERVER` picks, found once per test process.
+fn binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| server::selected().binary())
 }
 
 /// A port nobody listens on right now (and that no stopped Redis of this process is
