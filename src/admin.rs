@@ -152,7 +152,7 @@ impl Admin {
         spawn_op(async move {
             let p = &op.progress;
             let conn = upstream.dedicated(&key).await?;
-            match delete_pattern(std::slice::from_ref(&conn), &job, &l1, p).await {
+            match delete_pattern(std::slice::from_ref(&conn.conn), &job, &l1, p).await {
                 Ok(n) => {
                     upstream.release(&key, conn);
                     info!(pattern = %p.pattern, deleted = n, elapsed = ?p.started.elapsed(), "pattern deleted");

@@ -101,11 +101,20 @@ pub enum Route {
     Discard,
     Watch,
     Unwatch,
-    /// Puts the connection in a streaming mode: SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE,
-    /// MONITOR, CLIENT TRACKING, CLIENT REPLY.
-    Relay,
-    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE (outside relay mode Redis just replies).
+    /// Needs a connection of the client's own while it runs, so a slow or stuck one
+    /// holds up no other client, and one that must reach a busy Redis waits behind
+    /// nobody else's: scripts and functions, SCRIPT/FUNCTION KILL, SHUTDOWN, DEBUG,
+    /// CLIENT PAUSE/UNPAUSE/UNBLOCK.
+    Own,
+    /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: a connection of the client's own while it is
+    /// subscribed.
+    Subscribe,
+    /// UNSUBSCRIBE, PUNSUBSCRIBE, SUNSUBSCRIBE (answered by the proxy when the client
+    /// is not subscribed).
     Unsubscribe,
+    /// Connection state the proxy does not model (MONITOR, CLIENT TRACKING): a
+    /// connection of the client's own until RESET or disconnection.
+    Sticky,
     Select,
     Auth,
     Hello,
@@ -117,6 +126,8 @@ pub enum Route {
     ClientSetInfo,
     /// CLIENT NO-EVICT / NO-TOUCH: connection flags the proxy answers itself.
     ClientNoop,
+    /// CLIENT REPLY ON|OFF|SKIP: the proxy drops the replies itself.
+    ClientReply,
     /// SYNC, PSYNC, REPLCONF: replication through the proxy is not supported.
     Refuse,
 }
@@ -132,8 +143,10 @@ impl Route {
             Route::Discard => "discard",
             Route::Watch => "watch",
             Route::Unwatch => "unwatch",
-            Route::Relay => "relay",
+            Route::Own => "own",
+            Route::Subscribe => "subscribe",
             Route::Unsubscribe => "unsubscribe",
+            Route::Sticky => "sticky",
             Route::Select => "select",
             Route::Auth => "auth",
             Route::Hello => "hello",
@@ -144,6 +157,7 @@ impl Route {
             Route::ClientGetName => "client-getname",
             Route::ClientSetInfo => "client-setinfo",
             Route::ClientNoop => "client-noop",
+            Route::ClientReply => "client-reply",
             Route::Refuse => "refuse",
         }
     }
@@ -551,16 +565,16 @@ mod tests {
             ("DISCARD", Stateful, Route::Discard),
             ("WATCH a b", Stateful, Route::Watch),
             ("UNWATCH", Stateful, Route::Unwatch),
-            ("SUBSCRIBE c", PubSub, Route::Relay),
-            ("PSUBSCRIBE c*", PubSub, Route::Relay),
-            ("SSUBSCRIBE c", PubSub, Route::Relay),
+            ("SUBSCRIBE c", PubSub, Route::Subscribe),
+            ("PSUBSCRIBE c*", PubSub, Route::Subscribe),
+            ("SSUBSCRIBE c", PubSub, Route::Subscribe),
             ("UNSUBSCRIBE", PubSub, Route::Unsubscribe),
             ("PUNSUBSCRIBE", PubSub, Route::Unsubscribe),
             ("SUNSUBSCRIBE c", PubSub, Route::Unsubscribe),
             ("PUBLISH c m", PubSub, Route::Forward),
             ("SPUBLISH c m", PubSub, Route::Forward),
             ("PUBSUB CHANNELS", PubSub, Route::Forward),
-            ("MONITOR", Admin, Route::Relay),
+            ("MONITOR", Admin, Route::Sticky),
             ("SELECT 1", Connection, Route::Select),
             ("AUTH user pass", Connection, Route::Auth),
             ("HELLO 3", Connection, Route::Hello),
@@ -581,12 +595,12 @@ mod tests {
             ),
             ("CLIENT NO-EVICT on", Connection, Route::ClientNoop),
             ("CLIENT no-touch on", Connection, Route::ClientNoop),
-            ("CLIENT TRACKING on", Connection, Route::Relay),
-            ("CLIENT REPLY OFF", Connection, Route::Relay),
+            ("CLIENT TRACKING on", Connection, Route::Sticky),
+            ("CLIENT REPLY OFF", Connection, Route::ClientReply),
             ("CLIENT CACHING yes", Connection, Route::Forward),
             ("CLIENT LIST", Admin, Route::Forward),
             ("CLIENT KILL ID 7", Admin, Route::Forward),
-            ("CLIENT PAUSE 10", Admin, Route::Forward),
+            ("CLIENT PAUSE 10", Admin, Route::Own),
             ("CLIENT TRACKINGINFO", Admin, Route::Forward),
             ("CLIENT NOSUCHSUB", Admin, Route::Forward),
             ("CLIENT", Admin, Route::Forward),
@@ -598,7 +612,7 @@ mod tests {
             ("INFO", Admin, Route::Forward),
             ("TIME", Admin, Route::Forward),
             ("LOLWUT", Admin, Route::Forward),
-            ("SHUTDOWN", Admin, Route::Forward),
+            ("SHUTDOWN", Admin, Route::Own),
             ("OBJECT ENCODING k", Read, Route::Forward),
             ("OBJECT HELP", Read, Route::Forward),
             ("MEMORY USAGE k", Read, Route::Forward),
@@ -612,12 +626,12 @@ mod tests {
             ("FUNCTION LIST", Admin, Route::Forward),
             ("XINFO STREAM k", Read, Route::Forward),
             ("XGROUP CREATE k g $", Write, Route::Forward),
-            ("EVAL s 0", Write, Route::Forward),
-            ("EVAL_RO s 0", Read, Route::Forward),
-            ("EVALSHA h 0", Write, Route::Forward),
-            ("EVALSHA_RO h 0", Read, Route::Forward),
-            ("FCALL f 0", Write, Route::Forward),
-            ("FCALL_RO f 0", Read, Route::Forward),
+            ("EVAL s 0", Write, Route::Own),
+            ("EVAL_RO s 0", Read, Route::Own),
+            ("EVALSHA h 0", Write, Route::Own),
+            ("EVALSHA_RO h 0", Read, Route::Own),
+            ("FCALL f 0", Write, Route::Own),
+            ("FCALL_RO f 0", Read, Route::Own),
             ("SORT k", Write, Route::Forward),
             ("SORT_RO k", Read, Route::Forward),
             ("PFCOUNT a", Write, Route::Forward),

@@ -51,8 +51,13 @@ pub struct ServerConfig {
     /// Commands of one client that may await their reply at once; past this the
     /// proxy stops reading from that client until replies drain.
     pub max_pipeline: usize,
-    /// Reply bytes buffered for one client before the proxy stops reading from it.
+    /// Reply bytes queued for one client (whoever produced them: Redis, L1, pushes)
+    /// before the proxy stops reading its commands until it reads its replies.
     pub max_output_buffer: ByteSize,
+    /// Reply bytes queued for one client past which it is closed, as Redis's
+    /// client-output-buffer-limit does (replies already in flight can take a client
+    /// that does not read past `max_output_buffer`).
+    pub output_buffer_limit: ByteSize,
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -83,6 +88,7 @@ impl Default for ServerConfig {
             max_inline_len: ByteSize::kib(64),
             max_pipeline: 1024,
             max_output_buffer: ByteSize::mib(16),
+            output_buffer_limit: ByteSize::mib(256),
             shutdown_grace: Duration::from_secs(10),
             threads: 0,
         }
@@ -98,9 +104,16 @@ pub struct UpstreamConfig {
     pub pool_size: usize,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// A reply not received within this gets an error (blocking commands excepted).
+    /// Silence on a connection with requests waiting before respite checks that
+    /// Redis is alive (a PING on a new connection). A slow command or a long pipeline
+    /// is never cut off while Redis answers.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// How long that check may take before Redis is declared unreachable and the
+    /// waiting requests fail. Redis answers nobody while a script runs, up to its
+    /// `busy-reply-threshold` (5 s by default): keep this above it.
+    #[serde(with = "humantime_serde")]
+    pub liveness_timeout: Duration,
     /// First reconnect delay; doubles up to `max_backoff`, with jitter.
     #[serde(with = "humantime_serde")]
     pub min_backoff: Duration,
@@ -115,6 +128,7 @@ impl Default for UpstreamConfig {
             pool_size: 1,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(2),
+            liveness_timeout: Duration::from_secs(6),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
         }
@@ -333,6 +347,13 @@ impl Config {
         }
         if self.upstream.request_timeout.is_zero() {
             return Err(invalid("upstream", "request_timeout", "must be > 0".into()));
+        }
+        if self.upstream.liveness_timeout.is_zero() {
+            return Err(invalid(
+                "upstream",
+                "liveness_timeout",
+                "must be > 0".into(),
+            ));
         }
         if let Some(listen) = &self.metrics.listen
             && listen.parse::<SocketAddr>().is_err()

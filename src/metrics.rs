@@ -97,6 +97,12 @@ pub const CLIENTS_REJECTED: Def = def(
     &[],
     "Client connections refused because server.max_clients were open.",
 );
+pub const CLIENTS_OVER_LIMIT: Def = def(
+    "respite_clients_output_limit_closed_total",
+    Counter,
+    &[],
+    "Clients closed for queueing more reply bytes than server.output_buffer_limit.",
+);
 pub const CLIENTS_MAX: Def = def("respite_clients_max", Gauge, &[], "server.max_clients.");
 pub const L1_HITS: Def = def(
     "respite_l1_hits_total",
@@ -221,6 +227,7 @@ pub const ALL: &[Def] = &[
     CLIENTS_CONNECTED,
     CLIENTS_CONNECTIONS,
     CLIENTS_REJECTED,
+    CLIENTS_OVER_LIMIT,
     CLIENTS_MAX,
     L1_HITS,
     L1_MISSES,

@@ -1,120 +1,91 @@
 //! One client connection: framing, pipelining with replies in request order, and the
-//! client's state (db, user, protocol, name, MULTI/WATCH, pub/sub).
+//! client's state.
 //!
 //! A session is one task. Each turn of its loop dispatches every complete command
-//! read so far (each becomes a [`Pending`] reply, in order), moves finished replies
-//! into the output buffer, then waits for whichever comes first: the oldest reply,
-//! its timeout, the socket becoming writable, or more input. Reading stops while too
-//! many replies are outstanding or too much output is buffered, so a client that does
-//! not read cannot grow the proxy's memory.
+//! read so far (each becomes an entry of [`pending`], in order), moves the replies
+//! that are in to the output buffer, then waits for whichever comes first: the
+//! oldest reply, an event of its own upstream connection, the socket becoming
+//! writable, or more input.
 //!
-//! Commands that switch upstream connection (MULTI, WATCH, blocking commands, SELECT,
-//! AUTH, HELLO, pub/sub) first wait until every earlier reply is in (a barrier), so
-//! Redis sees the client's commands in the order it sent them.
+//! ## The client's state
+//! - **link** ([`link`]): `Pooled` — commands go to the shared pipelined connection of
+//!   the client's key (db, user, protocol), reads may be answered from L1; or `Own` —
+//!   a connection of the client's own, which every command goes to while it is held.
+//!   `Pooled → Own` on MULTI, WATCH, a blocking command, a script or another command
+//!   that must not share a connection (`Route::Own`), SUBSCRIBE, MONITOR and CLIENT
+//!   TRACKING, once every earlier reply is in (so Redis sees the client's commands in
+//!   order). `Own → Pooled` once nothing holds it (no MULTI, WATCH, subscription or
+//!   sticky state) and no reply is outstanding on it; it is reused by another client
+//!   only if its state is that of a new connection.
+//! - **key**: SELECT, AUTH, HELLO, RESET move the client to the pool of another key.
+//! - **reply mode**: CLIENT REPLY ON / OFF / SKIP (the proxy drops the replies).
+//! - **phase**: open; closing (QUIT, a protocol error, shutdown: answer what was
+//!   sent, then close); gone (the client disconnected: its own connection is closed at
+//!   once, so Redis drops a blocked command and whatever the client sent after it).
+//!
+//! Every command, in every state, goes through the same stages (`send.rs`):
+//! classify, namespace rules and compression (`rewrite`), L1 invalidation and the
+//! client's unacknowledged writes (`effect`), upstream, then the reply restored.
+//!
+//! ## What one client cannot do to the others
+//! - Outgrow its budget: every byte queued for it counts (`max_output_buffer`: no
+//!   more commands are read while above; `output_buffer_limit`: closed above, as
+//!   Redis's client-output-buffer-limit does). Its own connection's events are taken
+//!   only within the budget, so Redis holds what it does not read.
+//! - Stall a shared connection: anything that may run long, block, or produce replies
+//!   nobody asked for runs on a connection of its own.
+//! - See another's data: L1 entries are scoped by db and user.
 
 mod cache;
+mod clients;
 mod connection;
 mod control;
 mod dispatch;
-mod relay;
+mod effect;
+mod link;
+mod pending;
+mod send;
 
-use std::{
-    collections::VecDeque,
-    pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::{oneshot, watch},
-    time::{Instant, Sleep},
+    sync::watch,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
+pub use clients::Clients;
 pub use control::{AdminAnswer, AdminCaller, AdminCommands};
+use effect::{Effect, Unacked};
+use link::Link;
+use pending::{Finish, Pending, Slot};
 
 use crate::{
     command::Kind,
     config::ServerConfig,
-    error::Error,
+    error::{Error, Reply},
     l1::L1,
     metrics::{Metrics, NamespaceStats, Outcome},
     policy::Rules,
     protocol::request::{Limits, Request, RequestParser},
-    rewrite::{Outgoing, Post, Queued},
-    upstream::{Conn, Detached, Pool, PoolKey, Reply, ReplyTo, Upstream},
+    upstream::{Event, Pool, PoolKey, Upstream},
 };
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A reply owed to the client, in request order.
-enum Pending {
-    Ready(Bytes),
-    Upstream {
-        rx: oneshot::Receiver<Reply>,
-        /// None for commands that block by design.
-        deadline: Option<Instant>,
-        effect: Effect,
-        post: Post,
-        /// The command's kind, for the request metrics.
-        kind: Kind,
-    },
-}
+/// Input read ahead while commands wait (a barrier, a full pipeline): enough to see
+/// a client that sent commands and disconnected, bounded so one that keeps sending
+/// is held back by TCP.
+const READ_AHEAD: usize = 64 * 1024;
 
-/// What changes once Redis has answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Effect {
-    None,
-    /// SELECT on a pinned connection: the db changes if Redis says OK.
-    Select(u32),
-    /// EXEC of a transaction that queued a SELECT: the db changes if EXEC ran.
-    ExecSelect(u32),
-    /// A write was acknowledged (or may have been applied): L1 generations move again.
-    Invalidate(Vec<Bytes>),
-    FlushDbs(Vec<u32>),
-    FlushAll,
-    Many(Vec<Effect>),
-}
-
-/// A dedicated upstream connection held by this client.
-struct Pinned {
-    conn: Conn,
-    key: PoolKey,
-    state: PinState,
-    /// The connection's state may differ from `key` (AUTH inside MULTI…): never reuse.
-    dirty: bool,
-    /// A SELECT queued inside the current MULTI.
-    queued_select: Option<u32>,
-    /// A streaming command (SUBSCRIBE…) queued inside the current MULTI.
-    queued_stream: bool,
-    /// L1 effects of the writes queued inside the current MULTI, applied at EXEC.
-    queued_writes: Vec<Effect>,
-    /// Every command queued upstream inside the current MULTI (the client's and the
-    /// proxy's own), to give EXEC's reply the client's shape.
-    queued: Vec<Queued>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PinState {
-    Multi,
-    Watching,
-    /// The state has ended (EXEC, DISCARD, UNWATCH, a blocking command was sent):
-    /// release once its replies are in.
-    Done,
-}
-
-/// What dispatching asks of the loop.
-enum Flow {
-    Continue,
-    /// Enter streaming mode with this command (SUBSCRIBE, MONITOR…).
-    Relay(Request),
-}
+/// Outstanding replies allowed at first, and at least.
+const FIRST_WINDOW: usize = 64;
+const MIN_WINDOW: usize = 4;
 
 /// What every session shares.
 pub struct Context {
@@ -125,37 +96,60 @@ pub struct Context {
     pub l1: Arc<L1>,
     pub metrics: Arc<Metrics>,
     pub admin: Arc<dyn AdminCommands>,
+    pub clients: Arc<Clients>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// No more input is read; what was sent is answered, then the connection closes.
+    Closing,
+    /// The client is gone (or the proxy stops): nothing more is written.
+    Gone,
+}
+
+/// CLIENT REPLY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyMode {
+    On,
+    Off,
+    /// The next command's reply is dropped.
+    Skip,
+}
+
+/// What dispatching asks of the loop.
+enum Flow {
+    Continue,
+    /// The command waits until every earlier reply is in (kept as `deferred`).
+    Deferred,
 }
 
 pub struct Session {
     ctx: Arc<Context>,
     id: u64,
+    /// What other sessions see of this one.
+    entry: Arc<clients::ClientEntry>,
     key: PoolKey,
     pool: Arc<Pool>,
-    name: Option<Bytes>,
-    pinned: Option<Pinned>,
-    /// The pool must be looked up again (the db changed inside a transaction).
+    /// The pool must be looked up again (the key changed on the own connection).
     repool: bool,
-    pending: VecDeque<Pending>,
+    link: Link,
+    pending: Pending,
     /// A command that waits for every earlier reply (the barrier) before dispatch.
     deferred: Option<Request>,
     parser: RequestParser,
     inbuf: BytesMut,
     out: BytesMut,
-    /// No more input will be read (QUIT, protocol error, EOF, shutdown).
-    closing: bool,
-    /// The client is gone or the proxy is stopping: do not wait for blocking commands.
-    abandon_blocking: bool,
-    /// A dedicated connection being handed over for streaming mode after EXEC.
-    detaching: Option<oneshot::Receiver<Detached>>,
-    timeout: Duration,
-    /// `RESPITE` admin commands are allowed (no `[admin] password`, or RESPITE AUTH).
+    phase: Phase,
+    reply_mode: ReplyMode,
+    unacked: Unacked,
+    name: Option<Bytes>,
+    /// `RESPITE AUTH` succeeded on this connection.
     admin_ok: bool,
     /// The kind of the command being dispatched (counted with its outcome).
     kind: Kind,
-    /// Its reads count in the request and L1 hit/miss metrics (false for the headless
-    /// reader of RESPITE WARM, whose fills are not the clients' misses).
-    counted: bool,
+    /// Replies allowed outstanding (see [`Session::window`]).
+    window: usize,
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
@@ -163,6 +157,7 @@ pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, stop: watch::Receiv
     let mut session = Session::new(ctx);
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
+    session.leave();
     debug!(client_id = session.id, ?result, "disconnected");
 }
 
@@ -174,130 +169,257 @@ impl Session {
             max_args: ctx.limits.max_args,
             max_inline_len: ctx.limits.max_inline_len.as_u64() as usize,
         };
-        let upstream = &ctx.upstream;
+        let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         Session {
-            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
-            key: upstream.initial_key(),
-            pool: upstream.initial_pool(),
-            timeout: upstream.request_timeout(),
-            admin_ok: false,
-            kind: Kind::Unknown,
-            counted: true,
-            ctx: ctx.clone(),
-            name: None,
-            pinned: None,
+            id,
+            entry: ctx.clients.add(id),
+            key: ctx.upstream.initial_key(),
+            pool: ctx.upstream.initial_pool(),
             repool: false,
-            pending: VecDeque::new(),
+            link: Link::Pooled,
+            pending: Pending::default(),
             deferred: None,
             parser: RequestParser::new(limits),
             inbuf: BytesMut::with_capacity(16 * 1024),
             out: BytesMut::with_capacity(16 * 1024),
-            closing: false,
-            abandon_blocking: false,
-            detaching: None,
+            phase: Phase::Open,
+            reply_mode: ReplyMode::On,
+            unacked: Unacked::default(),
+            name: None,
+            admin_ok: false,
+            kind: Kind::Unknown,
+            window: FIRST_WINDOW,
+            ctx,
         }
     }
-}
 
-impl Session {
     async fn run(
         &mut self,
         stream: &mut TcpStream,
         mut stop: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
-        let mut timer: Pin<Box<Sleep>> = Box::pin(tokio::time::sleep(Duration::ZERO));
-        let mut timer_for: Option<Instant> = None;
-        let max_pipeline = self.ctx.limits.max_pipeline;
-        let max_out = self.ctx.limits.max_output_buffer.as_u64() as usize;
+        let hard_limit = self.ctx.limits.output_buffer_limit.as_u64() as usize;
         loop {
-            let relay = match self.detaching.take() {
-                Some(rx) if self.drained() => Some(relay::Start::Detached(rx)),
-                detaching => {
-                    self.detaching = detaching;
-                    self.dispatch_input().await.map(relay::Start::Command)
-                }
-            };
-            if let Some(start) = relay {
-                self.flush(stream).await?;
-                match relay::run(self, stream, &mut stop, start).await? {
-                    relay::End::Closed => return Ok(()),
-                    relay::End::Resume => continue,
-                }
+            let hungry = self.settle().await;
+            if self.queued() > hard_limit {
+                warn!(
+                    client_id = self.id,
+                    queued = self.queued(),
+                    "closing a client over output_buffer_limit"
+                );
+                self.ctx.metrics.clients.over_limit();
+                return Ok(());
             }
-            self.collect_ready();
-            if self.abandon_blocking && self.waits_on_blocking() {
-                return Ok(()); // as Redis does, a vanished client's blocking call is dropped
-            }
-            if self.closing && self.pending.is_empty() && self.deferred.is_none() {
+            self.release_own();
+            if self.finished() {
                 self.flush(stream).await?;
                 return stream.shutdown().await;
             }
-            let deadline = self.front_deadline();
-            if deadline != timer_for {
-                if let Some(d) = deadline {
-                    timer.as_mut().reset(d);
-                }
-                timer_for = deadline;
-            }
-            let can_read = !self.closing
-                && self.deferred.is_none()
-                && self.pending.len() < max_pipeline
-                && self.out.len() < max_out;
             let (mut rd, mut wr) = stream.split();
+            // Input is read while every command read has been dispatched, and a little
+            // ahead while some wait (to notice a client that sent commands and left).
+            let ahead = if hungry {
+                usize::MAX
+            } else {
+                READ_AHEAD.saturating_sub(self.inbuf.len())
+            };
+            let reading = self.phase == Phase::Open && ahead > 0;
+            let writing = self.phase != Phase::Gone && !self.out.is_empty();
+            // Its own connection's events are taken while the client's bytes allow
+            // (they never add an entry to wait for, only bytes).
+            let taking = self.link.own().is_some_and(|o| !o.gone) && self.queued() < self.max_out();
             tokio::select! {
                 biased;
-                reply = front_reply(&mut self.pending) => self.complete_front(reply),
-                () = &mut timer, if timer_for.is_some() => {
-                    timer_for = None;
-                    self.complete_front(Err(Error::Timeout(self.timeout)));
-                }
-                written = wr.write_buf(&mut self.out), if !self.out.is_empty() => { written?; }
-                read = rd.read_buf(&mut self.inbuf), if can_read => {
+                () = self.pending.front_in() => {}
+                event = own_event(&mut self.link), if taking => self.on_event(event),
+                written = wr.write_buf(&mut self.out), if writing => { written?; }
+                read = read_some(&mut rd, &mut self.inbuf, ahead), if reading => {
                     if read? == 0 {
-                        // EOF: answer what was sent (half-closed clients read it), then close.
-                        self.closing = true;
-                        self.abandon_blocking = true;
+                        self.on_disconnect();
                     }
                 }
-                _ = stop.changed(), if !self.abandon_blocking => {
-                    self.closing = true;
-                    self.abandon_blocking = true;
+                _ = stop.changed(), if self.phase == Phase::Open => self.on_stop(),
+            }
+        }
+    }
+
+    /// True once nothing is left to do: gone, or closing with every reply written.
+    fn finished(&self) -> bool {
+        match self.phase {
+            Phase::Open => false,
+            Phase::Closing => self.pending.is_empty() && self.deferred.is_none(),
+            Phase::Gone => true,
+        }
+    }
+
+    /// Dispatches what the input holds and collects the replies that are in, again
+    /// while collecting frees budget. True when every complete command was dispatched
+    /// (more input is welcome).
+    async fn settle(&mut self) -> bool {
+        loop {
+            let hungry = self.dispatch_input().await;
+            let outstanding = self.pending.len();
+            self.collect_ready();
+            if hungry || self.deferred.is_some() || self.pending.len() == outstanding {
+                return hungry;
+            }
+        }
+    }
+
+    /// Parses and dispatches every complete command in the input buffer, while the
+    /// client's budget allows. True when it stopped for want of input.
+    async fn dispatch_input(&mut self) -> bool {
+        while self.phase == Phase::Open || self.deferred.is_some() && self.phase == Phase::Closing {
+            if !self.within_budget() {
+                return false;
+            }
+            let req = match self.deferred.take() {
+                Some(req) => req,
+                None => match self.parser.next(&mut self.inbuf) {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return true,
+                    Err(e) => {
+                        // Not a command: not counted.
+                        self.push_reply(crate::protocol::reply::error(&e.to_string()));
+                        self.close();
+                        return false;
+                    }
+                },
+            };
+            if let Flow::Deferred = self.dispatch(req).await {
+                return false;
+            }
+        }
+        false
+    }
+
+    /// True while more replies may be queued for the client: fewer than
+    /// `max_pipeline` outstanding and fewer than `max_output_buffer` bytes queued.
+    fn within_budget(&self) -> bool {
+        self.pending.len() < self.window() && self.queued() < self.max_out()
+    }
+
+    /// How many replies may be outstanding: up to `max_pipeline`, fewer while this
+    /// client's replies pile up (a client that pipelines 2,000 GETs of 1 MiB gets
+    /// them a window at a time, not 2 GB at once). The window grows by one per reply
+    /// while little is queued, and halves when `max_output_buffer` is passed.
+    fn window(&self) -> usize {
+        self.window.min(self.ctx.limits.max_pipeline)
+    }
+
+    /// Adjusts the window after a reply came in.
+    fn adjust_window(&mut self) {
+        let (queued, max_out) = (self.queued(), self.max_out());
+        if queued > max_out {
+            self.window = (self.window / 2).max(MIN_WINDOW);
+        } else if queued < max_out / 2 {
+            self.window = (self.window + 1).min(self.ctx.limits.max_pipeline);
+        }
+    }
+
+    fn max_out(&self) -> usize {
+        self.ctx.limits.max_output_buffer.as_u64() as usize
+    }
+
+    /// Bytes queued for the client.
+    fn queued(&self) -> usize {
+        self.out.len() + self.pending.held()
+    }
+
+    /// Stops reading: what was sent is answered, then the connection closes.
+    fn close(&mut self) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Closing;
+        }
+        self.inbuf.clear();
+    }
+
+    /// The client disconnected: as Redis does, nothing it sent is run any more, and
+    /// its own connection is closed (dropping a blocked command with it). Its writes
+    /// in flight may have been applied: their L1 effects are applied now.
+    fn on_disconnect(&mut self) {
+        self.phase = Phase::Gone;
+        self.inbuf.clear();
+        self.deferred = None;
+        self.leave();
+    }
+
+    /// The proxy is stopping: answer what was sent, but do not wait for blocking
+    /// commands.
+    fn on_stop(&mut self) {
+        self.close();
+        if self.pending.waits_forever() {
+            self.on_disconnect();
+        }
+    }
+
+    /// An event of the own connection.
+    fn on_event(&mut self, event: Option<Event>) {
+        match event {
+            Some(Event::Reply(reply)) => {
+                if !self.pending.own_reply(reply) {
+                    // Nothing waits for it: the connection is out of step.
+                    self.drop_own();
+                }
+            }
+            Some(Event::Push(frame)) if self.reply_mode == ReplyMode::On => {
+                self.pending.push_before_own(frame);
+            }
+            Some(Event::Push(_)) => {}
+            None => {
+                self.pending.own_lost();
+                let Some(own) = self.link.own_mut() else {
+                    return;
+                };
+                own.gone = true;
+                if own.streams() {
+                    // Subscriptions, MONITOR, tracking: gone with the connection. The
+                    // client learns it as it would from Redis: its connection closes.
+                    self.close();
                 }
             }
         }
     }
 
-    /// Parses and dispatches every complete command in the input buffer. Returns a
-    /// command that puts the session in streaming mode.
-    async fn dispatch_input(&mut self) -> Option<Request> {
-        let max_pipeline = self.ctx.limits.max_pipeline;
-        loop {
-            let req = match self.deferred.take() {
-                Some(req) => req,
-                None => {
-                    if self.pending.len() >= max_pipeline || (self.closing && self.inbuf.is_empty())
-                    {
-                        return None;
-                    }
-                    match self.parser.next(&mut self.inbuf) {
-                        Ok(Some(req)) => req,
-                        Ok(None) => return None,
-                        Err(e) => {
-                            // Not a command: not counted.
-                            self.push_reply(crate::protocol::reply::error(&e.to_string()));
-                            self.inbuf.clear();
-                            self.closing = true;
-                            return None;
-                        }
-                    }
-                }
-            };
-            match self.dispatch(req).await {
-                Some(Flow::Continue) => {}
-                Some(Flow::Relay(req)) => return Some(req),
-                None => return None, // deferred until earlier replies are in
-            }
+    /// Closes the own connection now; replies still owed on it fail.
+    fn drop_own(&mut self) {
+        if self.unlink().is_some() {
+            self.pending.own_lost();
         }
+    }
+
+    /// Back to the pool: the own connection, if there was one.
+    fn unlink(&mut self) -> Option<link::Own> {
+        self.entry.set_upstream_id(0);
+        match std::mem::replace(&mut self.link, Link::Pooled) {
+            Link::Own(own) => Some(own),
+            Link::Pooled => None,
+        }
+    }
+
+    /// Goes back to the pool once nothing holds the own connection and no reply is
+    /// outstanding on it.
+    fn release_own(&mut self) {
+        let free = match &self.link {
+            Link::Own(own) => own.gone || (!own.held() && self.pending.own_waiting() == 0),
+            Link::Pooled => false,
+        };
+        if !free {
+            return;
+        }
+        if let Some((key, d)) = self.unlink().and_then(link::Own::into_reusable) {
+            self.ctx.upstream.release(&key, d);
+        }
+    }
+
+    /// The client is gone: writes still in flight may have been applied.
+    fn leave(&mut self) {
+        self.phase = Phase::Gone;
+        self.ctx.clients.remove(self.id);
+        for finish in self.pending.abandon() {
+            finish.effect.apply_l1(&self.ctx.l1);
+        }
+        self.drop_own();
     }
 
     /// Queues the proxy's own answer to the command being dispatched.
@@ -306,87 +428,164 @@ impl Session {
         self.push_reply(frame);
     }
 
-    /// Counts the command being dispatched, answered with `outcome`.
-    #[inline]
-    fn count(&self, outcome: Outcome) {
-        if self.counted {
-            self.ctx.metrics.request(self.kind, outcome);
-        }
-    }
-
-    /// Counts an L1 lookup of namespace `ns`.
-    #[inline]
-    fn count_lookup(&self, ns: &NamespaceStats, hit: bool) {
-        match (self.counted, hit) {
-            (false, _) => {}
-            (true, true) => ns.count_hit(),
-            (true, false) => ns.count_miss(),
-        }
-    }
-
-    /// Queues a reply that needs no upstream round trip (not counted).
+    /// Queues a reply that needs no upstream round trip (not counted), unless the
+    /// client turned replies off.
     fn push_reply(&mut self, frame: Bytes) {
+        if self.silenced() {
+            return;
+        }
         if self.pending.is_empty() {
             self.out.extend_from_slice(&frame);
         } else {
-            self.pending.push_back(Pending::Ready(frame));
+            self.pending.push(Slot::Ready(frame), None);
         }
     }
 
     /// Like `push_reply`, copying straight into the output when nothing is ahead of it.
     fn reply_slice(&mut self, frame: &[u8]) {
+        if self.silenced() {
+            return;
+        }
         if self.pending.is_empty() {
             self.out.extend_from_slice(frame);
         } else {
-            self.pending
-                .push_back(Pending::Ready(Bytes::copy_from_slice(frame)));
+            let frame = Bytes::copy_from_slice(frame);
+            self.pending.push(Slot::Ready(frame), None);
         }
     }
 
-    /// Sends `out` on `conn` and queues its reply.
-    fn forward(&mut self, conn: &Conn, out: Outgoing, deadline: Option<Instant>, effect: Effect) {
-        let rx = send(conn, out.frames(), out.cmd);
-        self.queue(rx, deadline, effect, out.post);
+    /// True if the reply of the command being dispatched is dropped (CLIENT REPLY);
+    /// a SKIP applies to this one command only.
+    fn silenced(&mut self) -> bool {
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+        }
     }
 
-    /// Sends `out` on the client's shared connection, with the usual timeout.
-    fn forward_pooled(&mut self, out: Outgoing, effect: Effect) {
-        // The connection is borrowed only to send: no handle clone per request.
-        let rx = send(self.pool.conn(self.id), out.frames(), out.cmd);
-        self.queue(rx, self.deadline(), effect, out.post);
+    /// Counts the command being dispatched, answered with `outcome`.
+    #[inline]
+    fn count(&self, outcome: Outcome) {
+        self.ctx.metrics.request(self.kind, outcome);
     }
 
-    /// Queues a reply that arrives on `rx`, with the usual timeout.
-    fn await_reply(&mut self, rx: oneshot::Receiver<Reply>, effect: Effect) {
-        self.queue(rx, self.deadline(), effect, Post::default());
-    }
-
-    /// Queues a reply that arrives on `rx` whenever it is ready (long admin
-    /// operations: no timeout; like a blocking command, it is abandoned when the
-    /// client goes away).
-    fn await_unbounded(&mut self, rx: oneshot::Receiver<Reply>) {
-        self.queue(rx, None, Effect::None, Post::default());
+    /// Counts an L1 lookup of namespace `ns`.
+    #[inline]
+    fn count_lookup(&self, ns: &NamespaceStats, hit: bool) {
+        if hit {
+            ns.count_hit();
+        } else {
+            ns.count_miss();
+        }
     }
 
     /// Queues the reply of the command being dispatched.
-    fn queue(
+    fn queue(&mut self, slot: Slot, effect: Effect, post: crate::rewrite::Post) {
+        let unbounded = self.kind == Kind::Blocking;
+        self.queue_with(slot, effect, post, unbounded);
+    }
+
+    /// `queue`, saying whether the reply may take forever by design.
+    fn queue_with(
         &mut self,
-        rx: oneshot::Receiver<Reply>,
-        deadline: Option<Instant>,
+        slot: Slot,
         effect: Effect,
-        post: Post,
+        post: crate::rewrite::Post,
+        unbounded: bool,
     ) {
-        self.pending.push_back(Pending::Upstream {
-            rx,
-            deadline,
+        let unacked = self.unacked.add(&effect);
+        let silent = self.silenced();
+        let finish = Finish {
             effect,
             post,
             kind: self.kind,
-        });
+            silent,
+            unacked,
+            unbounded,
+        };
+        self.pending.push(slot, Some(finish));
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        Some(Instant::now() + self.timeout)
+    /// Moves every reply that is in from the front of the queue to the output.
+    fn collect_ready(&mut self) {
+        while let Some((reply, finish)) = self.pending.pop_ready() {
+            match finish {
+                None => {
+                    if let Ok(frame) = reply {
+                        self.write(&frame);
+                    }
+                }
+                Some(finish) => self.complete(reply, finish),
+            }
+        }
+    }
+
+    /// A reply at the front of the queue: restored, counted, its effect applied.
+    fn complete(&mut self, reply: Reply, finish: Finish) {
+        self.adjust_window();
+        if finish.unacked {
+            self.unacked.remove(&finish.effect);
+        }
+        let metrics = &self.ctx.metrics;
+        let frame = match reply {
+            Ok(frame) => {
+                metrics.request(finish.kind, Outcome::of_redis_reply(&frame));
+                let frame = finish.post.apply(frame);
+                self.apply(finish.effect, &frame);
+                frame
+            }
+            Err(e) => {
+                metrics.request(finish.kind, Outcome::Error);
+                if let Error::Timeout(_) = e {
+                    self.ctx.upstream.stats().error(&e);
+                }
+                finish.effect.apply_l1(&self.ctx.l1); // the write may have been applied
+                if let Some(own) = self.link.own_mut() {
+                    own.dirty = true; // a reply went missing: out of step
+                }
+                e.to_reply()
+            }
+        };
+        if !finish.silent {
+            self.write(&frame);
+        }
+    }
+
+    fn write(&mut self, frame: &[u8]) {
+        if self.phase != Phase::Gone {
+            self.out.extend_from_slice(frame);
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, frame: &[u8]) {
+        let accepted = !crate::protocol::reply::is_error(frame);
+        match effect {
+            Effect::Select(db) if frame.starts_with(b"+OK") => self.set_db(db),
+            Effect::ExecSelect(db) if frame.first() == Some(&b'*') && frame != b"*-1\r\n" => {
+                self.set_db(db);
+            }
+            Effect::Hello(resp3) if accepted => {
+                self.key.resp3 = resp3;
+                self.repool = true;
+                if let Some(own) = self.link.own_mut() {
+                    own.key.resp3 = resp3;
+                }
+            }
+            Effect::Many(effects) => effects.into_iter().for_each(|e| self.apply(e, frame)),
+            other => other.apply_l1(&self.ctx.l1),
+        }
+    }
+
+    fn set_db(&mut self, db: u32) {
+        self.key.db = db;
+        if let Some(own) = self.link.own_mut() {
+            own.key.db = db;
+        }
+        self.repool = true;
     }
 
     /// True when no reply is outstanding, i.e. a connection switch keeps order.
@@ -394,111 +593,27 @@ impl Session {
         self.pending.is_empty()
     }
 
-    /// Moves every reply that is already in from the front of the queue to the output.
-    fn collect_ready(&mut self) {
-        while let Some(front) = self.pending.front_mut() {
-            let reply = match front {
-                Pending::Ready(_) => match self.pending.pop_front() {
-                    Some(Pending::Ready(frame)) => {
-                        self.out.extend_from_slice(&frame);
-                        continue;
-                    }
-                    _ => unreachable!("front was Ready"),
-                },
-                Pending::Upstream { rx, .. } => match rx.try_recv() {
-                    Ok(reply) => reply,
-                    Err(oneshot::error::TryRecvError::Empty) => return,
-                    Err(oneshot::error::TryRecvError::Closed) => Err(Error::ConnectionLost),
-                },
-            };
-            self.complete_front(reply);
-        }
-    }
-
-    /// Pops the front entry with its reply (or error), applying its effect.
-    fn complete_front(&mut self, reply: Reply) {
-        let Some(Pending::Upstream {
-            effect, post, kind, ..
-        }) = self.pending.pop_front()
-        else {
-            return;
-        };
-        let metrics = &self.ctx.metrics;
-        match reply {
-            Ok(frame) => {
-                metrics.request(kind, Outcome::of_redis_reply(&frame));
-                let frame = post.apply(frame);
-                self.apply(effect, &frame);
-                self.out.extend_from_slice(&frame);
-            }
-            Err(e) => {
-                metrics.request(kind, Outcome::Error);
-                if let Error::Timeout(_) = e {
-                    self.ctx.upstream.stats().error(&e);
-                }
-                self.apply_l1(&effect); // the write may have been applied
-                if matches!(e, Error::Timeout(_) | Error::ConnectionLost) {
-                    // A dedicated connection with a reply outstanding is out of step.
-                    if let Some(p) = &mut self.pinned {
-                        p.dirty = true;
-                    }
-                }
-                self.out.extend_from_slice(&e.to_reply());
-            }
-        }
-    }
-
-    fn apply(&mut self, effect: Effect, frame: &[u8]) {
-        let db = match effect {
-            Effect::None => return,
-            Effect::Select(db) if frame.starts_with(b"+OK") => db,
-            Effect::ExecSelect(db) if frame.first() == Some(&b'*') && frame != b"*-1\r\n" => db,
-            Effect::Select(_) | Effect::ExecSelect(_) => return,
-            Effect::Many(effects) => {
-                return effects.into_iter().for_each(|e| self.apply(e, frame));
-            }
-            other => return self.apply_l1(&other),
-        };
-        self.key.db = db;
-        if let Some(p) = &mut self.pinned {
-            p.key.db = db;
-        }
-        self.repool = true;
-    }
-
-    /// True if a blocking command (no deadline) is among the outstanding replies.
-    fn waits_on_blocking(&self) -> bool {
-        self.pending
-            .iter()
-            .any(|p| matches!(p, Pending::Upstream { deadline: None, .. }))
-    }
-
-    fn front_deadline(&self) -> Option<Instant> {
-        match self.pending.front() {
-            Some(Pending::Upstream { deadline, .. }) => *deadline,
-            _ => None,
-        }
-    }
-
     async fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
-        if !self.out.is_empty() {
+        if !self.out.is_empty() && self.phase != Phase::Gone {
             stream.write_all_buf(&mut self.out).await?;
         }
         Ok(())
     }
 }
 
-/// Sends `cmd` (which produces `frames` reply frames) and returns its reply's receiver.
-fn send(conn: &Conn, frames: u32, cmd: Bytes) -> oneshot::Receiver<Reply> {
-    let (tx, rx) = oneshot::channel();
-    conn.request_with(cmd, frames, ReplyTo::Oneshot(tx));
-    rx
+/// The next event of the own connection (forever if there is none).
+/// Reads at most `limit` bytes of input.
+async fn read_some(
+    rd: &mut (impl tokio::io::AsyncRead + Unpin),
+    inbuf: &mut BytesMut,
+    limit: usize,
+) -> std::io::Result<usize> {
+    rd.read_buf(&mut inbuf.limit(limit)).await
 }
 
-/// Waits for the reply at the front of the queue (forever if there is none).
-async fn front_reply(pending: &mut VecDeque<Pending>) -> Reply {
-    match pending.front_mut() {
-        Some(Pending::Upstream { rx, .. }) => rx.await.unwrap_or(Err(Error::ConnectionLost)),
-        _ => std::future::pending().await,
+async fn own_event(link: &mut Link) -> Option<Event> {
+    match link {
+        Link::Own(own) => own.events.recv().await,
+        Link::Pooled => std::future::pending().await,
     }
 }

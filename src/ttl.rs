@@ -30,19 +30,24 @@ pub struct Plan {
     pub args: Option<Vec<Bytes>>,
     /// `PEXPIRE key ms NX` to send after the command, per key.
     pub expire: Vec<(Bytes, u64)>,
+    /// `PEXPIRE key ms LT` to send after those: the key's TTL clamped to `ms` (and set
+    /// if it has none), for a write whose own TTL option could not be clamped.
+    pub clamp: Vec<(Bytes, u64)>,
 }
 
 impl Plan {
     /// The extra commands, encoded as arguments.
     pub fn extra_commands(&self) -> impl Iterator<Item = Vec<Bytes>> + '_ {
-        self.expire.iter().map(|(key, ms)| {
+        let pexpire = |key: &Bytes, ms: &u64, cond: &'static [u8]| {
             vec![
                 Bytes::from_static(b"PEXPIRE"),
                 key.clone(),
                 Bytes::from(ms.to_string()),
-                Bytes::from_static(b"NX"),
+                Bytes::from_static(cond),
             ]
-        })
+        };
+        let nx = self.expire.iter().map(move |(k, ms)| pexpire(k, ms, b"NX"));
+        nx.chain(self.clamp.iter().map(move |(k, ms)| pexpire(k, ms, b"LT")))
     }
 }
 
@@ -129,7 +134,7 @@ pub fn plan<'r>(
     match name {
         "set" => {
             if let Some(rule) = key_rule(1) {
-                plan.args = set(args, rule, now_ms);
+                set(args, rule, now_ms, &mut plan);
             }
         }
         "setex" | "psetex" if args.len() == 4 => {
@@ -215,17 +220,64 @@ enum SetTtl {
     At(usize),
 }
 
-/// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL].
-fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64) -> Option<Vec<Bytes>> {
+/// Conditions of SET that take a value (Valkey 8.1's IFEQ, Redis 8's IF…).
+const SET_CONDITIONS: [&[u8]; 4] = [b"IFEQ", b"IFNE", b"IFDEQ", b"IFDNE"];
+
+/// SET key value [NX|XX|IFEQ v…] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL].
+fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64, plan: &mut Plan) {
     if args.len() < 3 {
-        return None;
+        return;
     }
+    let key = &args[1];
+    let Some(ttl) = set_ttl(args) else {
+        // An option this table does not know: the write is sent as it is, and the
+        // key's TTL is settled by the extras (a default where none is set, clamped).
+        plan.expire
+            .extend(default_ms(rule).map(|ms| (key.clone(), ms)));
+        plan.clamp
+            .extend(rule.max_ttl.map(|max| (key.clone(), ms(max))));
+        return;
+    };
+    match ttl {
+        // Under max_ttl every key must expire: one without a TTL (a new key keeps
+        // none) gets the default. (Under a plain `ttl` a key kept as it was is left so.)
+        SetTtl::Keep if rule.max_ttl.is_some() => {
+            plan.expire
+                .extend(default_ms(rule).map(|ms| (key.clone(), ms)));
+        }
+        SetTtl::Keep => {}
+        SetTtl::None => {
+            if let Some(ttl) = default_ms(rule) {
+                let mut new = args.to_vec();
+                new.push(Bytes::from_static(b"PX"));
+                new.push(Bytes::from(ttl.to_string()));
+                plan.args = Some(new);
+            }
+        }
+        SetTtl::At(at) => {
+            let Some(max) = rule.max_ttl.map(ms) else {
+                return;
+            };
+            if let Some((name, value)) = clamp_option(&args[at], &args[at + 1], max, now_ms) {
+                let mut new = args.to_vec();
+                new[at] = Bytes::from_static(name);
+                new[at + 1] = value;
+                plan.args = Some(new);
+            }
+        }
+    }
+}
+
+/// SET's TTL option; None when an option is not understood.
+fn set_ttl(args: &[Bytes]) -> Option<SetTtl> {
     let mut ttl = SetTtl::None;
     let mut i = 3;
     while i < args.len() {
         let opt = &args[i];
         if is(opt, b"NX") || is(opt, b"XX") || is(opt, b"GET") {
             i += 1;
+        } else if SET_CONDITIONS.iter().any(|c| is(opt, c)) && i + 1 < args.len() {
+            i += 2;
         } else if is(opt, b"KEEPTTL") {
             ttl = SetTtl::Keep;
             i += 1;
@@ -237,27 +289,10 @@ fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64) -> Option<Vec<Byte
             ttl = SetTtl::At(i);
             i += 2;
         } else {
-            return None; // a syntax error: Redis answers it
+            return None;
         }
     }
-    match ttl {
-        SetTtl::Keep => None,
-        SetTtl::None => {
-            let ttl = default_ms(rule)?;
-            let mut new = args.to_vec();
-            new.push(Bytes::from_static(b"PX"));
-            new.push(Bytes::from(ttl.to_string()));
-            Some(new)
-        }
-        SetTtl::At(at) => {
-            let max = rule.max_ttl.map(ms)?;
-            let (name, value) = clamp_option(&args[at], &args[at + 1], max, now_ms)?;
-            let mut new = args.to_vec();
-            new[at] = Bytes::from_static(name);
-            new[at + 1] = value;
-            Some(new)
-        }
-    }
+    Some(ttl)
 }
 
 /// GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST].
@@ -453,6 +488,30 @@ mod tests {
             "Redis answers syntax errors"
         );
         assert_eq!(rewritten("SET b:1 v EX notanumber"), None);
+    }
+
+    #[test]
+    fn set_options_it_does_not_rewrite_still_get_the_rule() {
+        // KEEPTTL keeps a TTL the key may not have: under max_ttl, a key without one
+        // gets the default.
+        assert_eq!(expires("SET m:1 v KEEPTTL"), [("m:1".into(), 60_000)]);
+        assert!(expires("SET d:1 v KEEPTTL").is_empty());
+        assert_eq!(
+            rewritten("SET d:1 new IFEQ old").as_deref(),
+            Some("SET d:1 new IFEQ old PX 10000")
+        );
+        assert_eq!(
+            rewritten("SET m:1 new IFEQ old EX 99999").as_deref(),
+            Some("SET m:1 new IFEQ old PX 60000")
+        );
+        // An option it does not know: a default where none is set, and a clamp.
+        let plan = run("SET m:1 v SOMEDAY").unwrap();
+        assert_eq!(plan.args, None);
+        let extras: Vec<String> = plan
+            .extra_commands()
+            .map(|c| String::from_utf8_lossy(&c.join(&b" "[..])).into_owned())
+            .collect();
+        assert_eq!(extras, ["PEXPIRE m:1 60000 NX", "PEXPIRE m:1 60000 LT"]);
     }
 
     #[test]

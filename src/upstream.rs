@@ -1,8 +1,11 @@
 //! The Redis side: address, pools of shared pipelined connections keyed by
-//! (db, credentials, protocol), dedicated connections for stateful clients.
+//! (db, credentials, protocol), dedicated connections for stateful clients, and
+//! telling a dead Redis from a busy one ([`liveness`]).
 
 mod conn;
+pub mod expect;
 mod handshake;
+pub mod liveness;
 
 use std::{
     collections::HashMap,
@@ -12,7 +15,7 @@ use std::{
 
 use tokio::net::TcpStream;
 
-pub use conn::{Conn, Detached, Job, Reply, ReplyTo};
+pub use conn::{Conn, EVENT_BACKLOG, Event, Reply, ReplyTo};
 
 pub use crate::config::{Credentials, UpstreamAddr};
 use crate::{config::UpstreamConfig, error::Error, metrics::UpstreamStats};
@@ -64,19 +67,34 @@ fn here(key: &PoolKey) -> LoopKey {
     (EVENT_LOOP.with(|l| l.get()), key.clone())
 }
 
+/// A connection for one client alone, and the events it delivers (replies to
+/// requests sent with [`ReplyTo::Event`], and out-of-band frames, in Redis's order).
+pub struct Dedicated {
+    pub conn: Conn,
+    pub events: tokio::sync::mpsc::Receiver<Event>,
+}
+
 pub struct Upstream {
     addr: Arc<UpstreamAddr>,
+    liveness: Arc<liveness::Liveness>,
     config: UpstreamConfig,
     pools: Mutex<HashMap<LoopKey, Arc<Pool>>>,
-    idle: Mutex<HashMap<LoopKey, Vec<Conn>>>,
+    idle: Mutex<HashMap<LoopKey, Vec<Dedicated>>>,
     /// Latency, errors and reconnects of every connection.
     stats: Arc<UpstreamStats>,
 }
 
 impl Upstream {
     pub fn new(config: &UpstreamConfig) -> Result<Arc<Self>, String> {
+        let addr = Arc::new(UpstreamAddr::parse(&config.url)?);
+        let liveness = liveness::Liveness::new(
+            addr.clone(),
+            config.liveness_timeout,
+            config.request_timeout,
+        );
         Ok(Arc::new(Self {
-            addr: Arc::new(UpstreamAddr::parse(&config.url)?),
+            liveness: Arc::new(liveness),
+            addr,
             config: config.clone(),
             pools: Mutex::default(),
             idle: Mutex::default(),
@@ -141,7 +159,7 @@ impl Upstream {
         let mut conns = Vec::with_capacity(self.config.pool_size);
         let mut first = None;
         for _ in 0..self.config.pool_size {
-            let (conn, ready) = Conn::spawn(self.settings(key, true));
+            let (conn, ready) = Conn::spawn(self.settings(key, true), None);
             conns.push(conn);
             first.get_or_insert(ready);
         }
@@ -153,10 +171,12 @@ impl Upstream {
             addr: self.addr.clone(),
             key: key.clone(),
             connect_timeout: self.config.connect_timeout,
+            request_timeout: self.config.request_timeout,
             min_backoff: self.config.min_backoff,
             max_backoff: self.config.max_backoff,
             reconnect,
             stats: self.stats.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 
@@ -164,39 +184,43 @@ impl Upstream {
         &self.stats
     }
 
-    /// A connection for one client alone (MULTI, WATCH, blocking commands).
-    pub async fn dedicated(&self, key: &PoolKey) -> Result<Conn, Error> {
-        while let Some(conn) = self
+    /// A connection for one client alone (MULTI, WATCH, blocking commands,
+    /// subscriptions…): an idle one of this loop, or a new one.
+    pub async fn dedicated(&self, key: &PoolKey) -> Result<Dedicated, Error> {
+        while let Some(d) = self
             .idle
             .lock()
             .expect("idle")
             .get_mut(&here(key))
             .and_then(Vec::pop)
         {
-            if conn.is_up() {
-                return Ok(conn);
+            if d.conn.is_up() {
+                return Ok(d);
             }
         }
-        let (conn, ready) = Conn::spawn(self.settings(key, false));
+        let (tx, events) = tokio::sync::mpsc::channel(EVENT_BACKLOG);
+        let (conn, ready) = Conn::spawn(self.settings(key, false), Some(tx));
         ready.await.unwrap_or(Err(Error::ConnectionLost))?;
-        Ok(conn)
+        Ok(Dedicated { conn, events })
     }
 
-    /// Returns a dedicated connection whose state is clean again.
-    pub fn release(&self, key: &PoolKey, conn: Conn) {
-        if !conn.is_up() {
+    /// Takes back a dedicated connection whose state is that of a new one for `key`
+    /// (and which has no reply outstanding).
+    pub fn release(&self, key: &PoolKey, d: Dedicated) {
+        if !d.conn.is_up() {
             return;
         }
         let mut idle = self.idle.lock().expect("idle");
         let list = idle.entry(here(key)).or_default();
         if list.len() < IDLE_PER_KEY {
-            list.push(conn);
+            list.push(d);
         }
     }
 
-    /// A raw connection set up for `key`, for clients that stream (pub/sub, MONITOR).
+    /// A raw connection set up for `key`, for side connections that read the socket
+    /// themselves (tracking, the invalidation listener).
     pub async fn connect_raw(&self, key: &PoolKey) -> Result<TcpStream, Error> {
-        handshake::connect(&self.addr, key, self.config.connect_timeout).await
+        handshake::connect_raw(&self.addr, key, self.config.connect_timeout).await
     }
 
     /// The reconnect backoff range.
@@ -208,14 +232,13 @@ impl Upstream {
         self.config.request_timeout
     }
 
-    /// True when an initial pool (of any event loop) has a live connection.
+    /// True when the initial pool of every event loop has a live connection (so a new
+    /// client is served whichever loop it lands on).
     pub fn is_up(&self) -> bool {
         let key = self.initial_key();
-        self.pools
-            .lock()
-            .expect("pools")
-            .iter()
-            .any(|((_, k), p)| *k == key && p.any_up())
+        let pools = self.pools.lock().expect("pools");
+        let mut initial = pools.iter().filter(|((_, k), _)| *k == key).peekable();
+        initial.peek().is_some() && initial.all(|(_, p)| p.any_up())
     }
 
     /// Drops every pool: their tasks end once sessions holding handles are gone.

@@ -267,7 +267,12 @@ fn unresponsive_redis_hits_the_request_timeout() {
 fn late_reply_after_a_timeout_is_not_given_to_the_next_request() {
     let redis = RedisServer::start();
     let fault = FaultProxy::start(redis.addr());
-    let proxy = Proxy::start(&fault.url(), "[upstream]\nrequest_timeout = \"500ms\"");
+    // Silent for 500 ms, and no answer to the liveness check within 300 ms: the
+    // connection is given up (a slow but live Redis is waited for instead).
+    let proxy = Proxy::start(
+        &fault.url(),
+        "[upstream]\nrequest_timeout = \"500ms\"\nliveness_timeout = \"300ms\"",
+    );
     let mut direct = redis.client();
     direct.assert_cmd("SET k1 one", b"+OK\r\n");
     direct.assert_cmd("SET k2 two", b"+OK\r\n");

@@ -472,13 +472,16 @@ fn readyz_follows_a_network_partition() {
 fn request_timeouts_are_counted() {
     let redis = RedisServer::start();
     let fault = FaultProxy::start(redis.addr());
-    let toml = format!("{CACHED}\n[upstream]\nrequest_timeout = \"200ms\"\n");
+    // Silent for 200 ms, then a liveness check that gets no answer within 300 ms.
+    let toml = format!(
+        "{CACHED}\n[upstream]\nrequest_timeout = \"200ms\"\nliveness_timeout = \"300ms\"\n"
+    );
     let proxy = Proxy::start(&fault.url(), &toml);
     let m = proxy.metrics_addr();
     wait_ready(m, 200);
     let mut c = proxy.client();
     let before = Scrape::of(m);
-    fault.delay(Duration::from_millis(600));
+    fault.delay(Duration::from_millis(1500));
     let reply = c.cmd("GET plain:slow");
     assert!(reply.starts_with(b"-ERR upstream timeout"), "{reply:?}");
     let s = Scrape::of(m);

@@ -115,7 +115,9 @@ fn string_writes_get_the_default_ttl_or_keep_theirs() {
     p.case(&[], "SET t:k v EX 50", "t:k", Ttl::Kept(50_000));
     p.case(&[], "SET t:k v PX 1500", "t:k", Ttl::Kept(1_500));
     p.case(&old_30s, "SET t:k v KEEPTTL", "t:k", Ttl::Kept(30_000));
-    p.case(&old, "SET t:k v KEEPTTL", "t:k", Ttl::Persistent);
+    // A key without a TTL keeps none under KEEPTTL in Redis; under a max_ttl rule that
+    // would outlive the max, so the rule's default applies (issue 12, item 9).
+    p.case(&old, "SET t:k v KEEPTTL", "t:k", Ttl::Default);
     p.case(&[], "SET t:k v", "t:k", Ttl::Default);
     p.case(&[], "SETNX t:k v", "t:k", Ttl::Default);
     p.case(&old, "GETSET t:k v", "t:k", Ttl::Default);

@@ -144,6 +144,8 @@ pub struct Clients {
     connected: AtomicI64,
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    /// Closed for queueing more than `output_buffer_limit`.
+    pub over_limit: AtomicU64,
 }
 
 impl Clients {
@@ -156,6 +158,10 @@ impl Clients {
 
     pub fn reject(&self) {
         self.rejected.fetch_add(1, Relaxed);
+    }
+
+    pub fn over_limit(&self) {
+        self.over_limit.fetch_add(1, Relaxed);
     }
 
     pub fn connected(&self) -> u64 {

@@ -9,11 +9,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use super::Status;
 use crate::metrics::{
-    ALL, BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_REJECTED,
-    COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, Def, INVALIDATIONS,
-    InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS, L1_FILLS_DROPPED,
-    L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUESTS, TRACKING_UP, Type,
-    UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
+    ALL, BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT,
+    CLIENTS_REJECTED, COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, Def,
+    INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS,
+    L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUESTS,
+    TRACKING_UP, Type, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
 };
 use crate::{command::Kind, metrics::LatencyHistogram};
 
@@ -90,6 +90,7 @@ fn render(shared: &Status) -> String {
     x.gauge(&CLIENTS_CONNECTED, &[], m.clients.connected() as f64);
     x.counter(&CLIENTS_CONNECTIONS, &[], m.clients.accepted.load(Relaxed));
     x.counter(&CLIENTS_REJECTED, &[], m.clients.rejected.load(Relaxed));
+    x.counter(&CLIENTS_OVER_LIMIT, &[], m.clients.over_limit.load(Relaxed));
     x.gauge(&CLIENTS_MAX, &[], shared.max_clients as f64);
     render_l1(shared);
     render_namespaces(shared);

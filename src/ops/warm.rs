@@ -327,7 +327,7 @@ pub async fn run(
         ),
         pool: w.upstream.pool(key).await?,
     };
-    let n = warm(w, &conn, &reader, job, progress).await?;
+    let n = warm(w, &conn.conn, &reader, job, progress).await?;
     w.upstream.release(&scan_key, conn);
     Ok(n)
 }

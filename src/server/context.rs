@@ -103,6 +103,7 @@ pub fn build(
         l1,
         metrics,
         admin,
+        clients: Arc::default(),
     });
     Ok(Built {
         session,

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{Effect, Session};
+use super::{Session, effect::Effect};
 use crate::{
     command::Classified,
     l1::{self, EntryKey, Keep, L1, Load, MgetKey, MgetServed, Served, cacheable},
@@ -32,6 +32,10 @@ impl Session {
         let Some(rule) = policy.lookup(key).filter(|r| r.l1) else {
             return false;
         };
+        if self.unacked.touches(key) {
+            // Behind the client's own write, on its connection: never an older value.
+            return false;
+        }
         let ns = &rule.stats;
         let ek =
             EntryKey::new(self.key.db, self.l1_scope(), key.clone(), read.sig).in_namespace(ns.id);
@@ -75,7 +79,7 @@ impl Session {
             }
             Served::Pending(rx) => {
                 self.count_lookup(ns, false);
-                self.await_reply(rx, Effect::None);
+                self.await_later(rx, false);
             }
         }
         true
@@ -84,6 +88,9 @@ impl Session {
     /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs).
     fn cached_mget(&mut self, req: &Request, policy: &Policy) -> bool {
         let keys = &req.args[1..];
+        if keys.iter().any(|k| self.unacked.touches(k)) {
+            return false;
+        }
         let (sig, scope) = (l1::get_signature(self.key.resp3), self.l1_scope());
         let rules: Vec<_> = keys.iter().map(|k| policy.lookup(k)).collect();
         let plan = keys
@@ -103,12 +110,11 @@ impl Session {
             })
             .collect();
         let conn = self.pool.conn(self.id);
-        let counted = self.counted;
         let served = self.ctx.l1.mget_through(
             keys,
             plan,
             |i, hit| {
-                if let (true, Some(rule)) = (counted, rules[i]) {
+                if let Some(rule) = rules[i] {
                     if hit {
                         rule.stats.count_hit();
                     } else {
@@ -124,7 +130,7 @@ impl Session {
                 self.count(Outcome::L1Hit);
                 self.push_reply(reply);
             }
-            MgetServed::Pending(rx) => self.await_reply(rx, Effect::None),
+            MgetServed::Pending(rx) => self.await_later(rx, false),
         }
         true
     }
@@ -139,8 +145,12 @@ impl Session {
     /// Moves the generations of every key `args` may write (now, as it is sent); the
     /// returned effect moves them again when Redis acknowledges.
     pub(super) fn invalidate_writes(&self, args: &[Bytes], class: &Classified) -> Effect {
-        let (l1, Some(spec)) = (&self.ctx.l1, class.effective()) else {
-            return Effect::None;
+        let l1 = &self.ctx.l1;
+        let Some(spec) = class.effective() else {
+            // Unknown to the table: it may write any key of the db.
+            l1.flush_db(self.key.db);
+            l1.stats.invalidations.add(InvalidationSource::Flush, 1);
+            return Effect::FlushDbs(vec![self.key.db]);
         };
         let counted = &l1.stats.invalidations;
         let flushed = match spec.name {
@@ -178,18 +188,5 @@ impl Session {
         keys.iter().for_each(|k| l1.invalidate_key(k));
         counted.add(InvalidationSource::LocalWrite, keys.len() as u64);
         Effect::Invalidate(keys)
-    }
-
-    /// Applies an acknowledged write's effect on L1.
-    pub(super) fn apply_l1(&self, effect: &Effect) {
-        let l1 = &self.ctx.l1;
-        match effect {
-            Effect::Invalidate(keys) => keys.iter().for_each(|k| l1.invalidate_key(k)),
-            Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),
-            Effect::FlushAll => l1.flush_all(),
-            // A transaction's writes, when EXEC failed in transit.
-            Effect::Many(effects) => effects.iter().for_each(|e| self.apply_l1(e)),
-            Effect::None | Effect::Select(_) | Effect::ExecSelect(_) => {}
-        }
     }
 }

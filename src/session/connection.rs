@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Effect, Session, dispatch::parse_db};
+use super::{ReplyMode, Session, effect::Effect};
 use crate::rewrite::Outgoing;
 use crate::{
     protocol::{reply, request::Request},
@@ -19,7 +19,7 @@ impl Session {
     pub(super) async fn select(&mut self, req: Request) {
         let Some(db) = parse_db(&req) else {
             // Malformed: Redis answers with the exact error and changes nothing.
-            return self.forward_pooled(Outgoing::plain(&req), Effect::None);
+            return self.send_pool(Outgoing::plain(&req), Effect::None);
         };
         let key = PoolKey {
             db,
@@ -43,7 +43,7 @@ impl Session {
                 user: Some(lossy(&req.args[1])),
                 pass: lossy(&req.args[2]),
             },
-            _ => return self.forward_pooled(Outgoing::plain(&req), Effect::None),
+            _ => return self.send_pool(Outgoing::plain(&req), Effect::None),
         };
         let frame = match self.authenticate(creds, self.key.resp3).await {
             Ok(()) => Bytes::from_static(reply::OK),
@@ -109,22 +109,18 @@ impl Session {
         }
         // The server's own HELLO map, in the new protocol, from a connection already in it.
         let plain = Request::from_args([Bytes::from_static(b"HELLO")]);
-        self.forward_pooled(Outgoing::plain(&plain), Effect::None);
+        self.send_pool(Outgoing::plain(&plain), Effect::None);
     }
 
-    /// `RESET`: back to the state of a new connection.
-    pub(super) fn reset(&mut self) {
-        self.reset_state();
-        self.reply(reply::simple("RESET"));
-    }
-
-    /// The state of a new connection (without a reply).
+    /// The state of a new connection (without a reply); the own connection, if any,
+    /// is closed.
     pub(super) fn reset_state(&mut self) {
-        self.pinned = None; // its state is unknown now: never reused
+        self.unlink();
         self.key = self.ctx.upstream.initial_key();
         self.pool = self.ctx.upstream.initial_pool();
         self.name = None;
         self.repool = false;
+        self.reply_mode = ReplyMode::On;
     }
 
     pub(super) fn set_name(&mut self, name: &Bytes) -> Bytes {
@@ -200,6 +196,20 @@ impl Hello {
         }
         Ok(hello)
     }
+}
+
+/// The db of a well-formed `SELECT n`.
+pub(super) fn parse_db(req: &Request) -> Option<u32> {
+    if req.args.len() != 2 {
+        return None;
+    }
+    std::str::from_utf8(&req.args[1]).ok()?.parse().ok()
+}
+
+/// The protocol a well-formed `HELLO` asks for: RESP3 or not (None: none asked, or
+/// Redis will refuse it).
+pub(super) fn hello_protocol(req: &Request) -> Option<bool> {
+    Hello::parse(&req.args).ok()?.protover.map(|v| v == 3)
 }
 
 /// Redis allows client names of printable ASCII without spaces.

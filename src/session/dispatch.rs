@@ -1,62 +1,69 @@
-//! Routing one command: to the client's shared pool connection, to a dedicated
-//! connection (MULTI, WATCH, blocking), to streaming mode, or answered here.
+//! Routing one command: answered here, sent on the client's own connection, or on the
+//! shared pool (see the state machine in `session.rs`).
 
-use super::{AdminAnswer, AdminCaller, Effect, Flow, PinState, Pinned, Session};
-use crate::rewrite::{Outgoing, Queued, outgoing};
+use bytes::Bytes;
+
+use super::{
+    AdminAnswer, AdminCaller, Flow, ReplyMode, Session,
+    link::{Link, Own},
+};
 use crate::{
     command::{self, Classified, Kind, Route},
+    error::Error,
     protocol::{reply, request::Request},
-    upstream::PoolKey,
+    upstream::expect::SubKind,
 };
 
 impl Session {
-    /// Dispatches one command. `None`: it must wait for earlier replies (it is kept as
-    /// `deferred` and retried once they are in).
-    pub(super) async fn dispatch(&mut self, req: Request) -> Option<Flow> {
-        if self.detaching.is_some() {
-            // The transaction turned the connection into a stream: wait for EXEC.
-            self.deferred = Some(req);
-            return None;
-        }
+    /// Dispatches one command; `Deferred`: it waits for every earlier reply (kept as
+    /// `deferred`, dispatched again once they are in).
+    pub(super) async fn dispatch(&mut self, req: Request) -> Flow {
         if req.name().eq_ignore_ascii_case(b"RESPITE") {
             self.kind = Kind::Admin;
             self.respite(&req);
-            return Some(Flow::Continue);
+            return Flow::Continue;
         }
         let class = command::classify(&req.args);
         self.kind = class.kind;
-        let route = class.route;
-        if let Some(flow) = self.local(&req, route) {
-            return Some(flow);
+        if self.local(&req, &class) {
+            return Flow::Continue;
         }
-        if self.pinned.as_ref().is_some_and(|p| p.conn.is_down()) && self.drained() {
-            // Redis dropped the dedicated connection and with it the MULTI/WATCH state,
-            // as it would for a direct client that reconnects.
-            self.pinned = None;
+        if self.link.own().is_some() {
+            return self.on_own(req, class).await;
         }
-        if self
-            .pinned
-            .as_ref()
-            .is_some_and(|p| p.state != PinState::Done)
-        {
-            return self.dispatch_pinned(req, class).await;
-        }
-        let switches = !matches!(
-            route,
-            Route::Forward | Route::Unsubscribe | Route::Exec | Route::Discard | Route::Unwatch
+        let switches = matches!(
+            class.route,
+            Route::Select | Route::Auth | Route::Hello | Route::Reset
         );
-        let keeps_blocking_conn = route == Route::Blocking && self.pinned.is_some();
-        if (self.pinned.is_some() || self.repool || switches) && !keeps_blocking_conn {
-            if !self.drained() {
-                self.deferred = Some(req);
-                return None;
-            }
-            self.release_pinned();
-            if self.repool && !self.refresh_pool().await {
-                return Some(Flow::Continue);
-            }
+        if (needs_own(class.route) || switches || self.repool) && !self.drained() {
+            self.deferred = Some(req);
+            return Flow::Deferred;
         }
-        Some(self.dispatch_unpinned(req, class).await)
+        if self.repool && !self.refresh_pool().await {
+            return Flow::Continue;
+        }
+        match class.route {
+            route if needs_own(route) => self.take_own(req, class).await,
+            Route::Select => self.select(req).await,
+            Route::Auth => self.auth(req).await,
+            Route::Hello => self.hello(req).await,
+            Route::Reset => self.reset(),
+            _ => self.on_pool(req, class).await,
+        }
+        Flow::Continue
+    }
+
+    /// Opens a connection of the client's own, then sends the command on it.
+    async fn take_own(&mut self, req: Request, class: Classified) {
+        let key = self.key.clone();
+        match self.ctx.upstream.dedicated(&key).await {
+            Ok(d) => {
+                self.entry.set_upstream_id(d.conn.client_id());
+                self.link = Link::Own(Own::new(d, key));
+                self.on_own(req, class).await;
+            }
+            Err(e) => self.reply(e.to_reply()),
+        }
     }
 
     /// `RESPITE …`: answered above this layer.
@@ -68,284 +75,115 @@ impl Session {
         };
         match self.ctx.admin.call(req, &caller) {
             AdminAnswer::Reply(reply) => self.reply(reply.unwrap_or_else(|e| e.to_reply())),
-            AdminAnswer::Later(rx) => self.await_unbounded(rx),
+            AdminAnswer::Later(rx) => self.await_later(rx, true),
             AdminAnswer::Authenticated => {
                 self.admin_ok = true;
-                self.reply(bytes::Bytes::from_static(reply::OK));
+                self.reply(Bytes::from_static(reply::OK));
             }
         }
     }
 
-    /// Commands answered by the proxy whatever the connection state.
-    fn local(&mut self, req: &Request, route: Route) -> Option<Flow> {
-        let in_multi = self
-            .pinned
-            .as_ref()
-            .is_some_and(|p| p.state == PinState::Multi);
-        let frame = match route {
+    /// Commands the proxy answers itself. Inside MULTI, Redis must queue them, so only
+    /// the proxy-only ones stay here.
+    fn local(&mut self, req: &Request, class: &Classified) -> bool {
+        let args = &req.args;
+        let frame = match class.route {
             Route::Quit => {
                 // Like Redis, nothing sent after QUIT runs.
-                self.closing = true;
-                self.inbuf.clear();
+                self.close();
                 reply::simple("OK")
             }
-            Route::Refuse => reply::error(&format!(
+            Route::Refuse => Error::refused(format!(
                 "ERR {} is not supported through respite (replication must connect to Redis directly)",
                 String::from_utf8_lossy(req.name()).to_uppercase()
-            )),
-            // Inside MULTI Redis queues these; only the proxy-only ones stay local.
-            _ if in_multi => return None,
-            Route::ClientGetName if req.args.len() == 2 => match &self.name {
+            ))
+            .to_reply(),
+            Route::ClientReply if self.link.in_multi() => Error::refused(
+                "ERR CLIENT REPLY inside MULTI is not supported through respite",
+            )
+            .to_reply(),
+            _ if self.link.in_multi() => return false,
+            Route::ClientReply => return self.client_reply(args),
+            Route::ClientId if args.len() == 2 => reply::integer(self.id as i64),
+            Route::ClientGetName if args.len() == 2 => match &self.name {
                 Some(n) => reply::bulk(n),
                 None => reply::null(self.key.resp3),
             },
-            Route::ClientSetName if req.args.len() == 3 => self.set_name(&req.args[2]),
-            Route::ClientSetInfo if req.args.len() == 4 => Self::set_info(&req.args[2]),
-            Route::ClientNoop if req.args.len() == 3 => reply::simple("OK"),
-            _ => return None,
+            Route::ClientSetName if args.len() == 3 => self.set_name(&args[2]),
+            Route::ClientSetInfo if args.len() == 4 => Self::set_info(&args[2]),
+            Route::ClientNoop if args.len() == 3 => reply::simple("OK"),
+            Route::Unsubscribe if self.link.own().is_none() => {
+                return self.unsubscribe_unsubscribed(args);
+            }
+            _ => return false,
         };
         self.reply(frame);
-        Some(Flow::Continue)
+        true
     }
 
-    /// With a MULTI or WATCH open, everything goes to the dedicated connection, where
-    /// Redis queues or runs it in order.
-    async fn dispatch_pinned(&mut self, req: Request, class: Classified) -> Option<Flow> {
-        let route = class.route;
-        let mut deadline = self.deadline();
-        let mut effect = self.invalidate_writes(&req.args, &class);
-        let in_multi = self
-            .pinned
-            .as_ref()
-            .is_some_and(|p| p.state == PinState::Multi);
-        let policy = self.ctx.policy.load_full();
-        let mut out = match outgoing(&req, &class, &policy).await {
-            Ok(out) => out,
-            Err(e) if in_multi => {
-                // Refused by a rule inside MULTI: Redis must abort the transaction at
-                // EXEC as for any command refused while queueing, so it gets a command
-                // it refuses, and the client gets the rule's error in its place.
-                let conn = self.pinned.as_ref().expect("pinned").conn.clone();
-                self.forward(
-                    &conn,
-                    Outgoing::refused(e.to_reply()),
-                    deadline,
-                    Effect::None,
-                );
-                return Some(Flow::Continue);
-            }
-            Err(e) => {
-                self.reply(e.to_reply());
-                return Some(Flow::Continue);
+    /// `CLIENT REPLY ON|OFF|SKIP`: the proxy drops the replies itself (the commands
+    /// still reach Redis).
+    fn client_reply(&mut self, args: &[Bytes]) -> bool {
+        let mode = args.get(2).map(|m| m.to_ascii_uppercase());
+        let (mode, answer) = match (args.len(), mode.as_deref()) {
+            (3, Some(b"ON")) => (ReplyMode::On, true),
+            (3, Some(b"OFF")) => (ReplyMode::Off, false),
+            (3, Some(b"SKIP")) => (ReplyMode::Skip, false),
+            _ => {
+                self.reply(Error::refused("syntax error").to_reply());
+                return true;
             }
         };
-        let pinned = self.pinned.as_mut().expect("pinned");
-        match (pinned.state, route) {
-            (PinState::Multi, Route::Exec) => {
-                pinned.state = PinState::Done;
-                let mut effects = std::mem::take(&mut pinned.queued_writes);
-                if let Some(db) = pinned.queued_select.take() {
-                    effects.push(Effect::ExecSelect(db));
-                }
-                effect = Effect::Many(effects);
-                out.post.exec = Some(std::mem::take(&mut pinned.queued));
-                if pinned.queued_stream {
-                    // SUBSCRIBE (or MONITOR…) ran inside the transaction: after EXEC the
-                    // connection streams, so the client keeps it in streaming mode.
-                    let conn = pinned.conn.clone();
-                    self.forward(&conn, out, deadline, effect);
-                    self.detaching = Some(conn.detach());
-                    self.pinned = None;
-                    return Some(Flow::Continue);
-                }
-            }
-            (PinState::Multi, Route::Discard) => {
-                pinned.state = PinState::Done;
-                pinned.queued_select = None;
-                pinned.queued_writes.clear();
-            }
-            // Redis answers these inside MULTI without queueing them.
-            (PinState::Multi, Route::Multi | Route::Watch) => {}
-            (PinState::Multi, Route::Select) => {
-                pinned.queue(&out);
-                pinned.queued_select = parse_db(&req);
-            }
-            (PinState::Multi, Route::Auth | Route::Hello | Route::Reset | Route::ClientSetName) => {
-                pinned.queue(&out);
-                pinned.dirty = true;
-            }
-            (PinState::Multi, Route::Relay) => {
-                pinned.queue(&out);
-                pinned.dirty = true;
-                pinned.queued_stream = true;
-            }
-            // Queued writes take effect at EXEC.
-            (PinState::Multi, _) => {
-                pinned.queue(&out);
-                pinned
-                    .queued_writes
-                    .push(std::mem::replace(&mut effect, Effect::None));
-            }
-            (PinState::Watching, Route::Multi) => pinned.state = PinState::Multi,
-            (PinState::Watching, Route::Exec | Route::Discard | Route::Unwatch) => {
-                pinned.state = PinState::Done;
-            }
-            (PinState::Watching, Route::Select) => {
-                if let Some(db) = parse_db(&req) {
-                    effect = Effect::Select(db);
-                }
-            }
-            (PinState::Watching, Route::Blocking) => deadline = None,
-            (PinState::Watching, Route::Relay | Route::Auth | Route::Hello | Route::Reset) => {
-                // These change the whole connection: leave WATCH (as a disconnect would).
-                if !self.drained() {
-                    self.deferred = Some(req);
-                    return None;
-                }
-                self.pinned = None; // watched keys and all: never reused
-                return Some(self.dispatch_unpinned(req, class).await);
-            }
-            (PinState::Watching, _) => {}
-            (PinState::Done, _) => unreachable!("dispatch_pinned needs an open state"),
+        if self.reply_mode == ReplyMode::Off && mode == ReplyMode::Skip {
+            return true; // Redis: SKIP while OFF changes nothing
         }
-        let conn = self.pinned.as_ref().expect("pinned").conn.clone();
-        self.forward(&conn, out, deadline, effect);
-        Some(Flow::Continue)
+        self.reply_mode = mode;
+        if answer {
+            self.reply(Bytes::from_static(reply::OK));
+        } else {
+            self.count(crate::metrics::Outcome::Local);
+        }
+        true
     }
 
-    /// Routes a command when no MULTI/WATCH is open (earlier replies are in whenever
-    /// the command switches connection).
-    async fn dispatch_unpinned(&mut self, req: Request, class: Classified) -> Flow {
-        match class.route {
-            Route::Multi => self.pin_and_send(req, PinState::Multi).await,
-            Route::Blocking => match outgoing(&req, &class, &self.ctx.policy.load_full()).await {
-                Ok(out) => {
-                    let effect = self.invalidate_writes(&req.args, &class);
-                    self.send_blocking(out, effect).await;
-                }
-                Err(e) => self.reply(e.to_reply()),
-            },
-            Route::Watch => self.pin_and_send(req, PinState::Watching).await,
-            // A real CLIENT ID needs a connection of the client's own: it is what
-            // CLIENT TRACKING … REDIRECT, CLIENT KILL ID and CLIENT UNBLOCK refer to.
-            Route::Relay | Route::ClientId => return Flow::Relay(req),
-            Route::Select => self.select(req).await,
-            Route::Auth => self.auth(req).await,
-            Route::Hello => self.hello(req).await,
-            Route::Reset => self.reset(),
-            _ => {
-                // One look at the rules per command (a reload swaps them whole).
-                let policy = self.ctx.policy.load();
-                if self.cached_read(&req, &policy) {
-                    return Flow::Continue;
-                }
-                match outgoing(&req, &class, &policy).await {
-                    Ok(out) => {
-                        let effect = self.invalidate_writes(&req.args, &class);
-                        self.forward_pooled(out, effect);
-                    }
-                    Err(e) => self.reply(e.to_reply()),
-                }
+    /// UNSUBSCRIBE & co. from a client subscribed to nothing: Redis's replies (one per
+    /// channel named, or one with a nil channel), in the client's protocol.
+    fn unsubscribe_unsubscribed(&mut self, args: &[Bytes]) -> bool {
+        let Some(kind) = SubKind::of(&args[0]) else {
+            return false;
+        };
+        let head = if self.key.resp3 { ">3\r\n" } else { "*3\r\n" };
+        let name = kind.as_str();
+        let one = |channel: Option<&Bytes>| {
+            let mut f = format!("{head}${}\r\n{name}\r\n", name.len()).into_bytes();
+            match channel {
+                Some(c) => f.extend_from_slice(&reply::bulk(c)),
+                None => f.extend_from_slice(&reply::null(self.key.resp3)),
             }
+            f.extend_from_slice(b":0\r\n");
+            f
+        };
+        let mut frames = Vec::new();
+        if args.len() == 1 {
+            frames.extend(one(None));
         }
-        Flow::Continue
-    }
-
-    async fn pin_and_send(&mut self, req: Request, state: PinState) {
-        let key = self.key.clone();
-        match self.ctx.upstream.dedicated(&key).await {
-            Ok(conn) => {
-                let deadline = self.deadline();
-                self.forward(&conn, Outgoing::plain(&req), deadline, Effect::None);
-                self.pinned = Some(Pinned::new(conn, key, state));
-            }
-            Err(e) => self.reply(e.to_reply()),
+        for channel in &args[1..] {
+            frames.extend(one(Some(channel)));
         }
-    }
-
-    /// Blocking commands wait on a connection of their own, without a timeout; a
-    /// client that keeps blocking keeps its connection.
-    async fn send_blocking(&mut self, out: Outgoing, effect: Effect) {
-        if let Some(p) = &self.pinned {
-            let conn = p.conn.clone();
-            self.forward(&conn, out, None, effect);
-            return;
-        }
-        let key = self.key.clone();
-        match self.ctx.upstream.dedicated(&key).await {
-            Ok(conn) => {
-                self.forward(&conn, out, None, effect);
-                self.pinned = Some(Pinned::new(conn, key, PinState::Done));
-            }
-            Err(e) => self.reply(e.to_reply()),
-        }
-    }
-
-    /// Gives the dedicated connection back (or closes it if its state is unknown).
-    pub(super) fn release_pinned(&mut self) {
-        if let Some(p) = self.pinned.take()
-            && !p.dirty
-            && p.state == PinState::Done
-        {
-            self.ctx.upstream.release(&p.key, p.conn);
-        }
-    }
-
-    /// Looks up the pool for the current key; on failure the error is the reply.
-    pub(super) async fn refresh_pool(&mut self) -> bool {
-        self.repool = false;
-        match self.ctx.upstream.pool(&self.key).await {
-            Ok(pool) => {
-                self.pool = pool;
-                true
-            }
-            Err(e) => {
-                self.reply(e.to_reply());
-                false
-            }
-        }
-    }
-
-    /// Switches to the pool of `key`, checking it with Redis.
-    pub(super) async fn switch_key(&mut self, key: PoolKey) -> Result<(), bytes::Bytes> {
-        match self.ctx.upstream.pool(&key).await {
-            Ok(pool) => {
-                self.pool = pool;
-                self.key = key;
-                Ok(())
-            }
-            Err(e) => Err(e.to_reply()),
-        }
+        self.reply(Bytes::from(frames));
+        true
     }
 }
 
-impl Pinned {
-    fn new(conn: crate::upstream::Conn, key: PoolKey, state: PinState) -> Self {
-        Self {
-            conn,
-            key,
-            state,
-            dirty: false,
-            queued_select: None,
-            queued_stream: false,
-            queued_writes: Vec::new(),
-            queued: Vec::new(),
-        }
-    }
-
-    /// Records a command queued inside MULTI, with the proxy's extras after it.
-    fn queue(&mut self, out: &Outgoing) {
-        self.queued.push(Queued::Client(out.post.shape.clone()));
-        let extras = out.frames() as usize - 1;
-        self.queued
-            .extend(std::iter::repeat_n(Queued::Extra, extras));
-    }
-}
-
-/// The db of a well-formed `SELECT n`.
-pub(super) fn parse_db(req: &Request) -> Option<u32> {
-    if req.args.len() != 2 {
-        return None;
-    }
-    std::str::from_utf8(&req.args[1]).ok()?.parse().ok()
+/// Routes that take a connection of the client's own.
+fn needs_own(route: Route) -> bool {
+    matches!(
+        route,
+        Route::Multi
+            | Route::Watch
+            | Route::Blocking
+            | Route::Own
+            | Route::Subscribe
+            | Route::Sticky
+    )
 }

@@ -1,15 +1,25 @@
-//! One upstream connection: requests from many clients are pipelined onto it, written
-//! in as few syscalls as possible, and replies are matched to them in FIFO order.
+//! One upstream connection: requests are pipelined onto it, written in as few
+//! syscalls as possible, and replies are matched to them in FIFO order (see
+//! [`super::expect`] for which frames answer which request).
 //!
 //! A connection is a task owning the socket plus a cheap [`Conn`] handle. Shared pool
 //! connections reconnect forever with exponential backoff and jitter; dedicated ones
-//! (MULTI, WATCH, blocking commands) die with their socket.
+//! (one client's MULTI, WATCH, blocking commands, subscriptions…) die with their
+//! socket, and deliver their replies and out-of-band frames, in Redis's order, as
+//! [`Event`]s on a bounded channel: a client that does not take them stops the task
+//! from reading its socket, so Redis (and its `client-output-buffer-limit`) holds what
+//! that client does not read, not the proxy.
+//!
+//! Requests waiting on a silent connection fail only when Redis is not alive (see
+//! [`super::liveness`]), never because a command is slow.
 
 use std::{
     collections::VecDeque,
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicI64, AtomicU8, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -23,38 +33,42 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{PoolKey, UpstreamAddr, handshake};
-use crate::error::Error;
-use crate::{
-    metrics::{LocalHistogram, UpstreamStats},
-    protocol::reply::{ReplyScanner, is_push},
+use super::{
+    PoolKey, UpstreamAddr,
+    expect::{Expect, Subscriptions},
+    handshake,
+    liveness::Liveness,
 };
-
 pub use crate::error::Reply;
-
-/// One command to send, or a request to hand the socket over once every earlier reply
-/// is in.
-pub enum Job {
-    Request {
-        cmd: Bytes,
-        /// How many reply frames `cmd` produces (commands pipelined together).
-        frames: u32,
-        reply: ReplyTo,
-    },
-    Detach(oneshot::Sender<Detached>),
-}
+use crate::{
+    error::Error,
+    metrics::{LocalHistogram, UpstreamStats},
+    protocol::reply::ReplyScanner,
+};
 
 /// Where a reply goes.
 pub enum ReplyTo {
     Oneshot(oneshot::Sender<Reply>),
     /// Run on the connection task as soon as the reply is in (L1 fills).
     Hook(Box<dyn FnOnce(Reply) + Send>),
+    /// A dedicated connection's event channel, in order with out-of-band frames.
+    Event,
 }
 
-/// A socket taken out of its connection task, with bytes already read past the last
-/// reply (for a client that turned the connection into a stream, e.g. SUBSCRIBE
-/// inside MULTI).
-pub type Detached = (TcpStream, BytesMut);
+/// What a dedicated connection delivers, in the order Redis sent it.
+#[derive(Debug)]
+pub enum Event {
+    /// The reply to the oldest request sent with [`ReplyTo::Event`].
+    Reply(Reply),
+    /// A frame no request asked for (a message, an invalidation, a MONITOR line).
+    Push(Bytes),
+}
+
+struct Job {
+    cmd: Bytes,
+    expect: Expect,
+    reply: ReplyTo,
+}
 
 const CONNECTING: u8 = 0;
 const UP: u8 = 1;
@@ -63,10 +77,16 @@ const DOWN: u8 = 2;
 /// Bytes queued for the socket before the connection stops taking more requests.
 const WRITE_HIGH_WATER: usize = 4 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
+/// Events a dedicated connection hands over before it stops reading its socket.
+pub const EVENT_BACKLOG: usize = 32;
 
 struct State {
     phase: AtomicU8,
     last_error: Mutex<Option<Error>>,
+    /// The connection's `CLIENT ID` in Redis (0 until known).
+    client_id: AtomicI64,
+    /// What the connection is subscribed to, as counted when replies were matched.
+    subscriptions: Mutex<[usize; 3]>,
 }
 
 /// Handle to a connection task. Cloning shares the connection; the task ends when the
@@ -77,29 +97,38 @@ pub struct Conn {
     state: Arc<State>,
 }
 
-/// How the task behaves when its socket fails.
+/// How the task behaves when its socket fails, and when it is silent.
 #[derive(Clone)]
 pub struct Settings {
     pub addr: Arc<UpstreamAddr>,
     pub key: PoolKey,
     pub connect_timeout: Duration,
+    /// Silence with requests waiting, before asking `liveness`.
+    pub request_timeout: Duration,
     pub min_backoff: Duration,
     pub max_backoff: Duration,
     /// Reconnect after failures (pool connections) or end (dedicated ones).
     pub reconnect: bool,
     pub stats: Arc<UpstreamStats>,
+    pub liveness: Arc<Liveness>,
 }
 
 impl Conn {
     /// Starts a connection task. `first` learns how the first connection attempt went.
-    pub fn spawn(settings: Settings) -> (Self, oneshot::Receiver<Result<(), Error>>) {
+    /// `events`: a dedicated connection's event channel.
+    pub fn spawn(
+        settings: Settings,
+        events: Option<mpsc::Sender<Event>>,
+    ) -> (Self, oneshot::Receiver<Result<(), Error>>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State {
             phase: AtomicU8::new(CONNECTING),
             last_error: Mutex::new(None),
+            client_id: AtomicI64::new(0),
+            subscriptions: Mutex::default(),
         });
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(run(settings, rx, state.clone(), first_tx));
+        tokio::spawn(run(settings, rx, state.clone(), first_tx, events));
         (Self { tx, state }, first_rx)
     }
 
@@ -110,24 +139,21 @@ impl Conn {
         rx
     }
 
-    /// Sends `cmd` (producing `frames` reply frames, returned concatenated); failures,
-    /// including a known-down upstream, go to `reply` too.
+    /// Sends `cmd` (producing `frames` reply frames, returned concatenated).
     pub fn request_with(&self, cmd: Bytes, frames: u32, reply: ReplyTo) {
-        if self.state.phase.load(Ordering::Acquire) == DOWN {
-            return answer(reply, Err(self.down_error()));
-        }
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job::Request { cmd, frames, reply })
-        {
-            fail(job, &self.down_error());
-        }
+        self.send(cmd, Expect::Frames(frames), reply);
     }
 
-    /// Asks the task to give up its socket after the replies already requested; the
-    /// task then ends. The receiver gets nothing if the connection failed first.
-    pub fn detach(&self) -> oneshot::Receiver<Detached> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send(Job::Detach(tx));
-        rx
+    /// Sends `cmd`, whose reply looks as `expect` says; failures, including a
+    /// known-down upstream, go to `reply` too.
+    pub fn send(&self, cmd: Bytes, expect: Expect, reply: ReplyTo) {
+        if self.state.phase.load(Ordering::Acquire) == DOWN {
+            return answer(reply, Err(self.down_error()), None);
+        }
+        let job = Job { cmd, expect, reply };
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job) {
+            answer(job.reply, Err(self.down_error()), None);
+        }
     }
 
     pub fn is_up(&self) -> bool {
@@ -136,6 +162,16 @@ impl Conn {
 
     pub fn is_down(&self) -> bool {
         self.state.phase.load(Ordering::Acquire) == DOWN || self.tx.is_closed()
+    }
+
+    /// The connection's id in Redis (`CLIENT ID`), once connected.
+    pub fn client_id(&self) -> i64 {
+        self.state.client_id.load(Ordering::Acquire)
+    }
+
+    /// Channels, patterns and shard channels the connection is subscribed to.
+    pub fn subscriptions(&self) -> [usize; 3] {
+        *self.state.subscriptions.lock().expect("subscriptions")
     }
 
     fn down_error(&self) -> Error {
@@ -153,46 +189,54 @@ async fn run(
     mut rx: mpsc::UnboundedReceiver<Job>,
     state: Arc<State>,
     first: oneshot::Sender<Result<(), Error>>,
+    events: Option<mpsc::Sender<Event>>,
 ) {
     let mut first = Some(first);
     let mut backoff = settings.min_backoff;
     let mut was_up = false;
     loop {
-        let failure =
-            match handshake::connect(&settings.addr, &settings.key, settings.connect_timeout).await
-            {
-                Ok(stream) => {
-                    state.phase.store(UP, Ordering::Release);
-                    if let Some(f) = first.take() {
-                        let _ = f.send(Ok(()));
-                    }
-                    if was_up {
-                        info!(db = settings.key.db, "upstream connection re-established");
-                        settings.stats.reconnected();
-                    }
-                    was_up = true;
-                    backoff = settings.min_backoff;
-                    match serve(stream, &mut rx, &settings.stats).await {
-                        Ok(()) => return, // every handle dropped
-                        Err(e) => e,
-                    }
+        let failure = match handshake::connect(&settings).await {
+            Ok((stream, client_id)) => {
+                state.client_id.store(client_id, Ordering::Release);
+                state.phase.store(UP, Ordering::Release);
+                if let Some(f) = first.take() {
+                    let _ = f.send(Ok(()));
                 }
-                Err(e) => e,
-            };
+                if was_up {
+                    info!(db = settings.key.db, "upstream connection re-established");
+                    settings.stats.reconnected();
+                }
+                was_up = true;
+                backoff = settings.min_backoff;
+                let mut io = Pipeline::new(&settings, &state, events.clone());
+                match io.serve(stream, &mut rx).await {
+                    Ok(()) => return, // every handle dropped
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e,
+        };
         if first.is_none() && was_up {
             warn!(error = %failure, "upstream connection failed");
         } else {
             debug!(error = %failure, "upstream connect failed");
         }
-        settings.stats.error(&failure);
+        if !matches!(failure, Error::Timeout(_)) {
+            // Timeouts are counted per request, by whoever waited for the reply.
+            settings.stats.error(&failure);
+        }
         *state.last_error.lock().expect("state lock") = Some(failure.clone());
         state.phase.store(DOWN, Ordering::Release);
         if let Some(f) = first.take() {
             let _ = f.send(Err(failure.clone()));
         }
         if !settings.reconnect {
+            // The events channel closes when this task ends: whoever still waits for a
+            // reply learns the connection is gone.
             rx.close();
-            fail_all(&mut rx, &failure);
+            while let Ok(job) = rx.try_recv() {
+                answer(job.reply, Err(failure.clone()), None);
+            }
             return;
         }
         let delay = jitter(backoff);
@@ -212,22 +256,10 @@ async fn wait_failing(rx: &mut mpsc::UnboundedReceiver<Job>, delay: Duration, er
         tokio::select! {
             () = &mut sleep => return true,
             job = rx.recv() => match job {
-                Some(job) => fail(job, err),
+                Some(job) => answer(job.reply, Err(err.clone()), None),
                 None => return false,
             },
         }
-    }
-}
-
-fn fail_all(rx: &mut mpsc::UnboundedReceiver<Job>, err: &Error) {
-    while let Ok(job) = rx.try_recv() {
-        fail(job, err);
-    }
-}
-
-fn fail(job: Job, err: &Error) {
-    if let Job::Request { reply, .. } = job {
-        answer(reply, Err(err.clone()));
     }
 }
 
@@ -237,163 +269,296 @@ fn jitter(d: Duration) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-fn answer(to: ReplyTo, reply: Reply) {
+/// Delivers a reply to `to` (an [`ReplyTo::Event`] reply goes to `staged`).
+fn answer(to: ReplyTo, reply: Reply, staged: Option<&mut VecDeque<Event>>) {
     match to {
         ReplyTo::Oneshot(tx) => {
             let _ = tx.send(reply);
         }
         ReplyTo::Hook(hook) => hook(reply),
+        ReplyTo::Event => {
+            if let Some(staged) = staged {
+                staged.push_back(Event::Reply(reply));
+            }
+        }
     }
 }
 
-/// Pipelines requests until the socket fails (`Err`), or every handle is dropped or
-/// the socket was handed over (`Ok`).
-async fn serve(
-    mut stream: TcpStream,
-    rx: &mut mpsc::UnboundedReceiver<Job>,
-    stats: &UpstreamStats,
-) -> Result<(), Error> {
-    let mut io = Pipeline::default();
-    let mut detach = None;
-    let mut batch = Vec::with_capacity(64);
-    let (mut rd, mut wr) = stream.split();
-    let result = loop {
-        if detach.is_some() && io.inflight.is_empty() && io.wbuf.is_empty() {
-            break Ok(());
-        }
-        tokio::select! {
-            biased;
-            n = rx.recv_many(&mut batch, 256), if detach.is_none() && io.wbuf.len() < WRITE_HIGH_WATER => {
-                if n == 0 {
-                    break Ok(());
-                }
-                let fresh = io.wbuf.is_empty();
-                // One clock read per batch: its requests are written together.
-                let now = Instant::now();
-                batch.drain(..).for_each(|job| io.take(job, now, &mut detach));
-                if fresh && detach.is_none() {
-                    // Let the other clients whose requests are ready run first, so their
-                    // commands share this write (twemproxy gets this from its event loop).
-                    tokio::task::yield_now().await;
-                    while detach.is_none() && let Ok(job) = rx.try_recv() {
-                        io.take(job, now, &mut detach);
-                    }
-                }
-            }
-            written = wr.write_buf(&mut io.wbuf), if !io.wbuf.is_empty() => {
-                if let Err(e) = written {
-                    break Err(lost(e));
-                }
-            }
-            read = rd.read_buf(&mut io.rbuf), if detach.is_none() || !io.inflight.is_empty() => {
-                match read {
-                    Ok(0) => break Err(Error::unavailable("connection closed by Redis")),
-                    Err(e) => break Err(lost(e)),
-                    Ok(_) => {}
-                }
-                let dispatched = io.dispatch(detach.is_some());
-                io.latency.flush(&stats.latency);
-                if let Err(e) = dispatched {
-                    break Err(e);
-                }
-                if io.rbuf.capacity() - io.rbuf.len() < READ_CHUNK / 4 {
-                    io.rbuf.reserve(READ_CHUNK);
-                }
-            }
-        }
-    };
-    // Requests sent or queued on a failed socket may or may not have been applied.
-    for (reply, _, _) in io.inflight.drain(..) {
-        answer(reply, Err(Error::ConnectionLost));
-    }
-    if let (Ok(()), Some(to)) = (&result, detach) {
-        let _ = to.send((stream, io.rbuf));
-    }
-    result
+/// A request sent and not yet answered.
+struct Inflight {
+    reply: ReplyTo,
+    expect: Expect,
+    taken: Instant,
 }
 
-/// Buffers and FIFO of one pipelined socket.
-struct Pipeline {
-    /// Who gets each reply, how many frames it has, and when it was taken.
-    inflight: VecDeque<(ReplyTo, u32, Instant)>,
-    /// Bytes and frames of the front reply scanned so far (multi-frame replies).
+/// The socket's buffers, the FIFO of requests, and how far the front reply got.
+struct Pipeline<'s> {
+    settings: &'s Settings,
+    state: &'s State,
+    inflight: VecDeque<Inflight>,
+    /// Frames of the front reply still to come; 0 until its first frame arrived.
+    remaining: u32,
+    /// Bytes of the front reply read so far (at the start of `rbuf`).
     front_len: usize,
-    front_frames: u32,
     wbuf: BytesMut,
     rbuf: BytesMut,
     scanner: ReplyScanner,
-    /// RESP3 pushes waiting to go out in front of the next reply.
-    pushes: BytesMut,
+    subs: Subscriptions,
+    /// A dedicated connection's channel, and what waits to go into it.
+    events: Option<mpsc::Sender<Event>>,
+    staged: VecDeque<Event>,
     /// Reply latencies of the current read, added to the shared histogram after it.
     latency: LocalHistogram,
+    /// Since when nothing was read while requests waited.
+    quiet_since: Instant,
 }
 
-impl Default for Pipeline {
-    fn default() -> Self {
+type Check = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+impl<'s> Pipeline<'s> {
+    fn new(settings: &'s Settings, state: &'s State, events: Option<mpsc::Sender<Event>>) -> Self {
         Self {
+            settings,
+            state,
             inflight: VecDeque::new(),
+            remaining: 0,
             front_len: 0,
-            front_frames: 0,
             wbuf: BytesMut::with_capacity(16 * 1024),
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             scanner: ReplyScanner::default(),
-            pushes: BytesMut::new(),
+            subs: Subscriptions::new(settings.key.resp3),
+            events,
+            staged: VecDeque::new(),
             latency: LocalHistogram::default(),
+            quiet_since: Instant::now(),
+        }
+    }
+
+    /// Pipelines requests until the socket fails (`Err`) or every handle is dropped
+    /// (`Ok`). Requests in flight then fail: they may or may not have been applied.
+    async fn serve(
+        &mut self,
+        mut stream: TcpStream,
+        rx: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Result<(), Error> {
+        let result = self.pump(&mut stream, rx).await;
+        let failed = match &result {
+            Err(e @ Error::Timeout(_)) => e.clone(),
+            _ => Error::ConnectionLost,
+        };
+        for job in self.inflight.drain(..) {
+            answer(job.reply, Err(failed.clone()), Some(&mut self.staged));
+        }
+        self.flush_events().await;
+        result
+    }
+
+    async fn pump(
+        &mut self,
+        stream: &mut TcpStream,
+        rx: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Result<(), Error> {
+        let mut batch = Vec::with_capacity(64);
+        let (mut rd, mut wr) = stream.split();
+        let mut check: Option<Check> = None;
+        let quiet = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(quiet);
+        let mut armed_for = None;
+        let events = self.events.clone();
+        loop {
+            let waiting = !self.inflight.is_empty();
+            let deadline = self.quiet_since + self.settings.request_timeout;
+            if waiting && check.is_none() && armed_for != Some(deadline) {
+                quiet
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(deadline));
+                armed_for = Some(deadline);
+            }
+            let backlog = !self.staged.is_empty();
+            tokio::select! {
+                biased;
+                n = rx.recv_many(&mut batch, 256), if self.wbuf.len() < WRITE_HIGH_WATER => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.take_batch(&mut batch, rx).await;
+                }
+                written = wr.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
+                    written.map_err(lost)?;
+                }
+                read = rd.read_buf(&mut self.rbuf), if !backlog => {
+                    if read.map_err(lost)? == 0 {
+                        return Err(Error::unavailable("connection closed by Redis"));
+                    }
+                    check = None;
+                    self.read_done()?;
+                }
+                sent = reserve(&events), if backlog => match sent {
+                    Some(permit) => permit.send(self.staged.pop_front().expect("backlog")),
+                    // The client is gone: nobody takes these events any more.
+                    None => return Ok(()),
+                },
+                () = &mut quiet, if waiting && check.is_none() => {
+                    let liveness = self.settings.liveness.clone();
+                    check = Some(Box::pin(async move { liveness.alive().await }));
+                }
+                alive = poll_check(&mut check), if check.is_some() => {
+                    check = None;
+                    if !alive {
+                        return Err(Error::Timeout(self.settings.request_timeout));
+                    }
+                    self.quiet_since = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Queues a batch of requests (and, when the socket was idle, the requests that
+    /// arrive while the other ready clients run, so they share this write).
+    async fn take_batch(&mut self, batch: &mut Vec<Job>, rx: &mut mpsc::UnboundedReceiver<Job>) {
+        let fresh = self.wbuf.is_empty();
+        // One clock read per batch: its requests are written together.
+        let now = Instant::now();
+        batch.drain(..).for_each(|job| self.take(job, now));
+        if fresh {
+            // Let the other clients whose requests are ready run first, so their
+            // commands share this write (twemproxy gets this from its event loop).
+            tokio::task::yield_now().await;
+            while let Ok(job) = rx.try_recv() {
+                self.take(job, now);
+            }
+        }
+    }
+
+    fn take(&mut self, job: Job, now: Instant) {
+        if self.inflight.is_empty() {
+            self.quiet_since = now;
+        }
+        self.wbuf.extend_from_slice(&job.cmd);
+        self.inflight.push_back(Inflight {
+            reply: job.reply,
+            expect: job.expect,
+            taken: now,
+        });
+    }
+
+    fn read_done(&mut self) -> Result<(), Error> {
+        self.quiet_since = Instant::now();
+        let dispatched = self.dispatch();
+        self.latency.flush(&self.settings.stats.latency);
+        if self.events.is_some() {
+            *self.state.subscriptions.lock().expect("subscriptions") = self.subs.counts();
+        }
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        dispatched
+    }
+
+    /// Hands every complete frame read so far to its request, or out of band.
+    fn dispatch(&mut self) -> Result<(), Error> {
+        let mut now = None;
+        while let Some(len) = self
+            .scanner
+            .scan(&self.rbuf[self.front_len..])
+            .map_err(|e| Error::upstream_protocol(e.to_string()))?
+        {
+            let at = self.front_len;
+            if !self.belongs_to_front(at, len) {
+                self.out_of_band(at, len)?;
+                continue;
+            }
+            self.front_len += len;
+            self.remaining -= 1;
+            if self.remaining > 0 {
+                continue;
+            }
+            let reply = self.rbuf.split_to(self.front_len).freeze();
+            self.front_len = 0;
+            let job = self.inflight.pop_front().expect("front exists");
+            let now = *now.get_or_insert_with(Instant::now);
+            self.latency
+                .record(now.saturating_duration_since(job.taken));
+            answer(job.reply, Ok(reply), Some(&mut self.staged));
+        }
+        Ok(())
+    }
+
+    /// True if the frame at `at` is (part of) the front request's reply, whose count
+    /// of frames still to come is then set.
+    fn belongs_to_front(&mut self, at: usize, len: usize) -> bool {
+        let Some(front) = self.inflight.front() else {
+            return false;
+        };
+        let frame = &self.rbuf[at..at + len];
+        if self.remaining == 0 {
+            if !self.subs.begins(&front.expect, frame) {
+                return false;
+            }
+            self.remaining = self.subs.frames(&front.expect, frame);
+        }
+        if matches!(front.expect, Expect::PubSub(_)) {
+            self.subs.confirm(frame);
+        }
+        true
+    }
+
+    /// Takes the frame at `at` out of the buffer: to the client of a dedicated
+    /// connection, or (on a shared one, where no client asked for it) dropped.
+    fn out_of_band(&mut self, at: usize, len: usize) -> Result<(), Error> {
+        let mut frame = self.rbuf.split_off(at);
+        let after = frame.split_off(len);
+        self.rbuf.unsplit(after);
+        let frame = frame.freeze();
+        self.subs.confirm(&frame);
+        if self.events.is_some() {
+            self.staged.push_back(Event::Push(frame));
+            return Ok(());
+        }
+        if !crate::protocol::reply::is_push(&frame) {
+            return Err(Error::upstream_protocol("reply without a request"));
+        }
+        unmatched_push(&frame);
+        Ok(())
+    }
+
+    async fn flush_events(&mut self) {
+        while let Some(event) = self.staged.pop_front() {
+            let Some(events) = &self.events else {
+                return;
+            };
+            if events.send(event).await.is_err() {
+                return;
+            }
         }
     }
 }
 
-impl Pipeline {
-    fn take(&mut self, job: Job, now: Instant, detach: &mut Option<oneshot::Sender<Detached>>) {
-        match job {
-            Job::Request { cmd, frames, reply } => {
-                self.wbuf.extend_from_slice(&cmd);
-                self.inflight.push_back((reply, frames.max(1), now));
-            }
-            Job::Detach(to) => *detach = Some(to),
-        }
+async fn reserve(events: &Option<mpsc::Sender<Event>>) -> Option<mpsc::Permit<'_, Event>> {
+    match events {
+        Some(tx) => tx.reserve().await.ok(),
+        None => std::future::pending().await,
     }
+}
 
-    /// Hands every complete reply read so far to the oldest waiting request. When a
-    /// handover is pending, bytes after the last awaited reply are left for the new owner.
-    fn dispatch(&mut self, detaching: bool) -> Result<(), Error> {
-        let mut now = None;
-        while !(detaching && self.inflight.is_empty())
-            && let Some(len) = self
-                .scanner
-                .scan(&self.rbuf[self.front_len..])
-                .map_err(|e| Error::upstream_protocol(e.to_string()))?
-        {
-            let at = self.front_len;
-            if is_push(&self.rbuf[at..]) {
-                // Shared connections never subscribe, so a push (DEBUG PROTOCOL push,
-                // say) belongs to the client whose reply comes next.
-                let push = self.rbuf[at..at + len].to_vec();
-                let rest = self.rbuf.split_off(at).split_off(len);
-                self.rbuf.unsplit(rest);
-                self.pushes.extend_from_slice(&push);
-                continue;
-            }
-            let Some(&(_, frames, _)) = self.inflight.front() else {
-                return Err(Error::upstream_protocol("reply without a request"));
-            };
-            self.front_len += len;
-            self.front_frames += 1;
-            if self.front_frames < frames {
-                continue;
-            }
-            let mut frame = self.rbuf.split_to(self.front_len).freeze();
-            (self.front_len, self.front_frames) = (0, 0);
-            if !self.pushes.is_empty() {
-                self.pushes.extend_from_slice(&frame);
-                frame = self.pushes.split().freeze();
-            }
-            let (to, _, taken) = self.inflight.pop_front().expect("front exists");
-            let now = *now.get_or_insert_with(Instant::now);
-            self.latency.record(now.saturating_duration_since(taken));
-            answer(to, Ok(frame));
-        }
-        Ok(())
+async fn poll_check(check: &mut Option<Check>) -> bool {
+    match check {
+        Some(c) => c.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A push on a shared connection belongs to no client: dropped, and logged at the
+/// 1st, 2nd, 4th… occurrence.
+fn unmatched_push(frame: &[u8]) {
+    static DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        warn!(
+            dropped = n,
+            frame = %String::from_utf8_lossy(&frame[..frame.len().min(80)]),
+            "a RESP3 push arrived on a shared upstream connection; no client asked for it"
+        );
     }
 }
 

@@ -9,41 +9,87 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{PoolKey, UpstreamAddr};
+use super::{PoolKey, UpstreamAddr, conn::Settings};
 use crate::error::Error;
 use crate::protocol::{
-    reply::{ReplyScanner, is_error},
+    reply::{ReplyScanner, integer_value, is_error},
     request::encode_command,
 };
 
-/// Connects and prepares a connection for `key`, within `timeout` overall.
-pub async fn connect(
-    addr: &UpstreamAddr,
-    key: &PoolKey,
-    timeout: Duration,
-) -> Result<TcpStream, Error> {
-    tokio::time::timeout(timeout, connect_inner(addr, key))
+/// Connects a pipelined connection for `settings.key`: also learns its `CLIENT ID`,
+/// and lets the kernel fail it when Redis stops acknowledging data for
+/// `request_timeout` (a partition, a dead host).
+pub async fn connect(settings: &Settings) -> Result<(TcpStream, i64), Error> {
+    let timeout = settings.connect_timeout;
+    let setup = async {
+        let mut stream = open(&settings.addr).await?;
+        dead_peer_timeouts(&stream, settings.request_timeout);
+        run(&mut stream, &commands(&settings.key)).await?;
+        // A user may not be allowed CLIENT ID: then the id stays unknown.
+        let id = run(&mut stream, &[vec![b("CLIENT"), b("ID")]])
+            .await
+            .ok()
+            .and_then(|r| r.first().and_then(|r| integer_value(r)))
+            .unwrap_or(0);
+        Ok((stream, id))
+    };
+    tokio::time::timeout(timeout, setup)
         .await
         .map_err(|_| Error::unavailable(format!("connect timeout after {timeout:?}")))?
 }
 
-async fn connect_inner(addr: &UpstreamAddr, key: &PoolKey) -> Result<TcpStream, Error> {
-    let mut stream = TcpStream::connect((addr.host.as_str(), addr.port))
+/// Connects and prepares a connection for `key`, within `timeout` overall (for side
+/// connections that read the socket themselves).
+pub async fn connect_raw(
+    addr: &UpstreamAddr,
+    key: &PoolKey,
+    timeout: Duration,
+) -> Result<TcpStream, Error> {
+    let setup = async {
+        let mut stream = open(addr).await?;
+        run(&mut stream, &commands(key)).await?;
+        Ok(stream)
+    };
+    tokio::time::timeout(timeout, setup)
+        .await
+        .map_err(|_| Error::unavailable(format!("connect timeout after {timeout:?}")))?
+}
+
+async fn open(addr: &UpstreamAddr) -> Result<TcpStream, Error> {
+    let stream = TcpStream::connect((addr.host.as_str(), addr.port))
         .await
         .map_err(|e| Error::unavailable(format!("{}:{}: {e}", addr.host, addr.port)))?;
     stream.set_nodelay(true).ok();
-    let commands = commands(key);
+    Ok(stream)
+}
+
+/// Keepalive probes on an idle connection, and `TCP_USER_TIMEOUT` on one with
+/// unacknowledged data: the kernel notices a vanished peer by itself.
+fn dead_peer_timeouts(stream: &TcpStream, timeout: Duration) {
+    let sock = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(timeout)
+        .with_interval(timeout / 3 + Duration::from_millis(1))
+        .with_retries(3);
+    let _ = sock.set_tcp_keepalive(&keepalive);
+    let _ = sock.set_tcp_user_timeout(Some(timeout));
+}
+
+/// Sends `commands` pipelined and reads their replies; the first error reply refuses
+/// the connection.
+async fn run(stream: &mut TcpStream, commands: &[Vec<Bytes>]) -> Result<Vec<Bytes>, Error> {
     if commands.is_empty() {
-        return Ok(stream);
+        return Ok(Vec::new());
     }
     let mut out = BytesMut::new();
-    for c in &commands {
+    for c in commands {
         out.extend_from_slice(&encode_command(c));
     }
     stream.write_all(&out).await.map_err(io_lost)?;
     let mut buf = BytesMut::with_capacity(4096);
     let mut scanner = ReplyScanner::default();
-    for _ in &commands {
+    let mut replies = Vec::with_capacity(commands.len());
+    for _ in commands {
         let frame = loop {
             if let Some(len) = scanner
                 .scan(&buf)
@@ -58,8 +104,9 @@ async fn connect_inner(addr: &UpstreamAddr, key: &PoolKey) -> Result<TcpStream, 
         if is_error(&frame) {
             return Err(Error::Redis(frame));
         }
+        replies.push(frame);
     }
-    Ok(stream)
+    Ok(replies)
 }
 
 fn io_lost(e: std::io::Error) -> Error {
