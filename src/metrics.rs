@@ -210,6 +210,12 @@ pub const COMPRESS_OUT: Def = def(
     &["namespace"],
     "Bytes the compressor produced from them (in / out is the compression ratio).",
 );
+pub const COMPRESS_DECODE_ERRORS: Def = def(
+    "respite_compression_decode_errors_total",
+    Counter,
+    &["reason"],
+    "Stored values of compressing namespaces that start like a compression envelope but could not be opened, so the client got an error instead: reason=too_large (claims more than server.max_bulk_len), unsupported (format version, codec or dictionary this respite does not have), corrupt (damaged or cut short).",
+);
 pub const CONFIG_RELOADS: Def = def(
     "respite_config_reloads_total",
     Counter,
@@ -249,6 +255,7 @@ pub const ALL: &[Def] = &[
     UPSTREAM_RECONNECTS,
     COMPRESS_IN,
     COMPRESS_OUT,
+    COMPRESS_DECODE_ERRORS,
     CONFIG_RELOADS,
     CONFIG_LAST_RELOAD_OK,
 ];
@@ -261,6 +268,8 @@ pub struct Metrics {
     pub reloads: Reloads,
     /// Per-namespace stats by name; rules of every policy (reloads too) attach to them.
     pub namespaces: Arc<Namespaces>,
+    /// Stored values that could not be opened (see `compress::Opener`).
+    pub decode_failures: Arc<crate::compress::Failures>,
     max_clients: usize,
     recorder: render::Exporter,
     /// Where `/metrics` listens, once bound.
@@ -274,6 +283,7 @@ impl Metrics {
             clients: Arc::default(),
             reloads: Reloads::default(),
             namespaces: Arc::default(),
+            decode_failures: Arc::default(),
             max_clients: config.server.max_clients,
             recorder: render::Exporter::new(),
             endpoint: OnceLock::new(),

@@ -45,6 +45,7 @@ use post::{Outgoing, Post, Queued};
 
 use crate::{
     command::Kind,
+    compress::Opener,
     metrics::{NamespaceStats, Outcome},
     protocol::request::{Limits, Request, RequestParser},
     server::Shared,
@@ -145,6 +146,8 @@ pub struct Session {
     /// Its reads count in the request and L1 hit/miss metrics (false for the headless
     /// reader of RESPITE WARM, whose fills are not the clients' misses).
     counted: bool,
+    /// Opens the compression envelopes in replies (bounded by `server.max_bulk_len`).
+    opener: Opener,
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
@@ -172,6 +175,10 @@ impl Session {
             admin_ok: shared.config.admin.password.is_none(),
             kind: Kind::Unknown,
             counted: true,
+            opener: Opener::new(
+                shared.config.server.max_bulk_len.as_u64() as usize,
+                shared.metrics.decode_failures.clone(),
+            ),
             shared: shared.clone(),
             name: None,
             pinned: None,
@@ -416,7 +423,7 @@ impl Session {
         match reply {
             Ok(frame) => {
                 metrics.request(kind, Outcome::of_redis_reply(&frame));
-                let frame = post.apply(frame);
+                let frame = post.apply(frame, &self.opener);
                 self.apply(effect, &frame);
                 self.out.extend_from_slice(&frame);
             }

@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use super::{Effect, Session, compress::fill_rewrite};
 use crate::{
     command::Classified,
-    compress::Restore,
+    compress::{Opener, Restore},
     l1::{self, EntryKey, Fill, FillKey, Join, L1, Lookup, cacheable},
     metrics::{InvalidationSource, Outcome},
     policy::{Compress, Policy},
@@ -73,9 +73,10 @@ impl Session {
                 // L1 holds restored replies: a compressed value is read (perhaps by
                 // another command, see session/compress.rs) and restored before storing.
                 let (read, restore) = match compressed.then(|| fill_rewrite(&req.args)) {
-                    Some(Some((read, restore))) => {
-                        (read.map(|r| encode_command(&r)), Some(restore))
-                    }
+                    Some(Some((read, restore))) => (
+                        read.map(|r| encode_command(&r)),
+                        Some((restore, self.opener.clone())),
+                    ),
                     _ => (None, None),
                 };
                 let cmd = with_pttl(read.as_ref().unwrap_or(&req.raw), std::slice::from_ref(key));
@@ -144,9 +145,11 @@ impl Session {
         let fill_keys: Vec<Bytes> = fills.iter().map(|f| f.ek.key.clone()).collect();
         let cmd = with_pttl(&encode_command(&mget), &fill_keys);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let l1 = l1.clone();
+        let (l1, opener) = (l1.clone(), self.opener.clone());
         let hook = Box::new(move |reply: Reply| {
-            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames, &restore)));
+            let _ = tx.send(
+                reply.map(|frames| finish_mget(&l1, parts, fills, &frames, &restore, &opener)),
+            );
         });
         self.pool
             .conn(self.id)
@@ -242,7 +245,7 @@ fn fill_hook(
     fill: Arc<Fill>,
     l1_ttl: Duration,
     stale: Option<Duration>,
-    restore: Option<Restore>,
+    restore: Option<(Restore, Opener)>,
 ) -> Box<dyn FnOnce(Reply) + Send> {
     Box::new(move |reply: Reply| {
         // Store first, then stop accepting joiners: a request arriving in between
@@ -251,8 +254,8 @@ fn fill_hook(
             Ok(frames) => {
                 let mut split = split_frames(&frames);
                 let mut value = split.next().unwrap_or_default();
-                if let Some(restore) = &restore {
-                    value = restore.apply(value);
+                if let Some((restore, opener)) = &restore {
+                    value = restore.apply(value, opener); // an error is not stored
                 }
                 let pttl = split.next().and_then(|f| integer_value(&f));
                 if let Some(pttl) = pttl
@@ -292,13 +295,15 @@ struct MgetFill {
 
 /// Builds the client's MGET reply from the cached parts and Redis's reply for the
 /// missing keys (followed by one PTTL per filled key), storing what can be stored.
-/// Values of the keys at `restore` lose their compression envelope first.
+/// Values of the keys at `restore` lose their compression envelope first; one that
+/// cannot be opened makes the reply that error, and nothing is stored.
 fn finish_mget(
     l1: &L1,
     mut parts: Vec<Option<Bytes>>,
     fills: Vec<MgetFill>,
     frames: &Bytes,
     restore: &[usize],
+    opener: &Opener,
 ) -> Bytes {
     let mut split = split_frames(frames);
     let array = split.next().unwrap_or_default();
@@ -310,7 +315,10 @@ fn finish_mget(
     for i in missing {
         parts[i] = values.next();
         if restore.binary_search(&i).is_ok() {
-            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v));
+            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v, opener));
+            if let Some(error) = parts[i].as_ref().filter(|v| is_error(v)) {
+                return error.clone();
+            }
         }
     }
     for (f, pttl) in fills.into_iter().zip(split) {
