@@ -41,15 +41,15 @@ local function raw_header(n)
   end
   return h .. string.char(s1, s2)
 end
-local h, len
-if string.sub(mode, 1, 1) == 'h' then
+local hash = string.sub(mode, 1, 1) == 'h'
+local h
+if hash then
   h = redis.pcall('HGET', key, ARGV[2])
-  if type(h) == 'string' then len = #h end
 else
   h = redis.pcall('GETRANGE', key, 0, 15)
-  if type(h) == 'string' then len = redis.call('STRLEN', key) end
 end
 if type(h) == 'string' and string.sub(h, 1, 4) == '\254RSP' then
+  local len = hash and #h or redis.call('STRLEN', key)
   if len < 16 or string.sub(h, 1, 16) ~= raw_header(len - 16) then
     return redis.error_reply(ARGV[3])
   end
