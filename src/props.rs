@@ -171,22 +171,26 @@ fn sent_by_redis(frame: &redis_protocol::resp3::types::RangeFrame) -> bool {
     }
 }
 
-/// Whether every line of `input` that starts like a length or count header holds one
-/// as Redis writes it (`-1`, `0`, or up to 18 digits without a leading zero) and no
-/// larger than the input. Redis writes no other; redis-protocol also reads `+1`,
-/// `007` or 30 digits, which the scanner refuses, and may allocate what a count
-/// claims before finding the frame incomplete.
+/// Whether every number that follows a length or count type byte anywhere in
+/// `input` (frames are not always at line starts: the scanner and redis-protocol
+/// both skip a bulk string's last two bytes unread) is one as Redis writes it (`-1`,
+/// `0`, or up to 18 digits without a leading zero) and no larger than the input.
+/// Redis writes no other; redis-protocol also reads `+1`, `007` or 30 digits, which
+/// the scanner refuses, and may allocate what a count claims before finding the
+/// frame incomplete.
 fn plain_lengths(input: &[u8]) -> bool {
-    input.split(|&b| b == b'\n').all(|line| {
-        let Some((kind, rest)) = line.split_first() else {
-            return true;
-        };
-        if !b"*$%~>!=".contains(kind) {
+    input.iter().enumerate().all(|(i, &kind)| {
+        if !b"*$%~>!=".contains(&kind) {
             return true;
         }
-        let digits = rest.strip_suffix(b"\r").unwrap_or(rest);
+        let rest = &input[i + 1..];
+        let n = rest
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'-' || **b == b'+')
+            .count();
+        let digits = &rest[..n];
         let plain = match digits {
-            b"-1" | b"0" => true,
+            b"" | b"-1" | b"0" => true,
             [b'1'..=b'9', more @ ..] => more.len() < 18 && more.iter().all(u8::is_ascii_digit),
             _ => false,
         };
@@ -194,7 +198,7 @@ fn plain_lengths(input: &[u8]) -> bool {
             && std::str::from_utf8(digits)
                 .ok()
                 .and_then(|d| d.parse::<i64>().ok())
-                .is_some_and(|n| n <= input.len() as i64)
+                .is_none_or(|n| n <= input.len() as i64)
     })
 }
 

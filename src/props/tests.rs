@@ -288,6 +288,9 @@ fn fuzz_findings() {
     // reply_scanner: a count written `+1`, which redis-protocol reads and the scanner
     // refuses (Redis never writes one: excluded too).
     reply_scanner(b"\x07%2\r\n+a\r\n:1\r\n+b\r\n*+1\r\n:0\r\n");
+    // reply_scanner: the same `+1` after a bulk string whose CRLF is two other bytes
+    // (both skip them unread).
+    reply_scanner(b"\x07*3\r\n$1\r\na\xa0\n$1\r\na\xa0\x08*+1\r\n:1\r\n");
     // reply_scanner: likewise a count of 36 digits with leading zeros.
     reply_scanner(b"\x07*000000000000000000000000000000000001\r\n$3\r\nfoo\r\n\x02");
     // request_parser: a line arriving one byte per read was rescanned on every read
