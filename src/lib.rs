@@ -20,7 +20,8 @@
 //!
 //! Configuration lives in [`config`] (`proxy.toml`). [`metrics`] declares every metric
 //! and serves `/metrics`, `/healthz` and `/readyz`; [`logging`] sets up logs and their
-//! runtime level.
+//! runtime level. `props` (built for tests and fuzzing only) holds the properties the
+//! proptests and the `fuzz/` targets check on arbitrary input.
 
 pub mod admin;
 pub mod cli;
@@ -35,6 +36,8 @@ pub mod metrics;
 pub mod observe;
 pub mod ops;
 pub mod policy;
+#[cfg(any(test, fuzzing))]
+pub mod props;
 pub mod protocol;
 pub mod reload;
 pub mod rewrite;

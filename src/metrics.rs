@@ -207,6 +207,12 @@ pub const COMPRESS_OUT: Def = def(
     &["namespace"],
     "Bytes the compressor produced from them (in / out is the compression ratio).",
 );
+pub const COMPRESS_DECODE_ERRORS: Def = def(
+    "respite_compression_decode_errors_total",
+    Counter,
+    &["reason"],
+    "Stored values of compressing namespaces that start like a compression envelope but could not be opened, so the client got an error instead: reason=too_large (claims more than server.max_bulk_len), unsupported (format version, codec or dictionary this respite does not have), corrupt (damaged or cut short).",
+);
 pub const CONFIG_RELOADS: Def = def(
     "respite_config_reloads_total",
     Counter,
@@ -247,6 +253,7 @@ pub const ALL: &[Def] = &[
     UPSTREAM_RECONNECTS,
     COMPRESS_IN,
     COMPRESS_OUT,
+    COMPRESS_DECODE_ERRORS,
     CONFIG_RELOADS,
     CONFIG_LAST_RELOAD_OK,
 ];

@@ -16,8 +16,8 @@ use std::{
 pub use health::Readiness;
 
 use crate::{
-    invalidation::LinkState, l1::L1, metrics::Metrics, ops::Operations, policy::Rules,
-    upstream::Upstream,
+    compress::Opener, invalidation::LinkState, l1::L1, metrics::Metrics, ops::Operations,
+    policy::Rules, upstream::Upstream,
 };
 
 /// What `/metrics`, `/readyz` and `RESPITE STATS` read.
@@ -35,6 +35,8 @@ pub struct Status {
     pub warming: Arc<AtomicUsize>,
     pub started: Instant,
     pub max_clients: usize,
+    /// Counts the stored values that could not be opened.
+    pub opener: Opener,
     exporter: render::Exporter,
     /// Where `/metrics` listens, once bound.
     endpoint: OnceLock<SocketAddr>,
@@ -51,6 +53,7 @@ pub struct Parts {
     pub operations: Arc<Operations>,
     pub warming: Arc<AtomicUsize>,
     pub max_clients: usize,
+    pub opener: Opener,
 }
 
 impl Status {
@@ -65,6 +68,7 @@ impl Status {
             operations: p.operations,
             warming: p.warming,
             max_clients: p.max_clients,
+            opener: p.opener,
             started: Instant::now(),
             exporter: render::Exporter::new(),
             endpoint: OnceLock::new(),

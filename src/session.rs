@@ -67,6 +67,7 @@ use pending::{Finish, Pending, Slot};
 
 use crate::{
     command::Kind,
+    compress::Opener,
     config::ServerConfig,
     error::{Error, Reply},
     l1::L1,
@@ -97,6 +98,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub admin: Arc<dyn AdminCommands>,
     pub clients: Arc<Clients>,
+    /// Opens the compression envelopes in replies (bounded by `server.max_bulk_len`).
+    pub opener: Opener,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,7 +537,7 @@ impl Session {
         let frame = match reply {
             Ok(frame) => {
                 metrics.request(finish.kind, Outcome::of_redis_reply(&frame));
-                let frame = finish.post.apply(frame);
+                let frame = finish.post.apply(frame, &self.ctx.opener);
                 self.apply(finish.effect, &frame);
                 frame
             }

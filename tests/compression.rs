@@ -11,7 +11,7 @@ mod support;
 use support::{
     Client, ServerKind, Stack, contains,
     l1::{stat_int, wait_tracking},
-    pseudo_random_bytes, show,
+    pseudo_random_bytes, show, wait_until,
 };
 
 const TOML: &str = r#"
@@ -39,6 +39,11 @@ compress_min_size = 100
 l1 = true
 l1_ttl = "30s"
 "#;
+
+/// [`TOML`] with the metrics endpoint on.
+fn with_metrics() -> String {
+    format!("{TOML}\n[metrics]\nlisten = \"127.0.0.1:0\"\n")
+}
 
 const MAGIC: &[u8] = b"\xFERSP\x01";
 
@@ -125,12 +130,15 @@ fn assert_same(args: &[&[u8]], proxy: &[u8], direct: &[u8]) {
     } else {
         proxy == direct
     };
+    let at = proxy.iter().zip(direct).take_while(|(a, b)| a == b).count();
     assert!(
         equal,
-        "{}:\n proxy  {}\n direct {}",
+        "{}:\n proxy  {}\n direct {}\n first difference at byte {at}: proxy {}, direct {}",
         support::resp::show_command(args),
         show(proxy),
-        show(direct)
+        show(direct),
+        show(&proxy[at.saturating_sub(40)..proxy.len().min(at + 60)]),
+        show(&direct[at.saturating_sub(40)..direct.len().min(at + 60)]),
     );
 }
 
@@ -349,24 +357,28 @@ fn fletcher(bytes: &[u8]) -> [u8; 2] {
     [a as u8, b as u8]
 }
 
+/// An envelope header: magic, version 1, `codec`, no dictionary, `len`, check bytes.
+fn header(codec: u8, len: u32) -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.push(codec);
+    h.extend_from_slice(&[0, 0, 0, 0]);
+    h.extend_from_slice(&len.to_le_bytes());
+    let check = fletcher(&h);
+    h.extend_from_slice(&check);
+    h
+}
+
 #[test]
 fn values_not_written_by_respite_read_back_unchanged() {
-    // A consistent header (check bytes right) over a payload that is not zstd.
-    let mut forged = MAGIC.to_vec();
-    forged.extend_from_slice(&[1, 0, 0, 0, 0, 200, 0, 0, 0]);
-    let check = fletcher(&forged);
-    forged.extend_from_slice(&check);
-    forged.extend_from_slice(&[0x55; 200]);
     let mut zlib_pickle = b"\x78\x9c".to_vec();
     zlib_pickle.extend_from_slice(&pseudo_random_bytes(3000, 11));
-    let mut magic_text = MAGIC.to_vec();
-    magic_text.extend_from_slice(&doc(500));
+    let mut almost = b"\xFERS".to_vec();
+    almost.extend_from_slice(&doc(300));
     let foreign = [
         ("raw", doc(5000)),
         ("zlib", zlib_pickle),
-        ("magic", magic_text),
-        ("forged", forged),
-        ("bare", MAGIC.to_vec()),
+        ("almost", almost),
+        ("zstd", zstd::bulk::compress(&doc(5000), 3).unwrap()),
     ];
     let stack = Stack::start_with(TOML);
     let mut d = stack.direct();
@@ -401,11 +413,303 @@ fn values_not_written_by_respite_read_back_unchanged() {
             let mut want = v.clone();
             want.extend_from_slice(b"!");
             let n = format!(":{}\r\n", want.len());
-            if *name != "forged" {
-                assert_eq!(c.call(&[&b"APPEND"[..], k, b"!"]), n.as_bytes(), "{key}");
-                assert_eq!(c.call(&[&b"GET"[..], k]), bulk(&want));
+            assert_eq!(c.call(&[&b"APPEND"[..], k, b"!"]), n.as_bytes(), "{key}");
+            assert_eq!(c.call(&[&b"GET"[..], k]), bulk(&want));
+        }
+    }
+}
+
+/// This instance's `/metrics` text.
+fn scrape(stack: &Stack) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(stack.proxy.metrics_addr()).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in a scrape; 0 when
+/// absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+const DECODE_ERRORS: &str = "respite_compression_decode_errors_total";
+
+/// The decoding errors counted so far, all reasons.
+fn decode_errors(stack: &Stack) -> f64 {
+    let text = scrape(stack);
+    ["too_large", "unsupported", "corrupt"]
+        .iter()
+        .map(|r| sample(&text, &format!("{DECODE_ERRORS}{{reason=\"{r}\"}}")))
+        .sum()
+}
+
+/// The most memory this process has held at once (the proxy runs in it).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status");
+    kib * 1024
+}
+
+fn assert_decode_error(reply: &[u8], what: &str) {
+    assert!(
+        reply.starts_with(b"-ERR respite: stored value could not be decoded"),
+        "{what}: {}",
+        show(reply)
+    );
+}
+
+/// Every read of `key` (a string) and of field `f` of `hash` must answer the
+/// decoding error.
+fn assert_reads_refused(c: &mut Client, key: &[u8], hash: &[u8], what: &str) {
+    for cmd in [
+        vec![&b"GET"[..], key],
+        vec![b"STRLEN", key],
+        vec![b"GETRANGE", key, b"0", b"3"],
+        vec![b"MGET", key, b"z:missing"],
+        vec![b"GETEX", key],
+        vec![b"HGET", hash, b"f"],
+        vec![b"HMGET", hash, b"f"],
+        vec![b"HGETALL", hash],
+        vec![b"HSTRLEN", hash, b"f"],
+    ] {
+        let reply = c.call(&cmd);
+        assert_decode_error(&reply, &format!("{what}: {}", show(&cmd.concat())));
+    }
+}
+
+#[test]
+fn hostile_lengths_are_refused_without_allocating_them() {
+    // Anyone who can write to Redis can store these; the check bytes are public.
+    let mut zstd_liar = header(1, 500_000_000);
+    // A zstd frame saying 500,000,000 bytes (single segment, 4-byte content size)
+    // whose one RLE block makes 1,000.
+    zstd_liar.extend_from_slice(&[0x28, 0xB5, 0x2F, 0xFD, 0xA0]);
+    zstd_liar.extend_from_slice(&500_000_000u32.to_le_bytes());
+    zstd_liar.extend_from_slice(&[0x43, 0x1F, 0x00, b'x']);
+    let mut lz4_liar = header(2, 400_000_000);
+    lz4_liar.extend_from_slice(&[0x1F, b'a', 0x01, 0x00, 0xFF, 0xFF, 0x10]);
+    let hostile = [
+        ("bare", header(1, u32::MAX)),
+        ("lz4", header(2, u32::MAX)),
+        ("zstd_liar", zstd_liar),
+        ("lz4_liar", lz4_liar),
+    ];
+    let stack = Stack::start_with(&with_metrics());
+    let mut d = stack.direct();
+    let mut c = stack.client();
+    let errors = decode_errors(&stack);
+    let peak = peak_rss();
+    for prefix in ["z:", "f:", "c:"] {
+        for (name, v) in &hostile {
+            let key = format!("{prefix}{name}");
+            let hash = format!("{prefix}h{name}");
+            d.call(&[&b"SET"[..], key.as_bytes(), v]);
+            d.call(&[&b"HSET"[..], hash.as_bytes(), b"f", v]);
+            for _ in 0..3 {
+                assert_reads_refused(&mut c, key.as_bytes(), hash.as_bytes(), &key);
             }
         }
+    }
+    // Nothing near the lengths claimed was held (4 GiB each, zeroed, before).
+    let grew = peak_rss().saturating_sub(peak);
+    assert!(grew < 1 << 30, "peak RSS grew by {grew} bytes");
+    // Each refusal counted (the L1 namespace too: errors are never cached).
+    let counted = decode_errors(&stack) - errors;
+    assert!(
+        counted >= (3 * 4 * 3 * 9) as f64,
+        "{counted} decoding errors counted"
+    );
+    // The proxy still serves.
+    c.assert_cmd("PING", b"+PONG\r\n");
+}
+
+#[test]
+fn damaged_envelopes_answer_an_error_and_are_counted() {
+    let stack = Stack::start_with(&with_metrics());
+    let mut d = stack.direct();
+    let mut c = stack.client();
+    let v = doc(20_000);
+    for prefix in ["z:", "f:", "c:"] {
+        let key = format!("{prefix}doc");
+        let hash = format!("{prefix}hdoc");
+        let (k, h) = (key.as_bytes(), hash.as_bytes());
+        c.call(&[&b"SET"[..], k, &v]);
+        c.call(&[&b"HSET"[..], h, b"f", &v]);
+        assert_eq!(c.call(&[&b"GET"[..], k]), bulk(&v));
+        let stored = support::resp::decode(&d.call(&[&b"GET"[..], k]));
+        let stored = stored.text().unwrap().to_vec();
+        assert!(stored.starts_with(MAGIC));
+        let damages: Vec<(&str, Vec<u8>)> = vec![
+            ("payload byte", {
+                let mut s = stored.clone();
+                let mid = s.len() / 2;
+                s[mid] ^= 0x21;
+                s
+            }),
+            ("cut short", stored[..stored.len() - 3].to_vec()),
+            ("bytes after", [&stored[..], b"xyz"].concat()),
+            ("header byte", {
+                let mut s = stored.clone();
+                s[11] ^= 1;
+                s
+            }),
+            ("version 9", {
+                let mut s = stored.clone();
+                s[4] = 9;
+                let check = fletcher(&s[..14]);
+                s[14..16].copy_from_slice(&check);
+                s
+            }),
+            ("just the magic", MAGIC.to_vec()),
+            (
+                "raw with a wrong length",
+                [&header(0, 10)[..], b"abc"].concat(),
+            ),
+        ];
+        for (what, bad) in damages {
+            let before = decode_errors(&stack);
+            d.call(&[&b"SET"[..], k, &bad]);
+            d.call(&[&b"HSET"[..], h, b"f", &bad]);
+            // c: is cached: the direct writes reach its L1 with tracking's invalidation.
+            let seen = wait_until(std::time::Duration::from_secs(10), || {
+                c.call(&[&b"GET"[..], k]) != bulk(&v)
+                    && c.call(&[&b"HGET"[..], h, b"f"]) != bulk(&v)
+            });
+            assert!(
+                seen,
+                "{key}: {what}: the direct writes never reached the L1"
+            );
+            assert_reads_refused(&mut c, k, h, &format!("{key}: {what}"));
+            assert!(decode_errors(&stack) > before, "{key}: {what} not counted");
+        }
+        // Written again through the proxy: read back as written.
+        c.call(&[&b"SET"[..], k, &v]);
+        assert_eq!(c.call(&[&b"GET"[..], k]), bulk(&v));
+    }
+    let text = scrape(&stack);
+    assert!(
+        text.contains(&format!("# TYPE {DECODE_ERRORS} counter")),
+        "{text}"
+    );
+    assert!(sample(&text, &format!("{DECODE_ERRORS}{{reason=\"corrupt\"}}")) > 0.0);
+    assert!(sample(&text, &format!("{DECODE_ERRORS}{{reason=\"unsupported\"}}")) > 0.0);
+}
+
+/// Values a client may well write that start like an envelope, or are one.
+fn look_alikes() -> Vec<Vec<u8>> {
+    let packed = respite::compress::pack(&doc(5000), respite::policy::Compress::Zstd, 1)
+        .expect("a document shrinks");
+    let mut forged = header(1, 200);
+    forged.extend_from_slice(&[0x55; 200]);
+    vec![
+        MAGIC.to_vec(),
+        b"\xFERSP".to_vec(),
+        [MAGIC, b"short"].concat(),
+        [MAGIC, &doc(500)[..]].concat(),
+        header(1, u32::MAX),
+        header(0, 3),
+        [&header(0, 5)[..], b"hello"].concat(),
+        forged,
+        packed.clone(),
+        respite::compress::pack(&doc(300), respite::policy::Compress::Lz4, 1).unwrap(),
+        [&packed[..], &doc(50_000)[..]].concat(),
+    ]
+}
+
+#[test]
+fn client_values_that_look_like_envelopes_round_trip() {
+    let stack = Stack::start_with(TOML);
+    for resp3 in [false, true] {
+        let mut pair = Pair::new(&stack, resp3);
+        for prefix in ["z:", "f:", "c:"] {
+            for v in look_alikes() {
+                for cmd in script(prefix, &v) {
+                    pair.same(&refs(&cmd));
+                }
+                cleanup(&mut pair);
+            }
+        }
+    }
+    // Inside MULTI and pipelined too (without the hash reads whose field order may
+    // differ: EXEC's elements are compared as sent).
+    let mut pair = Pair::new(&stack, false);
+    for v in look_alikes() {
+        let mut cmds = script("c:", &v);
+        cmds.retain(|c| !matches!(&c[0][..], b"HGETALL" | b"HVALS"));
+        pair.same(&[b"MULTI"]);
+        for cmd in &cmds {
+            pair.same(&refs(cmd));
+        }
+        pair.same(&[b"EXEC"]);
+        cleanup(&mut pair);
+        let cmds: Vec<Vec<&[u8]>> = cmds.iter().map(|c| refs(c)).collect();
+        pair.pipeline(&cmds);
+        cleanup(&mut pair);
+    }
+}
+
+#[test]
+fn in_place_changes_that_make_look_alikes_round_trip() {
+    // APPEND, SETRANGE, SETBIT and BITFIELD can make a value start like an envelope,
+    // or change one that does: it must still read back as Redis has it.
+    let stack = Stack::start_with(TOML);
+    let mut pair = Pair::new(&stack, false);
+    for p in ["z:", "c:"] {
+        let k = |s: &str| format!("{p}{s}").into_bytes();
+        let (a, r, b, w, n, h) = (k("a"), k("r"), k("b"), k("w"), k("n"), k("h"));
+        let cmds: Vec<Vec<&[u8]>> = vec![
+            vec![b"APPEND", &a, b"\xFE"],
+            vec![b"GET", &a],
+            vec![b"APPEND", &a, b"RSP\x01 and more"],
+            vec![b"GET", &a],
+            vec![b"STRLEN", &a],
+            vec![b"APPEND", &a, b"!"],
+            vec![b"GET", &a],
+            vec![b"GETRANGE", &a, b"0", b"4"],
+            vec![b"SETRANGE", &a, b"0", b"x"],
+            vec![b"GET", &a],
+            vec![b"SETRANGE", &a, b"0", b"\xFE"],
+            vec![b"GET", &a],
+            vec![b"SET", &r, b"?RSP\x01\x00 plain text here"],
+            vec![b"SETRANGE", &r, b"0", b"\xFE"],
+            vec![b"GET", &r],
+            vec![b"MGET", &r, &a],
+            vec![b"SETBIT", &b, b"0", b"1"],
+            vec![b"SET", &w, b"\x7ERSP"],
+            vec![b"SETBIT", &w, b"0", b"1"],
+            vec![b"GET", &w],
+            vec![b"SETBIT", &w, b"0", b"0"],
+            vec![b"GET", &w],
+            vec![b"BITFIELD", &w, b"SET", b"u8", b"0", b"254"],
+            vec![b"GET", &w],
+            vec![b"BITFIELD", &w, b"GET", b"u8", b"8"],
+            vec![b"SET", &n, b"\xFERSP\x01"],
+            vec![b"INCR", &n],
+            vec![b"INCRBYFLOAT", &n, b"1"],
+            vec![b"GET", &n],
+            vec![b"HSET", &h, b"f", b"\xFERSP"],
+            vec![b"HINCRBY", &h, b"f", b"1"],
+            vec![b"HINCRBYFLOAT", &h, b"f", b"1"],
+            vec![b"HGET", &h, b"f"],
+            vec![b"EXPIRE", &a, b"1000"],
+            vec![b"APPEND", &a, b"?"],
+            vec![b"TTL", &a],
+            vec![b"GET", &a],
+        ];
+        for cmd in &cmds {
+            pair.same(cmd);
+        }
+        cleanup(&mut pair);
     }
 }
 

@@ -2,11 +2,20 @@
 //! that may be stored as an envelope.
 //!
 //! The command runs inside a Lua script that first reads the value's first 16 bytes
-//! (`GETRANGE key 0 15`, or `HGET key field`) and refuses with an error naming the
-//! namespace when they are a consistent envelope header; otherwise it runs the
-//! client's command with `redis.pcall` and returns its reply, Redis's own errors
-//! included. One script, so check and change are atomic; inside MULTI it is queued
-//! like any command.
+//! (`GETRANGE key 0 15`, or `HGET key field`). When they start like an envelope:
+//! - a raw envelope (a client's value that starts with the magic, stored as it is):
+//!   a string change is made on the value inside (unwrapped first); a counter change
+//!   runs on the stored bytes, which fail to parse as a number just as the value
+//!   does;
+//! - any other (compressed, or not valid): refused with an error naming the
+//!   namespace.
+//!
+//! Otherwise it runs the client's command with `redis.pcall` and returns its reply,
+//! Redis's own errors included. A string change can make a value start with the
+//! magic (`APPEND` to an empty key, `SETRANGE … 0 "\xFE"`, `SETBIT`): the script then
+//! stores it in a raw envelope (`SET … KEEPTTL`), so it still reads back as written.
+//! One script, so check and change are atomic; inside MULTI it is queued like any
+//! command.
 //!
 //! Replies pass through Lua's numbers (doubles): exact for lengths, bits and floats
 //! (INCRBYFLOAT answers with a string), but not for integers past 2^53. So for the
@@ -18,30 +27,47 @@ use bytes::Bytes;
 
 /// ARGV: mode (`s` string key, `h` hash field; `si`/`hi` also answer `{value after}`),
 /// field (for `h`), the error to answer, then the client's command.
-pub const SCRIPT: &str = r"-- respite: refuse in-place changes of values stored compressed
+pub const SCRIPT: &str = r"-- respite: in-place changes of values that may be stored in an envelope
 local mode = ARGV[1]
-local h
-if string.sub(mode, 1, 1) == 'h' then
-  h = redis.pcall('HGET', KEYS[1], ARGV[2])
-else
-  h = redis.pcall('GETRANGE', KEYS[1], 0, 15)
-end
-if type(h) == 'string' and #h >= 16 and string.sub(h, 1, 5) == '\254RSP\1'
-  and (string.byte(h, 6) == 1 or string.byte(h, 6) == 2) then
+local key = KEYS[1]
+-- The header of a raw envelope (codec 0) of an n-byte value.
+local function raw_header(n)
+  local h = '\254RSP\1\0\0\0\0\0' .. string.char(n % 256, math.floor(n / 256) % 256,
+    math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
   local s1, s2 = 0, 0
   for i = 1, 14 do
     s1 = (s1 + string.byte(h, i)) % 255
     s2 = (s2 + s1) % 255
   end
-  if string.byte(h, 15) == s1 and string.byte(h, 16) == s2 then
+  return h .. string.char(s1, s2)
+end
+local hash = string.sub(mode, 1, 1) == 'h'
+local h
+if hash then
+  h = redis.pcall('HGET', key, ARGV[2])
+else
+  h = redis.pcall('GETRANGE', key, 0, 15)
+end
+if type(h) == 'string' and string.sub(h, 1, 4) == '\254RSP' then
+  local len = hash and #h or redis.call('STRLEN', key)
+  if len < 16 or string.sub(h, 1, 16) ~= raw_header(len - 16) then
     return redis.error_reply(ARGV[3])
+  end
+  if mode == 's' then
+    redis.call('SET', key, string.sub(redis.call('GET', key), 17), 'KEEPTTL')
   end
 end
 local r = redis.pcall(unpack(ARGV, 4))
+if mode == 's' and redis.pcall('GETRANGE', key, 0, 3) == '\254RSP' then
+  local v = redis.call('GET', key)
+  if #v < 4294967296 then
+    redis.call('SET', key, raw_header(#v) .. v, 'KEEPTTL')
+  end
+end
 if type(r) == 'number' and mode == 'si' then
-  return {redis.call('GET', KEYS[1])}
+  return {redis.call('GET', key)}
 elseif type(r) == 'number' and mode == 'hi' then
-  return {redis.call('HGET', KEYS[1], ARGV[2])}
+  return {redis.call('HGET', key, ARGV[2])}
 end
 return r
 ";

@@ -3,10 +3,14 @@
 //!
 //! Only bulk strings that are envelopes change; every other frame (nil, errors,
 //! numbers, values that are not envelopes) is passed on as Redis sent it, and a reply
-//! with nothing to restore is returned without being copied.
+//! with nothing to restore is returned without being copied. A value that starts like
+//! an envelope but cannot be opened turns the whole reply into the error
+//! [`Opener::refuse`] makes (inside EXEC, that command's element): the client never
+//! gets those bytes as its value.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::{OpenError, Opener};
 use crate::protocol::reply::split_frames;
 
 /// Where a reply carries stored values, and how it becomes the client's.
@@ -31,16 +35,18 @@ pub enum Restore {
 }
 
 impl Restore {
-    pub fn apply(&self, frame: Bytes) -> Bytes {
-        match self {
-            Restore::Value => value(frame),
-            Restore::Values => elements(frame, |_| true),
-            Restore::ValuesAt(at) => elements(frame, |i| at.binary_search(&i).is_ok()),
-            Restore::Pairs => pairs(frame),
-            Restore::Len => len(frame),
-            Restore::Range(start, end) => range(frame, *start, *end),
-            Restore::Integer => integer(frame),
-        }
+    /// The client's reply for Redis's `frame`, values opened by `opener`.
+    pub fn apply(&self, frame: Bytes, opener: &Opener) -> Bytes {
+        let restored = match self {
+            Restore::Value => value(frame, opener),
+            Restore::Values => elements(frame, opener, |_| true),
+            Restore::ValuesAt(at) => elements(frame, opener, |i| at.binary_search(&i).is_ok()),
+            Restore::Pairs => pairs(frame, opener),
+            Restore::Len => len(frame, opener),
+            Restore::Range(start, end) => range(frame, *start, *end, opener),
+            Restore::Integer => Ok(integer(frame)),
+        };
+        restored.unwrap_or_else(|e| opener.refuse(&e))
     }
 }
 
@@ -65,27 +71,25 @@ fn bulk_frame(len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> Bytes {
 }
 
 /// The original value of an envelope in a bulk frame, decoded straight into the new
-/// frame; None when the frame is not an envelope of ours.
-fn opened(frame: &[u8]) -> Option<Bytes> {
-    let data = bulk_data(frame)?;
-    let header = super::header(data)?;
-    let mut out = Vec::with_capacity(header.original_len + 16);
-    out.put_slice(format!("${}\r\n", header.original_len).as_bytes());
-    match super::open_into(data, &mut out) {
-        Ok(true) => {
-            out.put_slice(b"\r\n");
-            Some(Bytes::from(out))
-        }
-        Ok(false) => None,
-        Err(e) => {
-            super::warn_not_ours(&e);
-            None
-        }
-    }
+/// frame (allocated once its envelope is checked); None when the frame is not an
+/// envelope.
+fn opened(frame: &[u8], opener: &Opener) -> Result<Option<Bytes>, OpenError> {
+    let Some(data) = bulk_data(frame) else {
+        return Ok(None);
+    };
+    let Some(envelope) = opener.parse(data)? else {
+        return Ok(None);
+    };
+    let len = envelope.original_len();
+    let mut out = Vec::with_capacity(len + 16);
+    out.put_slice(format!("${len}\r\n").as_bytes());
+    envelope.decode_into(&mut out)?;
+    out.put_slice(b"\r\n");
+    Ok(Some(Bytes::from(out)))
 }
 
-fn value(frame: Bytes) -> Bytes {
-    opened(&frame).unwrap_or(frame)
+fn value(frame: Bytes, opener: &Opener) -> Result<Bytes, OpenError> {
+    Ok(opened(&frame, opener)?.unwrap_or(frame))
 }
 
 /// An aggregate header (`*n\r\n`, `%n\r\n`) and its element frames.
@@ -111,66 +115,77 @@ fn rebuild(frame: Bytes, header: Bytes, parts: Vec<Bytes>, changed: bool) -> Byt
 }
 
 /// Restores the elements `pick` selects (by position).
-fn elements(frame: Bytes, pick: impl Fn(usize) -> bool) -> Bytes {
+fn elements(
+    frame: Bytes,
+    opener: &Opener,
+    pick: impl Fn(usize) -> bool,
+) -> Result<Bytes, OpenError> {
     let Some((header, mut parts)) = split_aggregate(&frame) else {
-        return frame;
+        return Ok(frame);
     };
     let mut changed = false;
     for (i, part) in parts.iter_mut().enumerate() {
         if pick(i)
-            && let Some(restored) = opened(part)
+            && let Some(restored) = opened(part, opener)?
         {
             *part = restored;
             changed = true;
         }
     }
-    rebuild(frame, header, parts, changed)
+    Ok(rebuild(frame, header, parts, changed))
 }
 
-fn pairs(frame: Bytes) -> Bytes {
+fn pairs(frame: Bytes, opener: &Opener) -> Result<Bytes, OpenError> {
     let Some((header, mut parts)) = split_aggregate(&frame) else {
-        return frame;
+        return Ok(frame);
     };
     let nested = parts.first().is_some_and(|p| p.first() == Some(&b'*'));
     if !nested {
         // Flat (RESP2) or a map (RESP3): every second element is a value.
-        return elements(frame, |i| i % 2 == 1);
+        return elements(frame, opener, |i| i % 2 == 1);
     }
     let mut changed = false;
     for part in &mut parts {
-        let restored = elements(part.clone(), |i| i == 1);
+        let restored = elements(part.clone(), opener, |i| i == 1)?;
         changed |= restored != *part;
         *part = restored;
     }
-    rebuild(frame, header, parts, changed)
+    Ok(rebuild(frame, header, parts, changed))
 }
 
 fn is_nil(frame: &[u8]) -> bool {
     matches!(frame, b"$-1\r\n" | b"_\r\n")
 }
 
-fn len(frame: Bytes) -> Bytes {
-    if is_nil(&frame) {
-        return Bytes::from_static(b":0\r\n");
-    }
-    let Some(data) = bulk_data(&frame) else {
-        return frame; // an error (WRONGTYPE): the same for STRLEN
-    };
-    let n = super::open(data).map_or(data.len(), |original| original.len());
-    Bytes::from(format!(":{n}\r\n"))
+/// The value in a bulk frame, opened when it is an envelope.
+fn original<'a>(data: &'a [u8], opener: &Opener) -> Result<std::borrow::Cow<'a, [u8]>, OpenError> {
+    Ok(match super::open(data, opener.max_len())? {
+        Some(original) => std::borrow::Cow::Owned(original),
+        None => std::borrow::Cow::Borrowed(data),
+    })
 }
 
-fn range(frame: Bytes, start: i64, end: i64) -> Bytes {
+fn len(frame: Bytes, opener: &Opener) -> Result<Bytes, OpenError> {
     if is_nil(&frame) {
-        return Bytes::from_static(b"$0\r\n\r\n"); // GETRANGE of a missing key
+        return Ok(Bytes::from_static(b":0\r\n"));
     }
     let Some(data) = bulk_data(&frame) else {
-        return frame;
+        return Ok(frame); // an error (WRONGTYPE): the same for STRLEN
     };
-    let original = super::open(data);
-    let value = original.as_deref().unwrap_or(data);
-    let slice = getrange(value, start, end);
-    bulk_frame(slice.len(), |out| out.put_slice(slice))
+    let n = original(data, opener)?.len();
+    Ok(Bytes::from(format!(":{n}\r\n")))
+}
+
+fn range(frame: Bytes, start: i64, end: i64, opener: &Opener) -> Result<Bytes, OpenError> {
+    if is_nil(&frame) {
+        return Ok(Bytes::from_static(b"$0\r\n\r\n")); // GETRANGE of a missing key
+    }
+    let Some(data) = bulk_data(&frame) else {
+        return Ok(frame);
+    };
+    let value = original(data, opener)?;
+    let slice = getrange(&value, start, end);
+    Ok(bulk_frame(slice.len(), |out| out.put_slice(slice)))
 }
 
 /// Redis's GETRANGE on `value` (t_string.c, getrangeCommand).

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::{Cached, EntryKey, FillKey, Join, L1, Lookup, Snapshot, fill::Fill, fresh_for};
 use crate::{
-    compress::Restore,
+    compress::{Opener, Restore},
     error::Reply,
     protocol::{
         reply::{array_elements, integer_value, is_error, split_frames},
@@ -45,10 +45,11 @@ pub enum Served {
 
 /// The read to send for a miss: `cmd` is what the client sent (or what reads the
 /// stored value instead, e.g. GET for STRLEN of a compressed key), and `restore`
-/// turns the stored value into the client's reply before it is cached.
+/// turns the stored value into the client's reply before it is cached (a value that
+/// cannot be opened becomes the opener's error reply, and is not cached).
 pub struct Load<'a> {
     pub cmd: &'a [u8],
-    pub restore: Option<Restore>,
+    pub restore: Option<(Restore, Opener)>,
 }
 
 /// A fill in flight: finish it with the reply to the command it was sent with.
@@ -57,7 +58,7 @@ pub struct Filling {
     key: FillKey,
     fill: Arc<Fill>,
     keep: Keep,
-    restore: Option<Restore>,
+    restore: Option<(Restore, Opener)>,
 }
 
 impl L1 {
@@ -130,11 +131,17 @@ impl Filling {
 }
 
 /// Stores the value of a `read + PTTL` reply; returns the client's reply.
-fn store(l1: &L1, key: &FillKey, keep: Keep, restore: Option<&Restore>, frames: &Bytes) -> Bytes {
+fn store(
+    l1: &L1,
+    key: &FillKey,
+    keep: Keep,
+    restore: Option<&(Restore, Opener)>,
+    frames: &Bytes,
+) -> Bytes {
     let mut split = split_frames(frames);
     let mut value = split.next().unwrap_or_default();
-    if let Some(restore) = restore {
-        value = restore.apply(value);
+    if let Some((restore, opener)) = restore {
+        value = restore.apply(value, opener); // an error is not stored
     }
     if let Some(pttl) = split.next().and_then(|f| integer_value(&f))
         && !is_error(&value)
@@ -179,6 +186,7 @@ impl L1 {
         self: &Arc<Self>,
         keys: &[Bytes],
         plan: Vec<MgetKey>,
+        opener: &Opener,
         mut on_lookup: impl FnMut(usize, bool),
         send: impl FnOnce(Bytes, u32, Box<dyn FnOnce(Reply) + Send>),
     ) -> MgetServed {
@@ -225,9 +233,10 @@ impl L1 {
         let fill_keys: Vec<Bytes> = fills.iter().map(|f| f.ek.key.clone()).collect();
         let cmd = with_pttl(&encode_command(&mget), &fill_keys);
         let (tx, rx) = oneshot::channel();
-        let l1 = self.clone();
+        let (l1, opener) = (self.clone(), opener.clone());
         let finish = Box::new(move |reply: Reply| {
-            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames, &restore)));
+            let restore = (restore, &opener);
+            let _ = tx.send(reply.map(|frames| finish_mget(&l1, parts, fills, &frames, restore)));
         });
         send(cmd, 1 + fill_keys.len() as u32, finish);
         MgetServed::Pending(rx)
@@ -246,13 +255,14 @@ fn with_pttl(cmd: &[u8], keys: &[Bytes]) -> Bytes {
 
 /// Builds the client's MGET reply from the cached parts and Redis's reply for the
 /// missing keys (followed by one PTTL per filled key), storing what can be stored.
-/// Values of the keys at `restore` lose their compression envelope first.
+/// Values of the keys at `restore` lose their compression envelope first; one that
+/// cannot be opened makes the reply that error, and nothing is stored.
 fn finish_mget(
     l1: &L1,
     mut parts: Vec<Option<Bytes>>,
     fills: Vec<MgetFill>,
     frames: &Bytes,
-    restore: &[usize],
+    (restore, opener): (Vec<usize>, &Opener),
 ) -> Bytes {
     let mut split = split_frames(frames);
     let array = split.next().unwrap_or_default();
@@ -264,7 +274,10 @@ fn finish_mget(
     for i in missing {
         parts[i] = values.next();
         if restore.binary_search(&i).is_ok() {
-            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v));
+            parts[i] = parts[i].take().map(|v| Restore::Value.apply(v, opener));
+            if let Some(error) = parts[i].as_ref().filter(|v| is_error(v)) {
+                return error.clone();
+            }
         }
     }
     for (f, pttl) in fills.into_iter().zip(split) {

@@ -10,10 +10,11 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 use super::Status;
 use crate::metrics::{
     ALL, BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT,
-    CLIENTS_REJECTED, COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, Def,
-    INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS,
-    L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUESTS,
-    TRACKING_UP, Type, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
+    CLIENTS_REJECTED, COMPRESS_DECODE_ERRORS, COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK,
+    CONFIG_RELOADS, Def, INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES,
+    L1_EVICTIONS, L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome,
+    REQUESTS, TRACKING_UP, Type, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS,
+    UPSTREAM_UP,
 };
 use crate::{command::Kind, metrics::LatencyHistogram};
 
@@ -94,6 +95,10 @@ fn render(shared: &Status) -> String {
     x.gauge(&CLIENTS_MAX, &[], shared.max_clients as f64);
     render_l1(shared);
     render_namespaces(shared);
+    for failure in crate::compress::Failure::ALL {
+        let n = shared.opener.failures().get(failure);
+        x.counter(&COMPRESS_DECODE_ERRORS, &[("reason", failure.as_str())], n);
+    }
     let up = shared.upstream.is_up();
     x.gauge(&UPSTREAM_UP, &[], f64::from(u8::from(up)));
     let upstream = shared.upstream.stats();
@@ -208,6 +213,7 @@ mod tests {
             operations: Default::default(),
             warming: Default::default(),
             max_clients: 10_000,
+            opener: Default::default(),
             metrics,
         })
     }

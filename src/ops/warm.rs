@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use super::{OpError, OpKind, Operations, Progress, scan};
 use crate::{
+    compress::Opener,
     l1::{Keep, L1, Load, Lookup, Served, cacheable},
     policy::{Compress, Policy, Rules},
     protocol::{
@@ -46,6 +47,8 @@ pub struct Warmer {
     /// Keys per SCAN page (`[admin] batch`) and the pause after each (`[admin] pause`).
     pub batch: usize,
     pub pause: Duration,
+    /// Opens compressed values before they are cached.
+    pub opener: Opener,
 }
 
 /// Reads sent together before the shares are checked again.
@@ -172,7 +175,7 @@ async fn fill(w: &Warmer, reader: &Reader, budget: &mut Budget, chunk: &[Read]) 
             continue;
         }
         let restore = (rule.compress != Compress::None)
-            .then(|| fill_rewrite(&read.req.args).map(|(_, r)| r))
+            .then(|| fill_rewrite(&read.req.args).map(|(_, r)| (r, w.opener.clone())))
             .flatten();
         let keep = Keep {
             l1_ttl: rule.l1_ttl,

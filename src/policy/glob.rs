@@ -26,6 +26,8 @@ use crate::protocol::same;
 
 #[cfg(test)]
 mod redis_tests;
+#[cfg(any(test, fuzzing))]
+pub mod reference;
 #[cfg(test)]
 mod tests;
 

@@ -84,6 +84,11 @@ pub struct RequestParser {
     /// Arguments still expected in the current array (None before its header).
     remaining: Option<usize>,
     ranges: Vec<Range<usize>>,
+    /// How far the line being read (an inline command, a `*` or `$` header) was
+    /// searched for its end: the next read resumes there, so a line arriving in many
+    /// small reads is scanned once, not once per read (which let a client that
+    /// sends 64 KiB one byte at a time hold its event loop for a second or more).
+    scanned: usize,
 }
 
 impl RequestParser {
@@ -119,7 +124,7 @@ impl RequestParser {
 
     fn multibulk(&mut self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
         if self.remaining.is_none() {
-            let Some(end) = find_crlf(buf, 1) else {
+            let Some(end) = self.line_end(buf, 1) else {
                 if buf.len() > MAX_HEADER_LINE {
                     return Err(ProtocolError::new("too big mbulk count string"));
                 }
@@ -161,7 +166,7 @@ impl RequestParser {
                 char::from(first)
             )));
         }
-        let Some(end) = find_crlf(buf, self.pos + 1) else {
+        let Some(end) = self.line_end(buf, self.pos + 1) else {
             if buf.len() - self.pos > MAX_HEADER_LINE {
                 return Err(ProtocolError::new("too big bulk count string"));
             }
@@ -183,8 +188,20 @@ impl RequestParser {
         Ok(Some(start..start + len))
     }
 
+    /// The `\r` of the CRLF ending the line whose content starts at `from`, resuming
+    /// the search where the previous read of this line stopped.
+    fn line_end(&mut self, buf: &[u8], from: usize) -> Option<usize> {
+        // One byte back: a `\r` that ended the previous read may start the CRLF.
+        let end = find_crlf(buf, from.max(self.scanned.saturating_sub(1)));
+        self.scanned = if end.is_some() { 0 } else { buf.len() };
+        end
+    }
+
     fn inline(&mut self, buf: &mut BytesMut) -> Result<Parsed, ProtocolError> {
-        let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        let from = self.scanned.min(buf.len());
+        let nl = buf[from..].iter().position(|&b| b == b'\n');
+        self.scanned = if nl.is_some() { 0 } else { buf.len() };
+        let Some(nl) = nl.map(|i| from + i) else {
             if buf.len() > self.limits.max_inline_len {
                 return Err(ProtocolError::new("too big inline request"));
             }
@@ -347,6 +364,41 @@ mod tests {
             got = p.next(&mut buf).unwrap();
         }
         assert_eq!(got.unwrap().args[2], Bytes::from_static(b"hello"));
+    }
+
+    #[test]
+    fn lines_arriving_in_small_reads_are_scanned_once() {
+        // Found by fuzzing (scripts/fuzz request_parser): each read rescanned the line
+        // from its start, so 64 KiB sent one byte at a time cost over a second of the
+        // event loop. The search now resumes where it stopped.
+        let inline = vec![b'a'; 60_000];
+        let star = [&b"*"[..], &[b'1'; 60_000][..]].concat();
+        let dollar = [&b"*1\r\n$"[..], &[b'1'; 60_000][..]].concat();
+        for line in [inline, star, dollar] {
+            let mut p = RequestParser::new(Limits::default());
+            let mut buf = BytesMut::new();
+            for (i, &b) in line.iter().enumerate() {
+                buf.put_u8(b);
+                assert!(p.next(&mut buf).unwrap().is_none());
+                if i >= 5 {
+                    assert_eq!(p.scanned, i + 1, "searched up to the end of what arrived");
+                }
+            }
+        }
+        // A CRLF split across reads is still found, and the next line starts afresh.
+        let mut p = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\nECHO x\n".iter() {
+            buf.put_u8(b);
+            while let Some(req) = p.next(&mut buf).unwrap() {
+                got.push(req.args.concat());
+            }
+        }
+        assert_eq!(
+            got,
+            vec![b"GETk".to_vec(), b"PING".to_vec(), b"ECHOx".to_vec()]
+        );
     }
 
     #[test]

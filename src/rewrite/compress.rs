@@ -3,7 +3,9 @@
 //! removes them, and in-place changes run through the guard script.
 //!
 //! Only keys whose rule has `compress` other than `none` are touched; in multi-key
-//! commands (MSET, MGET) each key follows its own rule. Argument positions never
+//! commands (MSET, MGET) each key follows its own rule. Every value written to such
+//! a key goes through [`pack`], so none that reads would take for an envelope is
+//! stored as sent. Argument positions never
 //! move for commands with TTL options (SET, SETEX, PSETEX, GETEX), so the TTL stage
 //! that runs next finds them where the client put them. Commands with the wrong
 //! number of arguments are left alone: Redis answers them with its own error.
@@ -107,10 +109,11 @@ fn pack_arg(rule: &Rule, rw: &mut Rewrite, i: usize) {
 }
 
 /// The envelope for `value` under `rule`, counted in the namespace's stats; None
-/// when it is stored as sent.
+/// when it is stored as sent. A value shorter than `compress_min_size` is not
+/// compressed, but one that a read would take for an envelope is stored in one.
 fn pack(rule: &Rule, value: &Bytes) -> Option<Bytes> {
     if (value.len() as u64) < rule.compress_min_size {
-        return None;
+        return compress::protect(value).map(Bytes::from);
     }
     let packed = compress::pack(value, rule.compress, rule.compress_level);
     let stored = packed.as_ref().map_or(value.len(), Vec::len);

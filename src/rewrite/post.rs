@@ -11,9 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::protocol::{
-    reply::{array_elements, is_error, split_frames},
-    request::{Request, encode_command},
+use crate::{
+    compress::Opener,
+    protocol::{
+        reply::{array_elements, is_error, split_frames},
+        request::{Request, encode_command},
+    },
 };
 
 /// The bytes to send for one client command and how to shape its reply.
@@ -80,11 +83,11 @@ pub enum Shape {
 }
 
 impl Shape {
-    pub fn restore(&self, frame: Bytes) -> Bytes {
+    pub fn restore(&self, frame: Bytes, opener: &Opener) -> Bytes {
         match self {
             Shape::Raw => frame,
             Shape::Replace(instead) => instead.clone(),
-            Shape::Compressed(restore) => restore.apply(frame),
+            Shape::Compressed(restore) => restore.apply(frame, opener),
         }
     }
 }
@@ -99,7 +102,8 @@ pub enum Queued {
 }
 
 impl Post {
-    pub fn apply(self, frame: Bytes) -> Bytes {
+    /// The client's reply; stored values in it are opened by `opener`.
+    pub fn apply(self, frame: Bytes, opener: &Opener) -> Bytes {
         let frame = if self.frames > 1 {
             let mut frames = split_frames(&frame);
             let first = frames.next();
@@ -109,8 +113,8 @@ impl Post {
             frame
         };
         match self.exec {
-            Some(queued) => exec_reply(frame, &queued),
-            None => self.shape.restore(frame),
+            Some(queued) => exec_reply(frame, &queued, opener),
+            None => self.shape.restore(frame, opener),
         }
     }
 }
@@ -137,7 +141,7 @@ fn check_extra(reply: &[u8]) {
 
 /// The EXEC reply without the elements of the proxy's own queued commands. An
 /// aborted or failed EXEC (`*-1`, `_`, an error) is returned as is.
-fn exec_reply(frame: Bytes, queued: &[Queued]) -> Bytes {
+fn exec_reply(frame: Bytes, queued: &[Queued], opener: &Opener) -> Bytes {
     if queued.iter().all(|q| *q == Queued::Client(Shape::Raw)) {
         return frame;
     }
@@ -151,7 +155,7 @@ fn exec_reply(frame: Bytes, queued: &[Queued]) -> Bytes {
         .into_iter()
         .zip(queued)
         .filter_map(|(e, q)| match q {
-            Queued::Client(shape) => Some(shape.restore(e)),
+            Queued::Client(shape) => Some(shape.restore(e, opener)),
             Queued::Extra => {
                 check_extra(&e);
                 None
@@ -180,7 +184,10 @@ mod tests {
     fn extras_replies_are_cut() {
         let f = Bytes::from_static(b"*2\r\n:1\r\n:2\r\n:1\r\n");
         let out = Outgoing::with_extras(f.clone(), 1, Shape::Raw);
-        assert_eq!(&out.post.apply(f)[..], b"*2\r\n:1\r\n:2\r\n");
+        assert_eq!(
+            &out.post.apply(f, &Opener::default())[..],
+            b"*2\r\n:1\r\n:2\r\n"
+        );
     }
 
     #[test]
@@ -188,15 +195,18 @@ mod tests {
         let c = || Queued::Client(Shape::Raw);
         let f = Bytes::from_static(b"*4\r\n+OK\r\n:1\r\n$1\r\nv\r\n:0\r\n");
         let post = exec(vec![c(), Queued::Extra, c(), Queued::Extra]);
-        assert_eq!(&post.apply(f)[..], b"*2\r\n+OK\r\n$1\r\nv\r\n");
+        assert_eq!(
+            &post.apply(f, &Opener::default())[..],
+            b"*2\r\n+OK\r\n$1\r\nv\r\n"
+        );
         let aborted = Bytes::from_static(b"*-1\r\n");
         assert_eq!(
-            &exec(vec![c(), Queued::Extra]).apply(aborted)[..],
+            &exec(vec![c(), Queued::Extra]).apply(aborted, &Opener::default())[..],
             b"*-1\r\n"
         );
         let err = Bytes::from_static(b"-EXECABORT x\r\n");
         assert_eq!(
-            &exec(vec![c(), Queued::Extra]).apply(err.clone())[..],
+            &exec(vec![c(), Queued::Extra]).apply(err.clone(), &Opener::default())[..],
             &err[..]
         );
     }

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::{
     admin::Admin,
+    compress::Opener,
     config::{Coherence, Config},
     invalidation::{LinkState, broadcast, tracking},
     l1::L1,
@@ -55,6 +56,7 @@ pub fn build(
     let channel = listener(&config, &l1, &upstream, stop);
     let operations = Arc::new(Operations::default());
     let warming = Arc::new(AtomicUsize::new(0));
+    let opener = Opener::new(config.server.max_bulk_len.as_u64() as usize, Arc::default());
     let status = Arc::new(Status::new(Parts {
         metrics: metrics.clone(),
         upstream: upstream.clone(),
@@ -65,6 +67,7 @@ pub fn build(
         operations: operations.clone(),
         warming: warming.clone(),
         max_clients: config.server.max_clients,
+        opener: opener.clone(),
     }));
     let warmer = Arc::new(Warmer {
         upstream: upstream.clone(),
@@ -73,6 +76,7 @@ pub fn build(
         operations,
         batch: config.admin.batch,
         pause: config.admin.pause,
+        opener: opener.clone(),
     });
     let fills_stick = {
         let (upstream, tracking, channel) = (upstream.clone(), tracking, channel);
@@ -104,6 +108,7 @@ pub fn build(
         metrics,
         admin,
         clients: Arc::default(),
+        opener,
     });
     Ok(Built {
         session,

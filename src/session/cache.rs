@@ -49,7 +49,10 @@ impl Session {
             .then(|| fill_rewrite(&req.args))
             .flatten();
         let (read_cmd, restore) = match rewrite {
-            Some((read, restore)) => (read.map(|r: Vec<Bytes>| encode_command(&r)), Some(restore)),
+            Some((read, restore)) => (
+                read.map(|r: Vec<Bytes>| encode_command(&r)),
+                Some((restore, self.ctx.opener.clone())),
+            ),
             None => (None, None),
         };
         let load = Load {
@@ -113,6 +116,7 @@ impl Session {
         let served = self.ctx.l1.mget_through(
             keys,
             plan,
+            &self.ctx.opener,
             |i, hit| {
                 if let Some(rule) = rules[i] {
                     if hit {
