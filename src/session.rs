@@ -86,6 +86,8 @@ const READ_AHEAD: usize = 64 * 1024;
 
 /// Outstanding replies allowed at first, and at least.
 const FIRST_WINDOW: usize = 64;
+/// Keys of joined reads remembered; past this, every write waits for the replies.
+const JOINED_KEPT: usize = 256;
 const MIN_WINDOW: usize = 4;
 
 /// What every session shares.
@@ -151,6 +153,9 @@ pub struct Session {
     admin_ok: bool,
     /// The kind of the command being dispatched (counted with its outcome).
     kind: Kind,
+    /// Keys of reads that joined another client's fill, until every reply is in: a
+    /// write of one waits for them (the fill may run after it on its connection).
+    joined: Vec<Bytes>,
     /// Replies allowed outstanding (see [`Session::window`]).
     window: usize,
 }
@@ -191,6 +196,7 @@ impl Session {
             name: None,
             admin_ok: false,
             kind: Kind::Unknown,
+            joined: Vec::new(),
             window: FIRST_WINDOW,
             ctx,
         }
@@ -263,7 +269,8 @@ impl Session {
             let hungry = self.dispatch_input().await;
             let outstanding = self.pending.len();
             self.collect_ready();
-            if hungry || self.deferred.is_some() || self.pending.len() == outstanding {
+            // Replies collected free budget, or let a deferred command go.
+            if hungry || self.pending.len() == outstanding {
                 return hungry;
             }
         }
@@ -515,6 +522,9 @@ impl Session {
 
     /// Moves every reply that is in from the front of the queue to the output.
     fn collect_ready(&mut self) {
+        if self.pending.is_empty() {
+            self.joined.clear();
+        }
         while let Some((reply, finish)) = self.pending.pop_ready() {
             match finish {
                 None => {
@@ -568,10 +578,20 @@ impl Session {
         let accepted = !crate::protocol::reply::is_error(frame);
         match effect {
             Effect::Select(db) if frame.starts_with(b"+OK") => self.set_db(db),
-            Effect::ExecSelect(db) if frame.first() == Some(&b'*') && frame != b"*-1\r\n" => {
-                self.set_db(db);
+            Effect::ExecSelect(selects) => {
+                let elements =
+                    crate::protocol::reply::array_elements(&Bytes::copy_from_slice(frame))
+                        .unwrap_or_default();
+                for (at, db) in selects {
+                    if elements.get(at).is_some_and(|e| e.starts_with(b"+OK")) {
+                        self.set_db(db);
+                    }
+                }
             }
-            Effect::Hello(resp3) if accepted => {
+            Effect::Hello { resp3, name } if accepted => {
+                if let Some(name) = name {
+                    self.name = (!name.is_empty()).then_some(name);
+                }
                 self.key.resp3 = resp3;
                 self.repool = true;
                 if let Some(own) = self.link.own_mut() {

@@ -101,6 +101,57 @@ fn client_reply_off_on_the_same_client() {
     a.assert_cmd("GET r", b"$1\r\n1\r\n");
 }
 
+/// A command that must wait for the replies before it (MULTI takes a connection of
+/// its own) is sent once they are in, even when the client skipped them (found by the
+/// fuzzer: the MULTI was never answered).
+#[test]
+fn multi_after_a_skipped_reply_is_answered() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    let mut batch = encode_command(&["CLIENT", "REPLY", "SKIP"]);
+    batch.extend(encode_command(&["HSET", "h", "f", "1"]));
+    batch.extend(encode_command(&["MULTI"]));
+    a.send_raw(&batch);
+    let ok = a.read_reply();
+    assert!(ok == b"+OK\r\n", "{}", show(&ok));
+    a.assert_cmd("HGET h f", b"+QUEUED\r\n");
+    a.assert_cmd("EXEC", b"*1\r\n$1\r\n1\r\n");
+}
+
+/// HELLO … SETNAME sent while the client holds a connection of its own (subscribed,
+/// in RESP3) names the client as it does on a shared one (found by the fuzzer: CLIENT
+/// GETNAME then said nil).
+#[test]
+fn hello_setname_on_an_own_connection_names_the_client() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    assert!(a.cmd("HELLO 3").starts_with(b"%"));
+    a.assert_cmd(
+        "SUBSCRIBE ch",
+        b">3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n",
+    );
+    assert!(a.cmd("HELLO 3 SETNAME named").starts_with(b"%"));
+    a.assert_cmd("CLIENT GETNAME", b"$5\r\nnamed\r\n");
+}
+
+/// SELECTs queued in MULTI move the client's db only when they succeed (found by
+/// the fuzzer: after a failed SELECT 99 every command answered "DB index is out of
+/// range").
+#[test]
+fn a_select_that_fails_inside_multi_keeps_the_db() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    for line in ["MULTI", "SELECT 3", "SELECT 99"] {
+        a.cmd(line);
+    }
+    let exec = a.cmd("EXEC");
+    assert!(exec.starts_with(b"*2\r\n+OK\r\n-ERR"), "{}", show(&exec));
+    a.assert_cmd("SET x in-db3", b"+OK\r\n");
+    let mut d = stack.direct();
+    d.assert_cmd("SELECT 3", b"+OK\r\n");
+    d.assert_cmd("GET x", b"$6\r\nin-db3\r\n");
+}
+
 /// `DEBUG PROTOCOL push` (RESP3) writes a push besides its reply: Redis 7.0 before the
 /// reply, Valkey 8.1 after it. Either way the push belongs to the client that sent the
 /// command, in the server's order, never to the client whose reply comes next.

@@ -146,6 +146,23 @@ fn unsubscribe_when_not_subscribed_answers_like_redis_and_hurts_nobody() {
     }
 }
 
+/// The same from a client on a connection of its own (tracking on, RESP2): Redis's
+/// nil channel is understood (found by the fuzzer: the connection's task panicked).
+#[test]
+fn unsubscribe_when_not_subscribed_on_an_own_connection() {
+    let stack = Stack::start();
+    let mut c = stack.client();
+    c.assert_cmd("CLIENT TRACKING ON", b"+OK\r\n");
+    c.assert_cmd(
+        "PUNSUBSCRIBE",
+        b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n",
+    );
+    c.send(&["UNSUBSCRIBE", "x", "y"]);
+    c.assert_reply(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nx\r\n:0\r\n");
+    c.assert_reply(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\ny\r\n:0\r\n");
+    c.assert_cmd("PING", b"+PONG\r\n");
+}
+
 #[test]
 fn resp3_unsubscribe_push_arrives_without_another_command() {
     let stack = Stack::start();

@@ -414,6 +414,33 @@ fn transactions_and_pipelines_see_only_their_own_replies() {
     p.proxy.assert_cmd("PING", b"+PONG\r\n");
 }
 
+/// A RESP3 client with tracking on: Redis sends the invalidation of a key it read
+/// between the reply to a write and the reply to the proxy's PEXPIRE after it. The
+/// push is the client's, the PEXPIRE's reply is not (found by the fuzzer: the next
+/// command's reply was the PEXPIRE's `:1`).
+#[test]
+fn a_tracking_push_between_a_write_and_its_ttl_is_the_clients() {
+    let stack = Stack::start_with(RULES);
+    let mut c = stack.client();
+    c.assert_cmd("CLIENT TRACKING ON", b"+OK\r\n");
+    assert!(c.cmd("HELLO 3").starts_with(b"%"));
+    c.assert_cmd("SADD t:set a", b":1\r\n");
+    c.assert_cmd("SMEMBERS t:set", b"~1\r\n$1\r\na\r\n"); // now tracked
+    let mut batch = encode("SADD t:set b");
+    batch.extend(encode("SCARD t:set"));
+    c.send_raw(&batch);
+    let replies: Vec<Vec<u8>> = (0..3).map(|_| c.read_reply()).collect();
+    let text = show(&replies);
+    assert!(text.contains(&":1\r\n".to_owned()), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|r| r.starts_with(">2\r\n$10\r\ninvalidate")),
+        "{text:?}"
+    );
+    assert_eq!(text.last().unwrap(), ":2\r\n", "SCARD's reply: {text:?}");
+    c.assert_cmd("PING", b"+PONG\r\n");
+}
+
 fn encode(line: &str) -> Vec<u8> {
     support::resp::encode_command(&args(line))
 }

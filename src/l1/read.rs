@@ -39,8 +39,11 @@ pub enum Served {
     Hit(Cached),
     /// An expired entry, served because Redis is unreachable (`stale_if_error`).
     Stale(Cached),
-    /// The reply comes from Redis: this read's own fill, or another client's it joined.
+    /// The reply comes from Redis: this read's own fill (sent by `send`).
     Pending(oneshot::Receiver<Reply>),
+    /// The reply comes from another client's fill, which may be sent on another
+    /// connection: a write of the key by this client must wait for it.
+    Joined(oneshot::Receiver<Reply>),
 }
 
 /// The read to send for a miss: `cmd` is what the client sent (or what reads the
@@ -85,7 +88,7 @@ impl L1 {
         let made = self.snapshot(&ek);
         let key = FillKey { ek, made };
         match self.join(key.clone()) {
-            Join::Waiter(rx) => Served::Pending(rx),
+            Join::Waiter(rx) => Served::Joined(rx),
             Join::Leader(fill, rx) => {
                 let cmd = with_pttl(load.cmd, std::slice::from_ref(&key.ek.key));
                 let filling = Filling {
@@ -336,7 +339,7 @@ mod tests {
         else {
             panic!("a miss waits")
         };
-        let Served::Pending(mut second) =
+        let Served::Joined(mut second) =
             l1.read_through(ek(b"k"), KEEP, false, load(), |_, _, _| panic!("joins"))
         else {
             panic!("joins the fill")

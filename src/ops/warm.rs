@@ -194,7 +194,7 @@ async fn fill(w: &Warmer, reader: &Reader, budget: &mut Budget, chunk: &[Read]) 
                     ReplyTo::Hook(Box::new(move |r| filling.finish(r))),
                 );
             });
-        if let Served::Pending(rx) = served {
+        if let Served::Pending(rx) | Served::Joined(rx) = served {
             sent.push((read, ek, rx));
         }
     }

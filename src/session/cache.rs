@@ -84,6 +84,13 @@ impl Session {
                 self.count_lookup(ns, false);
                 self.await_later(rx, false);
             }
+            Served::Joined(rx) => {
+                self.count_lookup(ns, false);
+                if self.joined.len() < super::JOINED_KEPT {
+                    self.joined.push(key.clone());
+                }
+                self.await_later(rx, false);
+            }
         }
         true
     }

@@ -208,8 +208,11 @@ pub(super) fn parse_db(req: &Request) -> Option<u32> {
 
 /// The protocol a well-formed `HELLO` asks for: RESP3 or not (None: none asked, or
 /// Redis will refuse it).
-pub(super) fn hello_protocol(req: &Request) -> Option<bool> {
-    Hello::parse(&req.args).ok()?.protover.map(|v| v == 3)
+/// The protocol a HELLO asks for (true: RESP3), and the name it sets; None if it
+/// names no protocol or is refused.
+pub(super) fn hello_protocol(req: &Request) -> Option<(bool, Option<Bytes>)> {
+    let hello = Hello::parse(&req.args).ok()?;
+    Some((hello.protover? == 3, hello.setname))
 }
 
 /// Redis allows client names of printable ASCII without spaces.

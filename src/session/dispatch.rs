@@ -25,6 +25,7 @@ impl Session {
         }
         let class = command::classify(&req.args);
         self.kind = class.kind;
+        self.release_own(); // a link no longer needed goes before the next command
         if self.local(&req, &class) {
             return Flow::Continue;
         }
@@ -35,7 +36,9 @@ impl Session {
             class.route,
             Route::Select | Route::Auth | Route::Hello | Route::Reset
         );
-        if (needs_own(class.route) || switches || self.repool) && !self.drained() {
+        if (needs_own(class.route) || switches || self.repool || self.writes_joined(&req, &class))
+            && !self.drained()
+        {
             self.deferred = Some(req);
             return Flow::Deferred;
         }
@@ -51,6 +54,22 @@ impl Session {
             _ => self.on_pool(req, class).await,
         }
         Flow::Continue
+    }
+
+    /// True if `req` writes a key this client is reading through another's fill.
+    fn writes_joined(&mut self, req: &Request, class: &Classified) -> bool {
+        if self.joined.is_empty() {
+            return false;
+        }
+        if self.drained() {
+            self.joined.clear();
+            return false;
+        }
+        let keys = class.write_keys(&req.args);
+        keys.iter()
+            .any(|&i| self.joined.iter().any(|k| *k == req.args[i]))
+            || class.kind == Kind::Unknown
+            || (class.kind == Kind::Write && self.joined.len() >= super::JOINED_KEPT)
     }
 
     /// Opens a connection of the client's own, then sends the command on it.

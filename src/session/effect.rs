@@ -13,10 +13,15 @@ pub enum Effect {
     None,
     /// SELECT on the client's own connection: the db changes if Redis says OK.
     Select(u32),
-    /// EXEC of a transaction that queued a SELECT: the db changes if EXEC ran.
-    ExecSelect(u32),
-    /// HELLO on the client's own connection: the protocol changes if Redis agrees.
-    Hello(bool),
+    /// EXEC of a transaction that queued SELECTs (the position of each in EXEC's
+    /// reply, and its db): the db is that of the last one Redis answered OK.
+    ExecSelect(Vec<(usize, u32)>),
+    /// HELLO on the client's own connection: the protocol (and the name, with
+    /// SETNAME) change if Redis agrees.
+    Hello {
+        resp3: bool,
+        name: Option<Bytes>,
+    },
     /// A write was acknowledged (or may have been applied): L1 generations move again.
     Invalidate(Vec<Bytes>),
     FlushDbs(Vec<u32>),
@@ -32,7 +37,7 @@ impl Effect {
             Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),
             Effect::FlushAll => l1.flush_all(),
             Effect::Many(effects) => effects.iter().for_each(|e| e.apply_l1(l1)),
-            Effect::None | Effect::Select(_) | Effect::ExecSelect(_) | Effect::Hello(_) => {}
+            Effect::None | Effect::Select(_) | Effect::ExecSelect(_) | Effect::Hello { .. } => {}
         }
     }
 

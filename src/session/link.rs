@@ -42,8 +42,9 @@ pub struct Multi {
     pub queued: Vec<Queued>,
     /// L1 effects of the writes queued, applied at EXEC.
     pub writes: Vec<Effect>,
-    /// A SELECT queued: the db changes if EXEC runs.
-    pub select: Option<u32>,
+    /// The SELECTs queued (their position among the client's commands, and the db):
+    /// the db changes at EXEC with each one that succeeds.
+    pub selects: Vec<(usize, u32)>,
     /// SUBSCRIBE-family commands queued: their confirmations follow EXEC's reply.
     pub pubsub: Vec<PubSubCmd>,
 }

@@ -73,7 +73,9 @@ impl Session {
                     let multi = own.multi.take().unwrap_or_default();
                     own.watching = false;
                     let mut effects = multi.writes;
-                    effects.extend(multi.select.map(Effect::ExecSelect));
+                    if !multi.selects.is_empty() {
+                        effects.push(Effect::ExecSelect(multi.selects));
+                    }
                     post.exec = Some(multi.queued);
                     (Expect::Exec(multi.pubsub), Effect::Many(effects), post)
                 }
@@ -125,9 +127,9 @@ impl Session {
                 return (Expect::Frames(frames), effect, post);
             }
             Route::Hello => match super::connection::hello_protocol(req) {
-                Some(resp3) => {
+                Some((resp3, name)) => {
                     own.dirty = true;
-                    return (Expect::Hello(resp3), Effect::Hello(resp3), post);
+                    return (Expect::Hello(resp3), Effect::Hello { resp3, name }, post);
                 }
                 None => Expect::Frames(frames),
             },
@@ -232,13 +234,20 @@ impl Session {
 
 /// Records a command queued inside MULTI (with the proxy's extras after it).
 fn queue_in_multi(multi: &mut Multi, req: &Request, route: Route, post: &Post, effect: Effect) {
+    let position = multi
+        .queued
+        .iter()
+        .filter(|q| matches!(q, Queued::Client(_)))
+        .count();
     multi.queued.push(Queued::Client(post.shape.clone()));
     let extras = post.frames.max(1) as usize - 1;
     multi
         .queued
         .extend(std::iter::repeat_n(Queued::Extra, extras));
     match route {
-        Route::Select => multi.select = super::connection::parse_db(req),
+        Route::Select => multi
+            .selects
+            .extend(super::connection::parse_db(req).map(|db| (position, db))),
         Route::Subscribe | Route::Unsubscribe => multi.pubsub.extend(PubSubCmd::parse(&req.args)),
         _ => multi.writes.push(effect),
     }

@@ -307,6 +307,9 @@ struct Pipeline<'s> {
     /// A dedicated connection's channel, and what waits to go into it.
     events: Option<mpsc::Sender<Event>>,
     staged: VecDeque<Event>,
+    /// Pushes that came between the frames of the front reply: staged after it, in
+    /// Redis's order (the client's frame of the reply came first).
+    interrupted: VecDeque<Event>,
     /// Reply latencies of the current read, added to the shared histogram after it.
     latency: LocalHistogram,
     /// Since when nothing was read while requests waited.
@@ -329,6 +332,7 @@ impl<'s> Pipeline<'s> {
             subs: Subscriptions::new(settings.key.resp3),
             events,
             staged: VecDeque::new(),
+            interrupted: VecDeque::new(),
             latency: LocalHistogram::default(),
             quiet_since: Instant::now(),
         }
@@ -348,6 +352,7 @@ impl<'s> Pipeline<'s> {
         };
         for job in self.inflight.drain(..) {
             answer(job.reply, Err(failed.clone()), Some(&mut self.staged));
+            self.staged.append(&mut self.interrupted);
         }
         self.flush_events().await;
         result
@@ -480,6 +485,7 @@ impl<'s> Pipeline<'s> {
             self.latency
                 .record(now.saturating_duration_since(job.taken));
             answer(job.reply, Ok(reply), Some(&mut self.staged));
+            self.staged.append(&mut self.interrupted);
         }
         Ok(())
     }
@@ -496,6 +502,8 @@ impl<'s> Pipeline<'s> {
                 return false;
             }
             self.remaining = self.subs.frames(&front.expect, frame);
+        } else if self.subs.interrupts(&front.expect, frame) {
+            return false; // a push between the frames of one reply
         }
         if matches!(front.expect, Expect::PubSub(_)) {
             self.subs.confirm(frame);
@@ -512,7 +520,12 @@ impl<'s> Pipeline<'s> {
         let frame = frame.freeze();
         self.subs.confirm(&frame);
         if self.events.is_some() {
-            self.staged.push_back(Event::Push(frame));
+            let to = if self.remaining > 0 {
+                &mut self.interrupted
+            } else {
+                &mut self.staged
+            };
+            to.push_back(Event::Push(frame));
             return Ok(());
         }
         if !crate::protocol::reply::is_push(&frame) {

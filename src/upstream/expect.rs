@@ -158,6 +158,14 @@ impl Subscriptions {
         }
     }
 
+    /// True if `frame`, arriving after the front request's reply has begun and before
+    /// its last frame, is not part of it (a tracking or pub/sub push between a
+    /// command's reply and the reply of the proxy's extra command after it).
+    pub fn interrupts(&self, expect: &Expect, frame: &[u8]) -> bool {
+        let confirms = matches!(expect, Expect::PubSub(_) | Expect::Exec(_));
+        self.out_of_band(frame) && !(confirms && self.kind_of(frame).is_some())
+    }
+
     /// How many frames the reply that `first` begins has, and the state changes it
     /// makes (applied here).
     pub fn frames(&mut self, expect: &Expect, first: &[u8]) -> u32 {
@@ -275,12 +283,13 @@ fn elements(frame: &[u8]) -> Option<Vec<Bytes>> {
     array_elements(&as_array)
 }
 
-/// The body of a bulk (or simple) string frame.
+/// The body of a bulk (or simple) string frame; None for a nil.
 fn bulk_body(frame: &Bytes) -> Option<Bytes> {
     match frame.first()? {
         b'$' => {
             let start = frame.iter().position(|&b| b == b'\n')? + 1;
-            Some(frame.slice(start..frame.len().checked_sub(2)?))
+            let end = frame.len().checked_sub(2)?;
+            (start <= end).then(|| frame.slice(start..end))
         }
         b'+' => Some(frame.slice(1..frame.len().checked_sub(2)?)),
         _ => None,
@@ -311,6 +320,32 @@ mod tests {
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect();
         PubSubCmd::parse(&args).unwrap()
+    }
+
+    #[test]
+    fn a_push_between_the_frames_of_a_reply_is_not_part_of_it() {
+        let s = Subscriptions::new(true);
+        let push = b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n";
+        assert!(s.interrupts(&Expect::Frames(2), push));
+        assert!(!s.interrupts(&Expect::Frames(2), b":1\r\n"));
+        let sub = Expect::PubSub(cmd("SUBSCRIBE a b"));
+        let confirmation = b">3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n";
+        assert!(!s.interrupts(&sub, confirmation));
+        let message = b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n";
+        assert!(s.interrupts(&sub, message));
+    }
+
+    #[test]
+    fn a_confirmation_with_a_nil_channel_is_understood() {
+        // What Redis answers UNSUBSCRIBE from a connection subscribed to nothing.
+        let mut s = Subscriptions::new(false);
+        let nil = b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n";
+        let none = Expect::PubSub(cmd("PUNSUBSCRIBE"));
+        assert!(s.begins(&none, nil));
+        assert_eq!(s.frames(&none, nil), 1);
+        s.confirm(nil);
+        assert!(!s.subscribed());
+        assert_eq!(bulk_body(&Bytes::from_static(b"$-1\r\n")), None);
     }
 
     #[test]
