@@ -30,6 +30,7 @@
 //! reported as such, matching `COMMAND GETKEYS`. Commands newer than 7.2 (such as the
 //! 7.4 hash-field expiry family) are unknown here: forwarded, with no known keys.
 
+pub mod learned;
 mod table;
 
 use std::cmp::Ordering;
@@ -372,7 +373,10 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
 /// containers and at XREAD/XREADGROUP's BLOCK option. Empty or unknown commands are
 /// [`Kind::Unknown`] and [`Route::Forward`].
 pub fn classify(args: &[Bytes]) -> Classified {
-    let Some(spec) = args.first().and_then(|name| lookup(name)) else {
+    let Some(spec) = args
+        .first()
+        .and_then(|name| lookup(name).or_else(|| learned::spec(name)))
+    else {
         return Classified::UNKNOWN;
     };
     let sub = args.get(1).and_then(|name| spec.subcommand(name));

@@ -324,6 +324,36 @@ fn commands_the_table_does_not_know_still_invalidate_l1() {
     }
 }
 
+/// Issue 12 item 7: once Redis's `COMMAND INFO` describes a command the table does not
+/// know, its writes invalidate exactly its keys, no longer the whole db.
+#[test]
+fn commands_the_table_does_not_know_are_learned_from_redis() {
+    let redis = RedisServer::start_with(&["--rename-command", "LTRIM", "LEARNTRIM"]);
+    let proxy = Proxy::start(
+        &redis.url(),
+        "[l1]\ncoherence = \"ttl-only\"\n[[namespace]]\nname = \"c\"\nmatch = \"c:*\"\nl1 = true\nl1_ttl = \"1h\"\n",
+    );
+    let mut c = proxy.client();
+    c.assert_cmd("SET c:other v", b"+OK\r\n");
+    // The first LEARNTRIM flushes the db's entries and asks Redis; a later one leaves
+    // the entry of another key alone.
+    let precise = wait_until(Duration::from_secs(10), || {
+        c.assert_cmd("GET c:other", b"$1\r\nv\r\n");
+        let hits = stat_int(&mut c, "l1_hits");
+        c.assert_cmd("LEARNTRIM c:l 0 -1", b"+OK\r\n");
+        c.assert_cmd("GET c:other", b"$1\r\nv\r\n");
+        stat_int(&mut c, "l1_hits") > hits
+    });
+    assert!(precise, "every LEARNTRIM still flushed the L1");
+    assert!(stat_int(&mut c, "learned_commands") >= 1);
+    // Its own key is still invalidated.
+    c.assert_cmd("RPUSH c:l a b", b":2\r\n");
+    c.assert_cmd("LRANGE c:l 0 -1", b"*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    c.assert_cmd("LRANGE c:l 0 -1", b"*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    c.assert_cmd("LEARNTRIM c:l 0 0", b"+OK\r\n");
+    c.assert_cmd("LRANGE c:l 0 -1", b"*1\r\n$1\r\na\r\n");
+}
+
 #[test]
 fn a_client_that_leaves_while_blocked_runs_nothing_more() {
     let stack = Stack::start();

@@ -27,6 +27,8 @@ impl Status {
             self.started.elapsed().as_secs().to_string(),
         );
         field("clients", self.metrics.clients.connected().to_string());
+        let learned = crate::command::learned::count();
+        field("learned_commands", learned.to_string());
         field("warming", self.warming.load(Relaxed).to_string());
         field("operations", self.operations.running().len().to_string());
         if let Some(addr) = self.endpoint() {

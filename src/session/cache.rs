@@ -6,11 +6,15 @@ use bytes::Bytes;
 
 use super::{Session, effect::Effect};
 use crate::{
-    command::Classified,
+    command::{Classified, learned},
+    error::Reply,
     l1::{self, EntryKey, Keep, L1, Load, MgetKey, MgetServed, Served, cacheable},
     metrics::{InvalidationSource, Outcome},
     policy::{Compress, Policy},
-    protocol::request::{Request, encode_command},
+    protocol::{
+        reply::is_error,
+        request::{Request, encode_command},
+    },
     rewrite::fill_rewrite,
     upstream::ReplyTo,
 };
@@ -153,12 +157,33 @@ impl Session {
         L1::scope(self.key.creds.as_deref(), own.as_deref())
     }
 
+    /// Asks Redis what command `args[0]` is, the first time it is seen.
+    fn learn(&self, args: &[Bytes]) {
+        let Some(name) = args.first().filter(|n| learned::should_ask(n)).cloned() else {
+            return;
+        };
+        let info = encode_command(&[
+            Bytes::from_static(b"COMMAND"),
+            Bytes::from_static(b"INFO"),
+            name.clone(),
+        ]);
+        let hook = Box::new(move |reply: Reply| {
+            let answer = reply.ok().filter(|r| !is_error(r));
+            learned::learn(&name, answer.as_ref());
+        });
+        self.pool
+            .conn(self.id)
+            .request_with(Bytes::from(info), 1, ReplyTo::Hook(hook));
+    }
+
     /// Moves the generations of every key `args` may write (now, as it is sent); the
     /// returned effect moves them again when Redis acknowledges.
     pub(super) fn invalidate_writes(&self, args: &[Bytes], class: &Classified) -> Effect {
         let l1 = &self.ctx.l1;
         let Some(spec) = class.effective() else {
-            // Unknown to the table: it may write any key of the db.
+            // Unknown to the table: it may write any key of the db (until Redis says
+            // what it is).
+            self.learn(args);
             l1.flush_db(self.key.db);
             l1.stats.invalidations.add(InvalidationSource::Flush, 1);
             return Effect::FlushDbs(vec![self.key.db]);
