@@ -173,7 +173,7 @@ impl Session {
         });
         self.pool
             .conn(self.id)
-            .request_with(Bytes::from(info), 1, ReplyTo::Hook(hook));
+            .request_with(info, 1, ReplyTo::Hook(hook));
     }
 
     /// Moves the generations of every key `args` may write (now, as it is sent); the
