@@ -290,7 +290,7 @@ impl Session {
                     Ok(None) => return true,
                     Err(e) => {
                         // Not a command: not counted.
-                        self.push_reply(crate::protocol::reply::error(&e.to_string()));
+                        self.push_reply(Error::refused(e.to_string()).to_reply());
                         self.close();
                         return false;
                     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{ReplyMode, Session, effect::Effect};
+use crate::error::Error;
 use crate::rewrite::Outgoing;
 use crate::{
     protocol::{reply, request::Request},
@@ -88,7 +89,7 @@ impl Session {
     pub(super) async fn hello(&mut self, req: Request) {
         let hello = match Hello::parse(&req.args) {
             Ok(h) => h,
-            Err(frame) => return self.reply(frame),
+            Err(e) => return self.reply(e.to_reply()),
         };
         let resp3 = hello.protover.map_or(self.key.resp3, |v| v == 3);
         let switched = match hello.auth {
@@ -125,9 +126,10 @@ impl Session {
 
     pub(super) fn set_name(&mut self, name: &Bytes) -> Bytes {
         if !valid_name(name) {
-            return reply::error(
+            return Error::refused(
                 "Client names cannot contain spaces, newlines or special characters.",
-            );
+            )
+            .to_reply();
         }
         self.name = (!name.is_empty()).then(|| name.clone());
         Bytes::from_static(reply::OK)
@@ -139,7 +141,7 @@ impl Session {
         if attr.eq_ignore_ascii_case(b"lib-name") || attr.eq_ignore_ascii_case(b"lib-ver") {
             Bytes::from_static(reply::OK)
         } else {
-            reply::error(&format!("Unrecognized option '{}'", lossy(attr)))
+            Error::refused(format!("Unrecognized option '{}'", lossy(attr))).to_reply()
         }
     }
 }
@@ -152,7 +154,7 @@ struct Hello {
 }
 
 impl Hello {
-    fn parse(args: &[Bytes]) -> Result<Self, Bytes> {
+    fn parse(args: &[Bytes]) -> Result<Self, Error> {
         let mut hello = Hello {
             protover: None,
             auth: None,
@@ -164,9 +166,9 @@ impl Hello {
         let ver: i64 = std::str::from_utf8(ver)
             .ok()
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| reply::error("Protocol version is not an integer or out of range"))?;
+            .ok_or_else(|| Error::refused("Protocol version is not an integer or out of range"))?;
         if !(2..=3).contains(&ver) {
-            return Err(reply::error("NOPROTO unsupported protocol version"));
+            return Err(Error::refused("NOPROTO unsupported protocol version"));
         }
         hello.protover = Some(ver);
         let mut i = 2;
@@ -181,14 +183,14 @@ impl Hello {
                 i += 3;
             } else if opt.eq_ignore_ascii_case(b"SETNAME") && more >= 1 {
                 if !valid_name(&args[i + 1]) {
-                    return Err(reply::error(
+                    return Err(Error::refused(
                         "Client names cannot contain spaces, newlines or special characters.",
                     ));
                 }
                 hello.setname = Some(args[i + 1].clone());
                 i += 2;
             } else {
-                return Err(reply::error(&format!(
+                return Err(Error::refused(format!(
                     "Syntax error in HELLO option '{}'",
                     lossy(opt)
                 )));
@@ -238,7 +240,9 @@ mod tests {
         assert_eq!(h.protover, Some(3));
         assert_eq!(h.auth.unwrap().user.as_deref(), Some("u"));
         assert_eq!(&h.setname.unwrap()[..], b"n");
-        let err = |s| String::from_utf8(Hello::parse(&args(s)).err().unwrap().to_vec()).unwrap();
+        let err = |s| {
+            String::from_utf8(Hello::parse(&args(s)).err().unwrap().to_reply().to_vec()).unwrap()
+        };
         assert_eq!(err("HELLO 4"), "-NOPROTO unsupported protocol version\r\n");
         assert_eq!(
             err("HELLO x"),
