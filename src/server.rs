@@ -50,10 +50,14 @@ pub async fn run_with(
     let endpoint = metrics_listener
         .map(|l| http::Endpoint::start(l, built.status.clone(), stop_rx.clone()))
         .transpose()?;
-    let (ctx, upstream) = (built.session, built.upstream);
-    let mut workers = workers::Workers::start(config.server.event_loops(), &upstream)?;
-    let limit = Arc::new(Semaphore::new(config.server.max_clients));
-    let mut sessions = JoinSet::new();
+    let upstream = built.upstream;
+    let mut acceptor = Acceptor {
+        workers: workers::Workers::start(config.server.event_loops(), &upstream)?,
+        ctx: built.session,
+        limit: Arc::new(Semaphore::new(config.server.max_clients)),
+        stop: stop_rx,
+        sessions: JoinSet::new(),
+    };
     info!(listen = %listener.local_addr()?, upstream = %crate::config::redact(&config.upstream.url), "respite listening");
 
     tokio::pin!(shutdown);
@@ -64,29 +68,7 @@ pub async fn run_with(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        ctx.metrics.clients.reject();
-                        tokio::spawn(reject(stream));
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let ctx = ctx.clone();
-                    let stop = stop_rx.clone();
-                    let span = info_span!("client", %peer);
-                    let held = (ctx.metrics.clients.connect(), permit);
-                    match workers.next() {
-                        None => sessions.spawn(
-                            client(ctx, Accepted::Here(stream), stop, held).instrument(span),
-                        ),
-                        // Registered with this runtime's reactor: moved to the worker's.
-                        Some(worker) => match stream.into_std() {
-                            Ok(s) => sessions.spawn_on(
-                                client(ctx, Accepted::Moved(s), stop, held).instrument(span),
-                                worker,
-                            ),
-                            Err(_) => continue,
-                        },
-                    };
+                    acceptor.admit(stream, peer);
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -95,16 +77,62 @@ pub async fn run_with(
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             },
-            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            Some(_) = acceptor.sessions.join_next(), if !acceptor.sessions.is_empty() => {}
         }
     }
     drop(listener);
+    let _ = stop_tx.send(true);
+    drain(&mut acceptor.sessions, config.server.shutdown_grace).await;
+    upstream.shutdown();
+    acceptor.workers.stop().await;
+    if let Some(endpoint) = endpoint {
+        endpoint.close().await;
+    }
+    Ok(())
+}
+
+/// Hands accepted clients to a session task on an event loop, within `max_clients`.
+struct Acceptor {
+    ctx: Arc<session::Context>,
+    workers: workers::Workers,
+    limit: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+    sessions: JoinSet<()>,
+}
+
+impl Acceptor {
+    fn admit(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+            self.ctx.metrics.clients.reject();
+            tokio::spawn(reject(stream));
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let (ctx, stop) = (self.ctx.clone(), self.stop.clone());
+        let span = info_span!("client", %peer);
+        let held = (ctx.metrics.clients.connect(), permit);
+        match self.workers.next() {
+            None => {
+                let task = client(ctx, Accepted::Here(stream), stop, held);
+                self.sessions.spawn(task.instrument(span));
+            }
+            // Registered with this runtime's reactor: moved to the worker's.
+            Some(worker) => {
+                if let Ok(s) = stream.into_std() {
+                    let task = client(ctx, Accepted::Moved(s), stop, held);
+                    self.sessions.spawn_on(task.instrument(span), worker);
+                }
+            }
+        }
+    }
+}
+
+/// Lets the sessions finish what they were sent, for at most `grace`.
+async fn drain(sessions: &mut JoinSet<()>, grace: Duration) {
     info!(
         connections = sessions.len(),
         "shutting down: draining connections"
     );
-    let _ = stop_tx.send(true);
-    let grace = config.server.shutdown_grace;
     let drained = tokio::time::timeout(grace, async {
         while sessions.join_next().await.is_some() {}
     })
@@ -116,12 +144,6 @@ pub async fn run_with(
         );
         sessions.shutdown().await;
     }
-    upstream.shutdown();
-    workers.stop().await;
-    if let Some(endpoint) = endpoint {
-        endpoint.close().await;
-    }
-    Ok(())
 }
 
 /// An accepted client socket, registered with the runtime that accepted it or not yet

@@ -139,35 +139,12 @@ pub fn plan<'r>(
         }
         "setex" | "psetex" if args.len() == 4 => {
             if let Some(max) = key_rule(1).and_then(|r| r.max_ttl).map(ms) {
-                let unit = if name == "setex" { 1000 } else { 1 };
-                if let Some(clamped) = clamp_relative(&args[2], unit, max) {
-                    plan.args = Some(vec![
-                        Bytes::from_static(b"PSETEX"),
-                        args[1].clone(),
-                        clamped,
-                        args[3].clone(),
-                    ]);
-                }
+                plan.args = setex(name, args, max);
             }
         }
         "expire" | "pexpire" | "expireat" | "pexpireat" if args.len() >= 3 => {
             if let Some(max) = key_rule(1).and_then(|r| r.max_ttl).map(ms) {
-                let unit = if name.starts_with('p') { 1 } else { 1000 };
-                let clamped = if name.ends_with("at") {
-                    clamp_absolute(&args[2], unit, max, now_ms)
-                } else {
-                    clamp_relative(&args[2], unit, max)
-                };
-                if let Some(value) = clamped {
-                    let mut new = args.to_vec();
-                    new[0] = Bytes::from_static(if name.ends_with("at") {
-                        b"PEXPIREAT"
-                    } else {
-                        b"PEXPIRE"
-                    });
-                    new[2] = value;
-                    plan.args = Some(new);
-                }
+                plan.args = expire(name, args, max, now_ms);
             }
         }
         "getex" => {
@@ -198,6 +175,33 @@ pub fn plan<'r>(
         }
     }
     Ok(plan)
+}
+
+/// SETEX/PSETEX with its TTL clamped to `max` (ms), as PSETEX; None if within it.
+fn setex(name: &str, args: &[Bytes], max: u64) -> Option<Vec<Bytes>> {
+    let unit = if name == "setex" { 1000 } else { 1 };
+    let clamped = clamp_relative(&args[2], unit, max)?;
+    Some(vec![
+        Bytes::from_static(b"PSETEX"),
+        args[1].clone(),
+        clamped,
+        args[3].clone(),
+    ])
+}
+
+/// EXPIRE & co with the TTL clamped to `max` (ms), in milliseconds; None if within it.
+fn expire(name: &str, args: &[Bytes], max: u64, now_ms: &dyn Fn() -> u64) -> Option<Vec<Bytes>> {
+    let unit = if name.starts_with('p') { 1 } else { 1000 };
+    let absolute = name.ends_with("at");
+    let value = if absolute {
+        clamp_absolute(&args[2], unit, max, now_ms)
+    } else {
+        clamp_relative(&args[2], unit, max)
+    }?;
+    let mut new = args.to_vec();
+    new[0] = Bytes::from_static(if absolute { b"PEXPIREAT" } else { b"PEXPIRE" });
+    new[2] = value;
+    Some(new)
 }
 
 /// The error for a command that would make a key of a `max_ttl` rule persistent.

@@ -48,14 +48,20 @@ pub fn compress_stage(policy: &Policy, rw: &mut Rewrite) {
         }
         _ => {}
     }
-    let Some(rule) = compressing(&args[1]) else {
-        return;
-    };
-    match spec.name {
+    if let Some(rule) = compressing(&args[1]) {
+        one_key(spec.name, rule, rw);
+    }
+}
+
+/// A command on one key of a compressing namespace: values packed, in-place changes
+/// guarded, reads of the stored value restored.
+fn one_key(name: &'static str, rule: &Rule, rw: &mut Rewrite) {
+    let args = &rw.req.args;
+    match name {
         "set" | "setnx" | "getset" => {
             pack_arg(rule, rw, 2);
             let get = args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET"));
-            if spec.name == "getset" || (spec.name == "set" && get) {
+            if name == "getset" || (name == "set" && get) {
                 rw.shape = Shape::Compressed(Restore::Value);
             }
         }

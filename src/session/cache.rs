@@ -7,9 +7,10 @@ use bytes::Bytes;
 use super::{Session, effect::Effect};
 use crate::{
     command::{Classified, learned},
+    compress::{Opener, Restore},
     error::Reply,
     l1::{self, EntryKey, Keep, L1, Load, MgetKey, MgetServed, Served, cacheable},
-    metrics::{InvalidationSource, Outcome},
+    metrics::{InvalidationSource, NamespaceStats, Outcome},
     policy::{Compress, Policy},
     protocol::{
         reply::is_error,
@@ -18,6 +19,9 @@ use crate::{
     rewrite::fill_rewrite,
     upstream::ReplyTo,
 };
+
+/// The read a fill sends instead of the client's command, and the restore it needs.
+type FillRead = (Option<Bytes>, Option<(Restore, Opener)>);
 
 impl Session {
     /// Serves `req` from L1 or waits for its fill, under the rules of `policy`.
@@ -47,18 +51,7 @@ impl Session {
             l1_ttl: rule.l1_ttl,
             stale_if_error: rule.stale_if_error,
         };
-        // L1 holds restored replies: a compressed value is read (perhaps by another
-        // command, see rewrite) and restored before it is stored.
-        let rewrite = (rule.compress != Compress::None)
-            .then(|| fill_rewrite(&req.args))
-            .flatten();
-        let (read_cmd, restore) = match rewrite {
-            Some((read, restore)) => (
-                read.map(|r: Vec<Bytes>| encode_command(&r)),
-                Some((restore, self.ctx.opener.clone())),
-            ),
-            None => (None, None),
-        };
+        let (read_cmd, restore) = self.fill_read(req, rule.compress);
         let load = Load {
             cmd: read_cmd.as_deref().unwrap_or(&req.raw),
             restore,
@@ -74,6 +67,28 @@ impl Session {
                         ReplyTo::Hook(Box::new(move |r| filling.finish(r))),
                     );
                 });
+        self.on_served(served, ns, key);
+        true
+    }
+
+    /// What a fill reads, when not the client's command, and how the value read is
+    /// restored: L1 holds restored replies, so a compressed value is read (perhaps by
+    /// another command, see rewrite) and restored before it is stored.
+    fn fill_read(&self, req: &Request, compress: Compress) -> FillRead {
+        let rewrite = (compress != Compress::None)
+            .then(|| fill_rewrite(&req.args))
+            .flatten();
+        match rewrite {
+            Some((read, restore)) => (
+                read.map(|r: Vec<Bytes>| encode_command(&r)),
+                Some((restore, self.ctx.opener.clone())),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// Answers (or queues the answer to) a read L1 served.
+    fn on_served(&mut self, served: Served, ns: &NamespaceStats, key: &Bytes) {
         match served {
             Served::Hit(reply) => {
                 self.count_lookup(ns, true);
@@ -96,7 +111,6 @@ impl Session {
                 self.await_later(rx, false);
             }
         }
-        true
     }
 
     /// MGET per key: cached keys from L1, the others in one MGET (with their PTTLs).

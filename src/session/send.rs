@@ -7,7 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{Flow, Session, effect::Effect, link::Multi, pending::Slot};
+use super::{
+    Flow, Session,
+    effect::Effect,
+    link::{Multi, Own},
+    pending::Slot,
+};
 use crate::{
     command::{Classified, Route},
     error::Reply,
@@ -60,41 +65,15 @@ impl Session {
         &mut self,
         req: &Request,
         class: &Classified,
-        mut post: Post,
+        post: Post,
         effect: Effect,
     ) -> (Expect, Effect, Post) {
         let frames = post.frames.max(1);
         let Some(own) = self.link.own_mut() else {
             return (Expect::Frames(frames), effect, post);
         };
-        if let Some(multi) = own.multi.as_mut() {
-            return match class.route {
-                Route::Exec => {
-                    let multi = own.multi.take().unwrap_or_default();
-                    own.watching = false;
-                    let mut effects = multi.writes;
-                    if !multi.selects.is_empty() {
-                        effects.push(Effect::ExecSelect(multi.selects));
-                    }
-                    post.exec = Some(multi.queued);
-                    (Expect::Exec(multi.pubsub), Effect::Many(effects), post)
-                }
-                Route::Discard => {
-                    own.multi = None;
-                    own.watching = false;
-                    (Expect::Frames(frames), Effect::None, post)
-                }
-                // Redis answers these inside MULTI without queueing them.
-                Route::Multi | Route::Watch => (Expect::Frames(frames), Effect::None, post),
-                route => {
-                    queue_in_multi(multi, req, route, &post, effect);
-                    if matches!(route, Route::Auth | Route::Hello | Route::Sticky) {
-                        own.sticky = true; // its state after EXEC is not modelled
-                        own.dirty = true;
-                    }
-                    (Expect::Frames(frames), Effect::None, post)
-                }
-            };
+        if own.multi.is_some() {
+            return in_multi(own, req, class.route, post, effect);
         }
         let expect = match class.route {
             Route::Multi => {
@@ -229,6 +208,47 @@ impl Session {
     pub(super) fn reset(&mut self) {
         self.reset_state();
         self.reply(crate::protocol::reply::simple("RESET"));
+    }
+}
+
+/// A command inside MULTI: queued (its effects kept for EXEC), or one Redis answers
+/// at once (EXEC, DISCARD, MULTI, WATCH).
+fn in_multi(
+    own: &mut Own,
+    req: &Request,
+    route: Route,
+    mut post: Post,
+    effect: Effect,
+) -> (Expect, Effect, Post) {
+    let frames = post.frames.max(1);
+    match route {
+        Route::Exec => {
+            let multi = own.multi.take().unwrap_or_default();
+            own.watching = false;
+            let mut effects = multi.writes;
+            if !multi.selects.is_empty() {
+                effects.push(Effect::ExecSelect(multi.selects));
+            }
+            post.exec = Some(multi.queued);
+            (Expect::Exec(multi.pubsub), Effect::Many(effects), post)
+        }
+        Route::Discard => {
+            own.multi = None;
+            own.watching = false;
+            (Expect::Frames(frames), Effect::None, post)
+        }
+        // Redis answers these inside MULTI without queueing them.
+        Route::Multi | Route::Watch => (Expect::Frames(frames), Effect::None, post),
+        route => {
+            if let Some(multi) = own.multi.as_mut() {
+                queue_in_multi(multi, req, route, &post, effect);
+            }
+            if matches!(route, Route::Auth | Route::Hello | Route::Sticky) {
+                own.sticky = true; // its state after EXEC is not modelled
+                own.dirty = true;
+            }
+            (Expect::Frames(frames), Effect::None, post)
+        }
     }
 }
 
