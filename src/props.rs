@@ -38,7 +38,7 @@ fn split_first(data: &[u8]) -> (u8, &[u8]) {
 
 /// Requests parsed from `input` fed `chunk` bytes at a time, and whether parsing
 /// ended in a protocol error.
-fn parse_requests(input: &[u8], chunk: usize, limits: Limits) -> (Vec<Request>, bool) {
+pub(crate) fn parse_requests(input: &[u8], chunk: usize, limits: Limits) -> (Vec<Request>, bool) {
     let mut parser = RequestParser::new(limits);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();

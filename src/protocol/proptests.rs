@@ -6,24 +6,11 @@ use proptest::prelude::*;
 
 use super::{
     reply::ReplyScanner,
-    request::{Limits, Request, RequestParser, encode_command},
+    request::{Limits, Request, encode_command},
 };
 
 fn parse_chunked(input: &[u8], chunk: usize) -> (Vec<Request>, bool) {
-    let mut parser = RequestParser::new(Limits::default());
-    let mut buf = BytesMut::new();
-    let mut out = Vec::new();
-    for piece in input.chunks(chunk.max(1)) {
-        buf.extend_from_slice(piece);
-        loop {
-            match parser.next(&mut buf) {
-                Ok(Some(r)) => out.push(r),
-                Ok(None) => break,
-                Err(_) => return (out, true),
-            }
-        }
-    }
-    (out, false)
+    crate::props::parse_requests(input, chunk, Limits::default())
 }
 
 fn arb_args() -> impl Strategy<Value = Vec<Vec<u8>>> {
