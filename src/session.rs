@@ -240,7 +240,10 @@ impl Session {
             tokio::select! {
                 biased;
                 () = self.pending.front_in() => {}
-                event = own_event(&mut self.link), if taking => self.on_event(event),
+                event = own_event(&mut self.link), if taking => {
+                    self.on_event(event);
+                    self.more_events();
+                }
                 written = wr.write_buf(&mut self.out), if writing => { written?; }
                 read = read_some(&mut rd, &mut self.inbuf, ahead), if reading => {
                     if read? == 0 {
@@ -373,7 +376,7 @@ impl Session {
                 }
             }
             Some(Event::Push(frame)) if self.reply_mode == ReplyMode::On => {
-                self.pending.push_before_own(frame);
+                self.pending.push_after_own(frame);
             }
             Some(Event::Push(_)) => {}
             None => {
@@ -387,6 +390,20 @@ impl Session {
                     // client learns it as it would from Redis: its connection closes.
                     self.close();
                 }
+            }
+        }
+    }
+
+    /// Takes the own connection's events already in (a reply and the pushes Redis
+    /// sent right after it), so pushes are placed before the replies collected next.
+    fn more_events(&mut self) {
+        while self.queued() < self.max_out() {
+            let Some(own) = self.link.own_mut() else {
+                return;
+            };
+            match own.events.try_recv() {
+                Ok(event) => self.on_event(Some(event)),
+                Err(_) => return,
             }
         }
     }

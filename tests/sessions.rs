@@ -152,6 +152,24 @@ fn a_select_that_fails_inside_multi_keeps_the_db() {
     d.assert_cmd("GET x", b"$6\r\nin-db3\r\n");
 }
 
+/// A push on the client's own connection comes where Redis put it: after the reply
+/// to the write that caused it, before the reply to a later command the proxy answers
+/// itself (found by the fuzzer: the invalidation came after CLIENT ID's reply).
+#[test]
+fn a_push_comes_before_the_replies_of_later_commands() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    assert!(a.cmd("HELLO 3").starts_with(b"%"));
+    a.assert_cmd("CLIENT TRACKING ON", b"+OK\r\n");
+    a.assert_cmd("GET tracked", b"_\r\n");
+    let mut batch = encode_command(&["SET", "tracked", "v"]);
+    batch.extend(encode_command(&["CLIENT", "GETNAME"]));
+    a.send_raw(&batch);
+    a.assert_reply(b"+OK\r\n");
+    a.assert_reply(b">2\r\n$10\r\ninvalidate\r\n*1\r\n$7\r\ntracked\r\n");
+    a.assert_reply(b"_\r\n");
+}
+
 /// `DEBUG PROTOCOL push` (RESP3) writes a push besides its reply: Redis 7.0 before the
 /// reply, Valkey 8.1 after it. Either way the push belongs to the client that sent the
 /// command, in the server's order, never to the client whose reply comes next.

@@ -46,6 +46,8 @@ pub enum Slot {
 
 pub struct Entry {
     pub slot: Slot,
+    /// It waits (or waited) for the own connection.
+    own: bool,
     /// None for ready entries that need nothing done (local replies, pushes).
     pub finish: Option<Finish>,
 }
@@ -74,21 +76,24 @@ impl Pending {
 
     pub fn push(&mut self, slot: Slot, finish: Option<Finish>) {
         self.held += slot_len(&slot);
-        self.entries.push_back(Entry { slot, finish });
+        let own = matches!(slot, Slot::Own);
+        self.entries.push_back(Entry { slot, finish, own });
     }
 
-    /// An out-of-band frame of the own connection: before the first entry still
-    /// waiting for that connection (Redis sent it before that entry's reply).
-    pub fn push_before_own(&mut self, frame: Bytes) {
+    /// An out-of-band frame of the own connection, where Redis put it: right after
+    /// the last entry whose reply from that connection is in (Redis sent it after
+    /// that reply, before it read any later command of the client).
+    pub fn push_after_own(&mut self, frame: Bytes) {
         self.held += frame.len();
         let at = self
             .entries
             .iter()
-            .position(|e| matches!(e.slot, Slot::Own))
-            .unwrap_or(self.entries.len());
+            .rposition(|e| e.own && !matches!(e.slot, Slot::Own))
+            .map_or(0, |i| i + 1);
         let entry = Entry {
             slot: Slot::Ready(frame),
             finish: None,
+            own: false,
         };
         self.entries.insert(at, entry);
     }
