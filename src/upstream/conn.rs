@@ -34,17 +34,12 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
-    PoolKey, UpstreamAddr,
     expect::{Expect, Subscriptions},
     handshake,
-    liveness::Liveness,
+    settings::Settings,
 };
 pub use crate::error::Reply;
-use crate::{
-    error::Error,
-    metrics::{LocalHistogram, UpstreamStats},
-    protocol::reply::ReplyScanner,
-};
+use crate::{error::Error, metrics::LocalHistogram, protocol::reply::ReplyScanner};
 
 /// Where a reply goes.
 pub enum ReplyTo {
@@ -95,22 +90,6 @@ struct State {
 pub struct Conn {
     tx: mpsc::UnboundedSender<Job>,
     state: Arc<State>,
-}
-
-/// How the task behaves when its socket fails, and when it is silent.
-#[derive(Clone)]
-pub struct Settings {
-    pub addr: Arc<UpstreamAddr>,
-    pub key: PoolKey,
-    pub connect_timeout: Duration,
-    /// Silence with requests waiting, before asking `liveness`.
-    pub request_timeout: Duration,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Reconnect after failures (pool connections) or end (dedicated ones).
-    pub reconnect: bool,
-    pub stats: Arc<UpstreamStats>,
-    pub liveness: Arc<Liveness>,
 }
 
 impl Conn {
