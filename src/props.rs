@@ -222,7 +222,7 @@ pub fn envelope(data: &[u8]) {
                 stored[..5].copy_from_slice(compress::MAGIC);
                 stored[5] %= 3;
                 stored[6..10].fill(0);
-                let (s1, s2) = fletcher16(&stored[..14]);
+                let (s1, s2) = compress::fletcher16(&stored[..14]);
                 stored[14] = s1;
                 stored[15] = s2;
             }
@@ -242,15 +242,6 @@ pub fn envelope(data: &[u8]) {
             assert_eq!(opened.as_deref().unwrap_or(stored), value, "round trip");
         }
     }
-}
-
-fn fletcher16(bytes: &[u8]) -> (u8, u8) {
-    let (mut s1, mut s2) = (0u32, 0u32);
-    for &b in bytes {
-        s1 = (s1 + u32::from(b)) % 255;
-        s2 = (s2 + s1) % 255;
-    }
-    (s1 as u8, s2 as u8)
 }
 
 fn open_stored(stored: &[u8]) {

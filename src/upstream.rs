@@ -5,7 +5,9 @@
 mod conn;
 pub mod expect;
 mod handshake;
+mod key;
 pub mod liveness;
+mod settings;
 
 use std::{
     collections::HashMap,
@@ -16,18 +18,10 @@ use std::{
 use tokio::net::TcpStream;
 
 pub use conn::{Conn, EVENT_BACKLOG, Event, Reply, ReplyTo};
+pub use key::PoolKey;
 
 pub use crate::config::{Credentials, UpstreamAddr};
 use crate::{config::UpstreamConfig, error::Error, metrics::UpstreamStats};
-
-/// What a connection must be set up as: clients share connections only when these
-/// match.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub struct PoolKey {
-    pub db: u32,
-    pub creds: Option<Arc<Credentials>>,
-    pub resp3: bool,
-}
 
 /// Shared connections for one [`PoolKey`]; a client sticks to one of them.
 pub struct Pool {
@@ -166,8 +160,8 @@ impl Upstream {
         (Arc::new(Pool { conns }), first.expect("pool_size >= 1"))
     }
 
-    fn settings(&self, key: &PoolKey, reconnect: bool) -> conn::Settings {
-        conn::Settings {
+    fn settings(&self, key: &PoolKey, reconnect: bool) -> settings::Settings {
+        settings::Settings {
             addr: self.addr.clone(),
             key: key.clone(),
             connect_timeout: self.config.connect_timeout,

@@ -16,7 +16,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{Keys, Kind, Spec};
+use super::spec::{Keys, Kind, Spec};
 use crate::protocol::reply::array_elements;
 
 /// Most names remembered (answered or being asked).

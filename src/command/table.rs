@@ -1,5 +1,5 @@
 //! The static command table: every Redis 7.2 command (Sentinel excepted), sorted by
-//! name so that [`super::lookup`] can binary-search it, plus the subcommand tables of
+//! name so that [`lookup`] can binary-search it, plus the subcommand tables of
 //! container commands and the key finders that need parsing.
 //!
 //! Kinds follow Redis's command flags, with the proxy's view where they differ:
@@ -10,8 +10,8 @@
 
 use bytes::Bytes;
 
-use super::Kind::{Admin, Blocking, Connection, PubSub, Read, Stateful, Write};
-use super::{Keys, Kind, Route, Spec, Writes};
+use super::spec::Kind::{Admin, Blocking, Connection, PubSub, Read, Stateful, Write};
+use super::spec::{Keys, Kind, Route, Spec, Writes, find};
 
 const fn cmd(name: &'static str, kind: Kind, arity: i32, keys: Keys) -> Spec {
     Spec::new(name, kind, arity, keys)
@@ -45,6 +45,11 @@ const SUB: Keys = Keys::Custom(subcommand_keys);
 /// Every top-level command, sorted by name.
 pub fn commands() -> &'static [Spec] {
     COMMANDS
+}
+
+/// The top-level command called `name` (any case). Never allocates.
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    find(COMMANDS, name, 0)
 }
 
 pub(super) static COMMANDS: &[Spec] = &[
@@ -471,7 +476,7 @@ pub(super) static XINFO_SUBCOMMANDS: &[Spec] = &[
 ];
 
 fn subcommand_keys(args: &[Bytes]) -> Vec<usize> {
-    let container = args.first().and_then(|name| super::lookup(name));
+    let container = args.first().and_then(|name| lookup(name));
     let sub = container
         .zip(args.get(1))
         .and_then(|(spec, sub)| spec.subcommand(sub));

@@ -14,11 +14,13 @@
 //!
 //! Only then is the output reserved, and decoding checks the rest: zstd its content
 //! checksum, lz4 its match offsets, both that exactly the stated length came out.
+//!
+//! [`header`] reads and checks the 16-byte header; [`Failure`] is how an [`OpenError`]
+//! is counted.
 
 use std::cell::RefCell;
 
-use super::{Codec, HEADER_LEN, Header, header};
-use crate::compress::Failure;
+use super::envelope::{Codec, HEADER_LEN, Header, MAGIC, PREFIX, fletcher16};
 
 /// Why a stored value that starts like an envelope cannot be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +55,57 @@ impl OpenError {
             _ => Failure::Corrupt,
         }
     }
+}
+
+/// Why stored values could not be opened, as the `reason` label of
+/// `respite_compression_decode_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The envelope claims more than `server.max_bulk_len`.
+    TooLarge,
+    /// A format version, codec or dictionary this proxy does not have.
+    Unsupported,
+    /// Damaged: the header check, the codec's framing or the payload is wrong.
+    Corrupt,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 3] = [Failure::TooLarge, Failure::Unsupported, Failure::Corrupt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::TooLarge => "too_large",
+            Failure::Unsupported => "unsupported",
+            Failure::Corrupt => "corrupt",
+        }
+    }
+}
+
+/// The header of `stored`: `Ok(None)` when it does not start with [`PREFIX`] (not an
+/// envelope), an error when it does but the header is not one this proxy reads.
+pub fn header(stored: &[u8]) -> Result<Option<Header>, OpenError> {
+    if !stored.starts_with(PREFIX) {
+        return Ok(None);
+    }
+    if stored.len() < HEADER_LEN {
+        return Err(OpenError::Truncated(stored.len()));
+    }
+    let (s1, s2) = fletcher16(&stored[..14]);
+    if stored[14] != s1 || stored[15] != s2 {
+        return Err(OpenError::Check);
+    }
+    if stored[4] != MAGIC[4] {
+        return Err(OpenError::Version(stored[4]));
+    }
+    let codec = Codec::of_code(stored[5]).ok_or(OpenError::Codec(stored[5]))?;
+    let word = |at: usize| {
+        u32::from_le_bytes([stored[at], stored[at + 1], stored[at + 2], stored[at + 3]])
+    };
+    Ok(Some(Header {
+        codec,
+        dict_id: word(6),
+        original_len: word(10) as usize,
+    }))
 }
 
 fn frame(codec: &'static str, what: impl Into<String>) -> OpenError {
@@ -267,11 +320,25 @@ fn zstd_frame(p: &[u8]) -> Result<(u64, u64), String> {
     if single_segment {
         window = content;
     }
-    let block_max = window.min(ZSTD_BLOCK_MAX);
+    let bound = zstd_blocks(p, &mut at, window.min(ZSTD_BLOCK_MAX))?;
+    if descriptor & 0x04 != 0 {
+        at += 4; // content checksum
+    }
+    match at.cmp(&p.len()) {
+        std::cmp::Ordering::Equal => Ok((content, bound)),
+        std::cmp::Ordering::Greater => Err(short()),
+        std::cmp::Ordering::Less => Err(format!("{} bytes after the frame", p.len() - at)),
+    }
+}
+
+/// Walks a zstd frame's blocks from `at` (left past the last one): the most they
+/// can produce, each at most `block_max`.
+fn zstd_blocks(p: &[u8], at: &mut usize, block_max: u64) -> Result<u64, String> {
+    let short = || "frame cut short".to_owned();
     let mut bound = 0u64;
     loop {
-        let h = le(p.get(at..at + 3).ok_or_else(short)?);
-        at += 3;
+        let h = le(p.get(*at..*at + 3).ok_or_else(short)?);
+        *at += 3;
         let size = h >> 3;
         if size > block_max {
             return Err(format!("block of {size} bytes, more than {block_max}"));
@@ -282,22 +349,14 @@ fn zstd_frame(p: &[u8]) -> Result<(u64, u64), String> {
             2 => (size, block_max), // compressed
             _ => return Err("reserved block type".into()),
         };
-        at = at
+        *at = at
             .checked_add(takes as usize)
             .filter(|&end| end <= p.len())
             .ok_or_else(short)?;
         bound = bound.saturating_add(makes);
         if h & 1 == 1 {
-            break;
+            return Ok(bound);
         }
-    }
-    if descriptor & 0x04 != 0 {
-        at += 4; // content checksum
-    }
-    match at.cmp(&p.len()) {
-        std::cmp::Ordering::Equal => Ok((content, bound)),
-        std::cmp::Ordering::Greater => Err(short()),
-        std::cmp::Ordering::Less => Err(format!("{} bytes after the frame", p.len() - at)),
     }
 }
 

@@ -10,7 +10,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{OpenError, Opener};
+use super::{open::OpenError, opener::Opener};
 use crate::protocol::reply::split_frames;
 
 /// Where a reply carries stored values, and how it becomes the client's.
@@ -159,7 +159,7 @@ fn is_nil(frame: &[u8]) -> bool {
 
 /// The value in a bulk frame, opened when it is an envelope.
 fn original<'a>(data: &'a [u8], opener: &Opener) -> Result<std::borrow::Cow<'a, [u8]>, OpenError> {
-    Ok(match super::open(data, opener.max_len())? {
+    Ok(match super::open::open(data, opener.max_len())? {
         Some(original) => std::borrow::Cow::Owned(original),
         None => std::borrow::Cow::Borrowed(data),
     })

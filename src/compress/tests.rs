@@ -1,5 +1,6 @@
 use bytes::Bytes;
 
+use super::envelope::{fletcher16, write_header};
 use super::*;
 
 fn json(n: usize) -> Vec<u8> {
@@ -228,9 +229,9 @@ fn failures_counted_and_answered_as_errors() {
         b"-ERR respite: stored value could not be decoded: zstd payload does not decode: bad  line\r\n"
     );
     opener.refuse(&OpenError::Version(3));
-    assert_eq!(opener.failures.get(Failure::Corrupt), 1);
-    assert_eq!(opener.failures.get(Failure::Unsupported), 1);
-    assert_eq!(opener.failures.get(Failure::TooLarge), 0);
+    assert_eq!(opener.failures().get(Failure::Corrupt), 1);
+    assert_eq!(opener.failures().get(Failure::Unsupported), 1);
+    assert_eq!(opener.failures().get(Failure::TooLarge), 0);
 }
 
 /// `restore` on `frame`, as a proxy with the default limit does.
@@ -380,5 +381,5 @@ fn restoring_refuses_the_whole_reply() {
     for r in [Restore::Value, Restore::Len, Restore::Range(0, 1)] {
         refused(r.apply(bulk(&e), &small));
     }
-    assert_eq!(small.failures.get(Failure::TooLarge), 3);
+    assert_eq!(small.failures().get(Failure::TooLarge), 3);
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use dashmap::{DashMap, mapref::entry::Entry};
 use tokio::sync::oneshot;
 
-use super::{EntryKey, Snapshot};
+use super::key::{EntryKey, Snapshot};
 use crate::error::Reply;
 
 /// One fill in flight: the entry and the counters its read was sent under.

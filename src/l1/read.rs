@@ -17,7 +17,12 @@ use std::{sync::Arc, time::Duration};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
-use super::{Cached, EntryKey, FillKey, Join, L1, Lookup, Snapshot, fill::Fill, fresh_for};
+use super::{
+    fill::{Fill, FillKey, Join},
+    fresh::fresh_for,
+    key::{EntryKey, Snapshot},
+    store::{Cached, L1, Lookup},
+};
 use crate::{
     compress::{Opener, Restore},
     error::Reply,

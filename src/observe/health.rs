@@ -1,6 +1,6 @@
 //! Readiness: whether this proxy should be sent traffic (`/readyz`).
 
-use super::Status;
+use super::status::Status;
 
 /// Why the proxy is not ready, or that it is.
 #[derive(Debug, Clone, PartialEq, Eq)]

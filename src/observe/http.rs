@@ -22,7 +22,7 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-use super::{Readiness, Status};
+use super::{health::Readiness, status::Status};
 use crate::{config::MetricsConfig, logging};
 
 const MAX_HEAD: usize = 8 * 1024;

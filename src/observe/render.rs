@@ -4,72 +4,15 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use metrics::{Key, Label, Level, Metadata, Recorder};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-
-use super::Status;
+use super::status::Status;
 use crate::metrics::{
-    ALL, BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT,
+    BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT,
     CLIENTS_REJECTED, COMPRESS_DECODE_ERRORS, COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK,
     CONFIG_RELOADS, Def, INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES,
     L1_EVICTIONS, L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome,
-    REQUESTS, TRACKING_UP, Type, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS,
-    UPSTREAM_UP,
+    REQUESTS, TRACKING_UP, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
 };
 use crate::{command::Kind, metrics::LatencyHistogram};
-
-static METADATA: Metadata<'static> = Metadata::new("respite", Level::INFO, Some("respite"));
-
-/// One instance's recorder (never installed as the global one).
-pub struct Exporter {
-    recorder: PrometheusRecorder,
-    handle: PrometheusHandle,
-}
-
-impl Exporter {
-    pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        for d in ALL {
-            let help = d.help.into();
-            match d.kind {
-                Type::Counter => recorder.describe_counter(d.name.into(), None, help),
-                Type::Gauge => recorder.describe_gauge(d.name.into(), None, help),
-                Type::Histogram => {} // rendered from our own buckets
-            }
-        }
-        let handle = recorder.handle();
-        Self { recorder, handle }
-    }
-
-    fn key(def: &Def, labels: &[(&'static str, &str)]) -> Key {
-        debug_assert!(
-            def.labels.len() == labels.len()
-                && def.labels.iter().zip(labels).all(|(a, (b, _))| a == b),
-            "{}: labels {labels:?} differ from the declared {:?}",
-            def.name,
-            def.labels
-        );
-        let labels: Vec<Label> = labels
-            .iter()
-            .map(|(k, v)| Label::new(*k, v.to_string()))
-            .collect();
-        Key::from_parts(def.name, labels)
-    }
-
-    fn counter(&self, def: &Def, labels: &[(&'static str, &str)], value: u64) {
-        debug_assert_eq!(def.kind, Type::Counter, "{}", def.name);
-        self.recorder
-            .register_counter(&Self::key(def, labels), &METADATA)
-            .absolute(value);
-    }
-
-    fn gauge(&self, def: &Def, labels: &[(&'static str, &str)], value: f64) {
-        debug_assert_eq!(def.kind, Type::Gauge, "{}", def.name);
-        self.recorder
-            .register_gauge(&Self::key(def, labels), &METADATA)
-            .set(value);
-    }
-}
 
 impl Status {
     /// The `/metrics` body for this proxy instance.
@@ -188,7 +131,7 @@ mod tests {
         config::Config,
         invalidation::LinkState,
         l1::L1,
-        metrics::{Metrics, UPSTREAM_ERROR_REASONS},
+        metrics::{ALL, Metrics, UPSTREAM_ERROR_REASONS},
         policy::Policy,
         upstream::Upstream,
     };

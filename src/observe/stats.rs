@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::Status;
+use super::status::Status;
 use crate::{invalidation::LinkState, metrics::NamespaceStats};
 
 impl Status {

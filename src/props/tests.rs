@@ -303,7 +303,7 @@ fn hostile_envelopes() {
     // The 16-byte header claiming 4 GiB of issue 12 (item 5), in every mode.
     let mut header = compress::MAGIC.to_vec();
     header.extend_from_slice(&[1, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
-    let (s1, s2) = fletcher16(&header);
+    let (s1, s2) = crate::compress::fletcher16(&header);
     header.extend_from_slice(&[s1, s2]);
     for mode in 0..2 {
         envelope(&steered(mode, header.clone()));

@@ -92,7 +92,9 @@ impl Session {
                 Some(cmd) => Expect::PubSub(cmd),
                 None => Expect::Frames(frames),
             },
-            Route::Sticky => {
+            Route::Sticky | Route::Auth => {
+                // MONITOR, CLIENT TRACKING; after AUTH the connection is someone else's:
+                // the client keeps it.
                 own.sticky = true;
                 own.dirty = true;
                 if req.name().eq_ignore_ascii_case(b"MONITOR") {
@@ -112,12 +114,6 @@ impl Session {
                 }
                 None => Expect::Frames(frames),
             },
-            Route::Auth => {
-                // The connection is someone else's now: the client keeps it.
-                own.sticky = true;
-                own.dirty = true;
-                Expect::Frames(frames)
-            }
             _ => Expect::Frames(frames),
         };
         (expect, effect, post)

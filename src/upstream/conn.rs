@@ -34,17 +34,12 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{
-    PoolKey, UpstreamAddr,
     expect::{Expect, Subscriptions},
     handshake,
-    liveness::Liveness,
+    settings::Settings,
 };
 pub use crate::error::Reply;
-use crate::{
-    error::Error,
-    metrics::{LocalHistogram, UpstreamStats},
-    protocol::reply::ReplyScanner,
-};
+use crate::{error::Error, metrics::LocalHistogram, protocol::reply::ReplyScanner};
 
 /// Where a reply goes.
 pub enum ReplyTo {
@@ -95,22 +90,6 @@ struct State {
 pub struct Conn {
     tx: mpsc::UnboundedSender<Job>,
     state: Arc<State>,
-}
-
-/// How the task behaves when its socket fails, and when it is silent.
-#[derive(Clone)]
-pub struct Settings {
-    pub addr: Arc<UpstreamAddr>,
-    pub key: PoolKey,
-    pub connect_timeout: Duration,
-    /// Silence with requests waiting, before asking `liveness`.
-    pub request_timeout: Duration,
-    pub min_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Reconnect after failures (pool connections) or end (dedicated ones).
-    pub reconnect: bool,
-    pub stats: Arc<UpstreamStats>,
-    pub liveness: Arc<Liveness>,
 }
 
 impl Conn {
@@ -216,17 +195,7 @@ async fn run(
             }
             Err(e) => e,
         };
-        if first.is_none() && was_up {
-            warn!(error = %failure, "upstream connection failed");
-        } else {
-            debug!(error = %failure, "upstream connect failed");
-        }
-        if !matches!(failure, Error::Timeout(_)) {
-            // Timeouts are counted per request, by whoever waited for the reply.
-            settings.stats.error(&failure);
-        }
-        *state.last_error.lock().expect("state lock") = Some(failure.clone());
-        state.phase.store(DOWN, Ordering::Release);
+        record_failure(&settings, &state, &failure, first.is_none() && was_up);
         if let Some(f) = first.take() {
             let _ = f.send(Err(failure.clone()));
         }
@@ -245,6 +214,21 @@ async fn run(
             return;
         }
     }
+}
+
+/// Logs and counts a failed connection (or connect attempt), and marks it down.
+fn record_failure(settings: &Settings, state: &State, failure: &Error, was_serving: bool) {
+    if was_serving {
+        warn!(error = %failure, "upstream connection failed");
+    } else {
+        debug!(error = %failure, "upstream connect failed");
+    }
+    if !matches!(failure, Error::Timeout(_)) {
+        // Timeouts are counted per request, by whoever waited for the reply.
+        settings.stats.error(failure);
+    }
+    *state.last_error.lock().expect("state lock") = Some(failure.clone());
+    state.phase.store(DOWN, Ordering::Release);
 }
 
 /// Sleeps for `delay` while answering queued requests with `err`. False once every

@@ -9,7 +9,8 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::{PoolKey, UpstreamAddr, conn::Settings};
+use super::{key::PoolKey, settings::Settings};
+use crate::config::UpstreamAddr;
 use crate::error::Error;
 use crate::protocol::{
     reply::{ReplyScanner, integer_value, is_error},

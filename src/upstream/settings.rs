@@ -1,0 +1,23 @@
+//! How one connection task is set up: what it connects as, its timeouts and backoff,
+//! and whom it reports to.
+
+use std::{sync::Arc, time::Duration};
+
+use super::{key::PoolKey, liveness::Liveness};
+use crate::{config::UpstreamAddr, metrics::UpstreamStats};
+
+/// How the task behaves when its socket fails, and when it is silent.
+#[derive(Clone)]
+pub struct Settings {
+    pub addr: Arc<UpstreamAddr>,
+    pub key: PoolKey,
+    pub connect_timeout: Duration,
+    /// Silence with requests waiting, before asking `liveness`.
+    pub request_timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Reconnect after failures (pool connections) or end (dedicated ones).
+    pub reconnect: bool,
+    pub stats: Arc<UpstreamStats>,
+    pub liveness: Arc<Liveness>,
+}
