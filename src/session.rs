@@ -375,10 +375,8 @@ impl Session {
                     self.drop_own();
                 }
             }
-            Some(Event::Push(frame)) if self.reply_mode == ReplyMode::On => {
-                self.pending.push_after_own(frame);
-            }
-            Some(Event::Push(_)) => {}
+            // Redis sends pushes whatever CLIENT REPLY says.
+            Some(Event::Push(frame)) => self.pending.push_after_own(frame),
             None => {
                 self.pending.own_lost();
                 let Some(own) = self.link.own_mut() else {
@@ -615,6 +613,7 @@ impl Session {
                     own.key.resp3 = resp3;
                 }
             }
+            Effect::Reset if frame.starts_with(b"+RESET") => self.reset_state(),
             Effect::Many(effects) => effects.into_iter().for_each(|e| self.apply(e, frame)),
             other => other.apply_l1(&self.ctx.l1),
         }

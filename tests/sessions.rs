@@ -170,6 +170,46 @@ fn a_push_comes_before_the_replies_of_later_commands() {
     a.assert_reply(b"_\r\n");
 }
 
+/// RESET and QUIT from a subscribed client: once it has the answer, Redis has dropped
+/// its subscriptions, as when it talks to Redis directly (found by the fuzzer: a
+/// PUBLISH right after still reached the connection being closed).
+#[test]
+fn subscriptions_are_gone_when_reset_or_quit_is_answered() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut direct = stack.direct();
+    for round in 0..20 {
+        let mut a = stack.client();
+        a.assert_cmd(
+            "SUBSCRIBE ch",
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n",
+        );
+        a.assert_cmd("RESET", b"+RESET\r\n");
+        direct.assert_cmd("PUBLISH ch m", b":0\r\n");
+        a.assert_cmd(
+            "SUBSCRIBE ch",
+            b"*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n",
+        );
+        a.assert_cmd("QUIT", b"+OK\r\n");
+        let n = direct.cmd("PUBLISH ch m");
+        assert!(n == b":0\r\n", "round {round}: {}", show(&n));
+    }
+}
+
+/// Redis sends pushes whatever CLIENT REPLY says (found by the fuzzer: the proxy
+/// dropped invalidations while replies were off).
+#[test]
+fn pushes_arrive_while_replies_are_off() {
+    let stack = Stack::start_with(ONE_POOLED);
+    let mut a = stack.client();
+    assert!(a.cmd("HELLO 3").starts_with(b"%"));
+    a.assert_cmd("CLIENT TRACKING ON", b"+OK\r\n");
+    a.assert_cmd("GET watched", b"_\r\n");
+    a.send(&["CLIENT", "REPLY", "OFF"]);
+    stack.client().assert_cmd("SET watched 1", b"+OK\r\n");
+    a.assert_reply(b">2\r\n$10\r\ninvalidate\r\n*1\r\n$7\r\nwatched\r\n");
+    a.assert_cmd("CLIENT REPLY ON", b"+OK\r\n");
+}
+
 /// `DEBUG PROTOCOL push` (RESP3) writes a push besides its reply: Redis 7.0 before the
 /// reply, Valkey 8.1 after it. Either way the push belongs to the client that sent the
 /// command, in the server's order, never to the client whose reply comes next.

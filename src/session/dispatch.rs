@@ -107,7 +107,7 @@ impl Session {
     fn local(&mut self, req: &Request, class: &Classified) -> bool {
         let args = &req.args;
         let frame = match class.route {
-            Route::Quit => {
+            Route::Quit if self.link.own().is_none_or(|o| o.gone) => {
                 // Like Redis, nothing sent after QUIT runs.
                 self.close();
                 reply::simple("OK")

@@ -22,6 +22,8 @@ pub enum Effect {
         resp3: bool,
         name: Option<Bytes>,
     },
+    /// RESET on the client's own connection: the session is as new once Redis agrees.
+    Reset,
     /// A write was acknowledged (or may have been applied): L1 generations move again.
     Invalidate(Vec<Bytes>),
     FlushDbs(Vec<u32>),
@@ -37,7 +39,11 @@ impl Effect {
             Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),
             Effect::FlushAll => l1.flush_all(),
             Effect::Many(effects) => effects.iter().for_each(|e| e.apply_l1(l1)),
-            Effect::None | Effect::Select(_) | Effect::ExecSelect(_) | Effect::Hello { .. } => {}
+            Effect::None
+            | Effect::Select(_)
+            | Effect::ExecSelect(_)
+            | Effect::Hello { .. }
+            | Effect::Reset => {}
         }
     }
 

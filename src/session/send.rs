@@ -29,13 +29,8 @@ impl Session {
     /// On the client's own connection: every command while it holds one.
     pub(super) async fn on_own(&mut self, req: Request, class: Classified) -> Flow {
         let req = self.translate_client_ids(req, &class);
-        if class.route == crate::command::Route::Reset {
-            if !self.drained() {
-                self.deferred = Some(req);
-                return Flow::Deferred;
-            }
-            self.reset();
-            return Flow::Continue;
+        if matches!(class.route, Route::Reset | Route::Quit) {
+            return self.end_own(req, class.route);
         }
         let policy = self.ctx.policy.load_full();
         let out = match outgoing(&req, &class, &policy).await {
@@ -56,6 +51,30 @@ impl Session {
         };
         own.conn.send(out.cmd, expect, ReplyTo::Event);
         self.queue(Slot::Own, effect, post);
+        Flow::Continue
+    }
+
+    /// RESET or QUIT on the own connection: sent to Redis, which drops the connection's
+    /// subscriptions (and MULTI, WATCH, tracking) before it answers, so nobody can see
+    /// them after the client got its answer. RESET then makes the session as new;
+    /// after QUIT nothing more is read.
+    fn end_own(&mut self, req: Request, route: Route) -> Flow {
+        if route == Route::Reset && !self.drained() {
+            self.deferred = Some(req);
+            return Flow::Deferred;
+        }
+        let Some(own) = self.link.own() else {
+            return Flow::Continue;
+        };
+        let (expect, effect) = match route {
+            Route::Reset => (Expect::Reset, Effect::Reset),
+            _ => (Expect::Frames(1), Effect::None),
+        };
+        own.conn.send(req.raw.clone(), expect, ReplyTo::Event);
+        self.queue(Slot::Own, effect, Outgoing::plain(&req).post);
+        if route == Route::Quit {
+            self.close(); // like Redis, nothing sent after QUIT runs
+        }
         Flow::Continue
     }
 

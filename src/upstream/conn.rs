@@ -195,7 +195,9 @@ async fn run(
             }
             Err(e) => e,
         };
-        record_failure(&settings, &state, &failure, first.is_none() && was_up);
+        // A dedicated connection's end (QUIT, a client that left) is routine.
+        let serving = first.is_none() && was_up && settings.reconnect;
+        record_failure(&settings, &state, &failure, serving);
         if let Some(f) = first.take() {
             let _ = f.send(Err(failure.clone()));
         }
