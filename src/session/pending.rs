@@ -48,6 +48,8 @@ pub struct Entry {
     pub slot: Slot,
     /// It waits (or waited) for the own connection.
     own: bool,
+    /// An out-of-band frame of the own connection.
+    push: bool,
     /// None for ready entries that need nothing done (local replies, pushes).
     pub finish: Option<Finish>,
 }
@@ -77,23 +79,32 @@ impl Pending {
     pub fn push(&mut self, slot: Slot, finish: Option<Finish>) {
         self.held += slot_len(&slot);
         let own = matches!(slot, Slot::Own);
-        self.entries.push_back(Entry { slot, finish, own });
+        self.entries.push_back(Entry {
+            slot,
+            finish,
+            own,
+            push: false,
+        });
     }
 
-    /// An out-of-band frame of the own connection, where Redis put it: right after
-    /// the last entry whose reply from that connection is in (Redis sent it after
-    /// that reply, before it read any later command of the client).
+    /// An out-of-band frame of the own connection, where Redis put it: after the
+    /// last entry whose reply from that connection is in and the pushes that came
+    /// since (Redis sent it after them, before it read any later command).
     pub fn push_after_own(&mut self, frame: Bytes) {
         self.held += frame.len();
-        let at = self
+        let mut at = self
             .entries
             .iter()
             .rposition(|e| e.own && !matches!(e.slot, Slot::Own))
             .map_or(0, |i| i + 1);
+        while self.entries.get(at).is_some_and(|e| e.push) {
+            at += 1;
+        }
         let entry = Entry {
             slot: Slot::Ready(frame),
             finish: None,
             own: false,
+            push: true,
         };
         self.entries.insert(at, entry);
     }
@@ -189,5 +200,27 @@ fn slot_len(slot: &Slot) -> usize {
     match slot {
         Slot::Ready(b) | Slot::Done(Ok(b)) => b.len(),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(p: &mut Pending) -> Vec<Bytes> {
+        std::iter::from_fn(|| p.pop_ready().map(|(r, _)| r.unwrap())).collect()
+    }
+
+    #[test]
+    fn pushes_keep_their_order_after_the_reply_before_them() {
+        let mut p = Pending::default();
+        p.push(Slot::Own, None);
+        p.push(Slot::Ready(Bytes::from_static(b"+local\r\n")), None);
+        assert!(p.own_reply(Ok(Bytes::from_static(b"+own\r\n"))));
+        p.push_after_own(Bytes::from_static(b">a\r\n"));
+        p.push_after_own(Bytes::from_static(b">b\r\n"));
+        let got = frames(&mut p);
+        let want = [&b"+own\r\n"[..], b">a\r\n", b">b\r\n", b"+local\r\n"];
+        assert_eq!(got, want);
     }
 }
