@@ -4,6 +4,8 @@
 mod proptests;
 pub mod reply;
 pub mod request;
+#[cfg(test)]
+pub mod test_redis;
 
 /// A framing violation. Redis answers `-ERR Protocol error: …` and closes the connection;
 /// so does the proxy.

@@ -610,9 +610,9 @@ fn single_key(args: &[Bytes], at: usize) -> Vec<usize> {
 mod tests {
     use std::collections::HashSet;
     use std::io::{BufRead, BufReader, Read as _, Write as _};
-    use std::net::{TcpListener, TcpStream};
-    use std::process::{Child, Command, Stdio};
-    use std::time::{Duration, Instant};
+    use std::net::TcpStream;
+    use std::process::Child;
+    use std::time::Duration;
 
     use super::super::{Keys, key_positions, lookup};
     use super::*;
@@ -669,48 +669,17 @@ mod tests {
     /// A `redis-server` child process on a free port, killed on drop.
     struct Server {
         child: Child,
-        port: u16,
+        stream: TcpStream,
     }
 
     impl Server {
         fn start() -> Server {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let bin = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-            let port_arg = port.to_string();
-            let args = [
-                "--port",
-                &port_arg,
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ];
-            let child = Command::new(&bin)
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {bin} (set REDIS_SERVER): {e}"));
-            Server { child, port }
+            let (child, stream) = crate::protocol::test_redis::spawn();
+            Server { child, stream }
         }
 
         fn connect(&self) -> Conn {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match TcpStream::connect(("127.0.0.1", self.port)) {
-                    Ok(stream) => return Conn::new(stream),
-                    Err(e) if Instant::now() > deadline => {
-                        panic!("redis-server not reachable: {e}")
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
+            Conn::new(self.stream.try_clone().unwrap())
         }
     }
 

@@ -4,9 +4,8 @@
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    net::{TcpListener, TcpStream},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    net::TcpStream,
+    process::Child,
 };
 
 use proptest::{
@@ -30,40 +29,7 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let port = port.to_string();
-        let args = [
-            "--port",
-            &port,
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ];
-        let mut child = Command::new("redis-server")
-            .args(args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/deps installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let stream = loop {
-            match TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())) {
-                Ok(stream) => break stream,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("redis-server did not start on port {port}: {e}");
-                }
-            }
-        };
+        let (child, stream) = crate::protocol::test_redis::spawn();
         Redis {
             child,
             conn: BufReader::new(stream),
