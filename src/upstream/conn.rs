@@ -354,16 +354,19 @@ impl<'s> Pipeline<'s> {
         let mut check: Option<Check> = None;
         let quiet = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(quiet);
-        let mut armed_for = None;
+        // Armed once per silence, not on every read: a timer reset per read costs more
+        // than the read's own work. When it fires early (Redis spoke since), it is
+        // armed again for the new deadline.
+        let mut armed = false;
         let events = self.events.clone();
         loop {
             let waiting = !self.inflight.is_empty();
-            let deadline = self.quiet_since + self.settings.request_timeout;
-            if waiting && check.is_none() && armed_for != Some(deadline) {
+            if waiting && check.is_none() && !armed {
+                let deadline = self.quiet_since + self.settings.request_timeout;
                 quiet
                     .as_mut()
                     .reset(tokio::time::Instant::from_std(deadline));
-                armed_for = Some(deadline);
+                armed = true;
             }
             let backlog = !self.staged.is_empty();
             tokio::select! {
@@ -389,9 +392,12 @@ impl<'s> Pipeline<'s> {
                     // The client is gone: nobody takes these events any more.
                     None => return Ok(()),
                 },
-                () = &mut quiet, if waiting && check.is_none() => {
-                    let liveness = self.settings.liveness.clone();
-                    check = Some(Box::pin(async move { liveness.alive().await }));
+                () = &mut quiet, if armed && waiting && check.is_none() => {
+                    armed = false;
+                    if self.quiet_since.elapsed() >= self.settings.request_timeout {
+                        let liveness = self.settings.liveness.clone();
+                        check = Some(Box::pin(async move { liveness.alive().await }));
+                    }
                 }
                 alive = poll_check(&mut check), if check.is_some() => {
                     check = None;
