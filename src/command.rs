@@ -36,7 +36,7 @@ mod table;
 
 use bytes::Bytes;
 
-pub use spec::{Keys, Kind, Route, Spec, Writes};
+pub use spec::{Cache, Keys, Kind, Route, Spec, Writes};
 pub use table::{commands, lookup};
 
 /// Result of classifying one command as sent by a client.

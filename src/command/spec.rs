@@ -208,8 +208,20 @@ pub struct Spec {
     /// The route when no argument changes it (XREAD BLOCK does).
     pub route: Route,
     pub writes: Writes,
+    /// Whether the L1 may answer it.
+    pub cache: Cache,
     /// Sorted by name; empty unless this is a container command.
     pub subcommands: &'static [Spec],
+}
+
+/// Whether a read's reply may be cached: single-key reads whose reply depends only on
+/// the key's value (not on time, randomness, cursors or other keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    No,
+    Yes,
+    /// Only when it names one key (`EXISTS k`).
+    OneKey,
 }
 
 impl Spec {
@@ -227,8 +239,14 @@ impl Spec {
             keys,
             route,
             writes,
+            cache: Cache::No,
             subcommands: &[],
         }
+    }
+
+    pub const fn cached(mut self, cache: Cache) -> Spec {
+        self.cache = cache;
+        self
     }
 
     pub const fn with_route(mut self, route: Route) -> Spec {

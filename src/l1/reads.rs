@@ -2,57 +2,26 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::command::Cache;
+
 /// A read the L1 may answer: the position of its key and the entry signature.
 pub struct CacheableRead {
     pub key_index: usize,
     pub sig: Bytes,
 }
 
-/// Read-only single-key commands whose reply depends only on the key's value (not on
-/// time, randomness, cursors or other keys). `EXISTS` only with one key.
-const CACHED: &[&str] = &[
-    "bitcount",
-    "bitpos",
-    "exists",
-    "get",
-    "getbit",
-    "getrange",
-    "hexists",
-    "hget",
-    "hgetall",
-    "hkeys",
-    "hlen",
-    "hmget",
-    "hstrlen",
-    "hvals",
-    "lindex",
-    "llen",
-    "lpos",
-    "lrange",
-    "scard",
-    "sismember",
-    "smembers",
-    "smismember",
-    "strlen",
-    "substr",
-    "type",
-    "xlen",
-    "xrange",
-    "xrevrange",
-    "zcard",
-    "zcount",
-    "zlexcount",
-    "zmscore",
-    "zrange",
-    "zrangebylex",
-    "zrangebyscore",
-    "zrank",
-    "zrevrange",
-    "zrevrangebylex",
-    "zrevrangebyscore",
-    "zrevrank",
-    "zscore",
-];
+/// The commands the table marks cacheable ([`Cache`]), sorted by name: their position
+/// indexes the prebuilt signatures.
+fn cached() -> &'static [(&'static str, Cache)] {
+    static CACHED: std::sync::OnceLock<Vec<(&'static str, Cache)>> = std::sync::OnceLock::new();
+    CACHED.get_or_init(|| {
+        crate::command::commands()
+            .iter()
+            .filter(|spec| spec.cache != Cache::No)
+            .map(|spec| (spec.name, spec.cache))
+            .collect()
+    })
+}
 
 /// Returns how to cache `args` if it is a cacheable read.
 pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
@@ -64,10 +33,11 @@ pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
     let lower = &mut lower[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    let found = CACHED
-        .binary_search_by(|c| crate::protocol::compare(c.as_bytes(), lower))
+    let cached = cached();
+    let found = cached
+        .binary_search_by(|(c, _)| crate::protocol::compare(c.as_bytes(), lower))
         .ok()?;
-    if CACHED[found] == "exists" && args.len() != 2 {
+    if cached[found].1 == Cache::OneKey && args.len() != 2 {
         return None;
     }
     let sig = if args.len() == 2 {
@@ -80,7 +50,9 @@ pub fn cacheable(args: &[Bytes], resp3: bool) -> Option<CacheableRead> {
 
 /// The signature of `GET key` (also what MGET's per-key entries are stored under).
 pub fn get_signature(resp3: bool) -> Bytes {
-    let get = CACHED.binary_search(&"get").expect("get is cached");
+    let get = cached()
+        .binary_search_by(|(c, _)| c.cmp(&"get"))
+        .expect("get is cached");
     bare_signatures()[get][usize::from(resp3)].clone()
 }
 
@@ -89,9 +61,9 @@ pub fn get_signature(resp3: bool) -> Bytes {
 fn bare_signatures() -> &'static [[Bytes; 2]] {
     static SIGS: std::sync::OnceLock<Vec<[Bytes; 2]>> = std::sync::OnceLock::new();
     SIGS.get_or_init(|| {
-        CACHED
+        cached()
             .iter()
-            .map(|c| {
+            .map(|(c, _)| {
                 [
                     signature(c.as_bytes(), &[], false),
                     signature(c.as_bytes(), &[], true),
@@ -125,8 +97,15 @@ mod tests {
     }
 
     #[test]
-    fn table_is_sorted() {
-        assert!(CACHED.windows(2).all(|w| w[0] < w[1]));
+    fn the_table_marks_these_reads_cacheable() {
+        let names: Vec<&str> = cached().iter().map(|(name, _)| *name).collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+        let expected = "bitcount bitpos exists get getbit getrange hexists hget hgetall \
+            hkeys hlen hmget hstrlen hvals lindex llen lpos lrange scard sismember smembers \
+            smismember strlen substr type xlen xrange xrevrange zcard zcount zlexcount \
+            zmscore zrange zrangebylex zrangebyscore zrank zrevrange zrevrangebylex \
+            zrevrangebyscore zrevrank zscore";
+        assert_eq!(names, expected.split_whitespace().collect::<Vec<_>>());
     }
 
     #[test]
