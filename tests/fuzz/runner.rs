@@ -4,6 +4,7 @@
 
 mod client;
 mod compare;
+mod early;
 mod pressure;
 mod rules;
 mod side;

@@ -10,6 +10,7 @@ use std::{
 use super::{
     Addrs, Spec,
     compare::{self, Read},
+    early::Early,
     rules::TtlRule,
     side::Side,
     stopped,
@@ -41,6 +42,8 @@ pub struct ClientRun<'a> {
     /// Connections so far (with `commands`, a command's place in its stream).
     pub(super) conn: u32,
     ttl_rule: TtlRule,
+    /// Invalidations the proxy sent before Redis did (see `early.rs`).
+    early: Early,
 }
 
 pub struct ClientResult {
@@ -69,6 +72,7 @@ impl<'a> ClientRun<'a> {
             commands: 0,
             conn: 0,
             ttl_rule: TtlRule::default(),
+            early: Early::new(addrs.direct),
         }
     }
 
@@ -193,7 +197,9 @@ impl<'a> ClientRun<'a> {
         if plan.closes {
             self.expect_close(&step)?;
         }
-        self.compare_pushes(&step)
+        let pushes = self.compare_pushes(&step);
+        self.early.after(&cmd.args);
+        pushes
     }
 
     /// The documented rule differences, checked on the proxy's replies (`rules.rs`).
@@ -285,6 +291,7 @@ impl<'a> ClientRun<'a> {
     pub(super) fn reconnect(&mut self) {
         self.sides.iter_mut().for_each(Side::reconnect);
         self.sess = Session::default();
+        self.early.clear();
         self.conn += 1;
     }
 
@@ -292,20 +299,24 @@ impl<'a> ClientRun<'a> {
     /// patterns comes once per pattern in the order of Redis's hash table of them.
     /// The proxy may send invalidations Redis does not (its own reads of a key, the
     /// compression guard's, track it for a tracking client): an extra one costs the
-    /// client a cache miss, a missing one would serve it stale data.
+    /// client a cache miss, a missing one would serve it stale data, unless the
+    /// proxy sent it early (`early.rs`).
     pub(super) fn compare_pushes(&mut self, step: &str) -> Res {
         let [d, p] = &mut self.sides;
         d.pushes.sort();
         p.pushes.sort();
         let mut extra = p.pushes.clone();
+        let early = &mut self.early;
         let matched = d.pushes.iter().all(|want| {
             extra
                 .iter()
                 .position(|got| got == want)
                 .map(|i| extra.remove(i))
                 .is_some()
+                || early.excuses(want)
         });
         if matched && extra.iter().all(|e| e.starts_with("invalidate")) {
+            extra.into_iter().for_each(|e| early.took(e));
             d.pushes.clear();
             p.pushes.clear();
             return Ok(());

@@ -162,7 +162,7 @@ impl Side {
             Push::Invalidate(None) => self.pushes.push("invalidate (all)".into()),
             Push::Invalidate(Some(keys)) => {
                 for key in keys.iter().filter(|k| !keys::is_shared_key(k)) {
-                    self.pushes.push(format!("invalidate {}", resp::show(key)));
+                    self.pushes.push(super::early::invalidation(key));
                 }
             }
         }
