@@ -61,7 +61,12 @@ impl AdminCommands for Admin {
             Some(b"PROGRESS") if n == 2 => Ok(self.progress(caller.key.resp3)),
             Some(b"FLUSHL1") if n <= 3 => self.flush_l1(req.args.get(2)),
             Some(b"EXPLAIN") if n == 3 => Ok(reply::bulk(
-                self.status.policy.load().explain(&req.args[2]).as_bytes(),
+                self.status
+                    .parts
+                    .policy
+                    .load()
+                    .explain(&req.args[2])
+                    .as_bytes(),
             )),
             Some(b"RELOAD") if n == 2 => match self.reloader.reload() {
                 Ok(summary) => Ok(reply::bulk(format!("reloaded: {summary}").as_bytes())),
@@ -98,7 +103,7 @@ impl Admin {
 
     /// The long operations running now: an array of field/value pairs each.
     fn progress(&self, resp3: bool) -> Bytes {
-        let ops = self.status.operations.running();
+        let ops = self.status.parts.operations.running();
         let mut out = BytesMut::new();
         out.extend_from_slice(format!("*{}\r\n", ops.len()).as_bytes());
         for p in ops {
@@ -108,13 +113,13 @@ impl Admin {
     }
 
     fn flush_l1(&self, namespace: Option<&Bytes>) -> Result<Bytes, Error> {
-        let l1 = &self.status.l1;
+        let l1 = &self.status.parts.l1;
         let Some(name) = namespace else {
             l1.flush_all();
             l1.stats.invalidations.add(InvalidationSource::Flush, 1);
             return Ok(Bytes::from_static(reply::OK));
         };
-        let policy = self.status.policy.load();
+        let policy = self.status.parts.policy.load();
         let named = |r: &crate::policy::Rule| r.name.as_bytes() == &name[..];
         if !policy.rules().iter().any(named) {
             return Err(Error::refused(format!(
@@ -138,6 +143,7 @@ impl Admin {
         };
         let op = self
             .status
+            .parts
             .operations
             .begin(OpKind::Delete, &pattern, caller.name());
         let channel = &self.config.invalidation_channel;
@@ -148,7 +154,10 @@ impl Admin {
             db: key.db,
             channel: (!channel.is_empty()).then(|| Bytes::from(channel.clone())),
         };
-        let (upstream, l1) = (self.status.upstream.clone(), self.status.l1.clone());
+        let (upstream, l1) = (
+            self.status.parts.upstream.clone(),
+            self.status.parts.l1.clone(),
+        );
         spawn_op(async move {
             let p = &op.progress;
             let conn = upstream.dedicated(&key).await?;
@@ -172,6 +181,7 @@ impl Admin {
         let key = caller.key.clone();
         let op = self
             .status
+            .parts
             .operations
             .begin(OpKind::Warm, &pattern, caller.name());
         let job = WarmJob {

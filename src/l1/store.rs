@@ -511,6 +511,12 @@ impl moka::Expiry<u64, Entry> for KeepFor {
 mod tests {
     use super::*;
 
+    /// Inserts `value` for `e` under the counters as they are now.
+    fn put(l1: &L1, e: EntryKey, value: &'static [u8], fresh: Duration, keep: Duration) -> bool {
+        let made = l1.snapshot(&e);
+        l1.insert(e, made, Bytes::from_static(value), fresh, keep)
+    }
+
     fn ek(key: &str) -> EntryKey {
         EntryKey::new(
             0,
@@ -568,13 +574,7 @@ mod tests {
     #[test]
     fn invalidation_hides_entry() {
         let l1 = L1::new(1 << 20, true);
-        l1.insert(
-            ek("k"),
-            l1.snapshot(&ek("k")),
-            Bytes::from_static(b"v"),
-            HOUR,
-            HOUR,
-        );
+        put(&l1, ek("k"), b"v", HOUR, HOUR);
         l1.invalidate_key(b"k");
         assert!(
             matches!(l1.get(&ek("k")), Lookup::Miss),
@@ -586,13 +586,7 @@ mod tests {
     fn flushes_by_db_and_all() {
         let l1 = L1::new(1 << 20, true);
         let other = EntryKey::new(1, 0, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
-        l1.insert(
-            ek("k"),
-            l1.snapshot(&ek("k")),
-            Bytes::from_static(b"a"),
-            HOUR,
-            Duration::ZERO,
-        );
+        put(&l1, ek("k"), b"a", HOUR, Duration::ZERO);
         l1.insert(
             other.clone(),
             l1.snapshot(&other),
@@ -610,30 +604,12 @@ mod tests {
     #[test]
     fn tracking_loss_makes_entries_stale_and_stops_fills() {
         let l1 = L1::new(1 << 20, true);
-        l1.insert(
-            ek("k"),
-            l1.snapshot(&ek("k")),
-            Bytes::from_static(b"v"),
-            HOUR,
-            HOUR,
-        );
+        put(&l1, ek("k"), b"v", HOUR, HOUR);
         l1.suspend_fills();
         assert!(matches!(l1.get(&ek("k")), Lookup::Stale(_)));
-        assert!(!l1.insert(
-            ek("j"),
-            l1.snapshot(&ek("j")),
-            Bytes::from_static(b"v"),
-            HOUR,
-            HOUR
-        ));
+        assert!(!put(&l1, ek("j"), b"v", HOUR, HOUR));
         l1.resume_fills();
-        assert!(l1.insert(
-            ek("j"),
-            l1.snapshot(&ek("j")),
-            Bytes::from_static(b"v"),
-            HOUR,
-            HOUR
-        ));
+        assert!(put(&l1, ek("j"), b"v", HOUR, HOUR));
     }
 
     #[test]

@@ -16,13 +16,18 @@ impl Status {
     /// nothing cached), and start-up warming is done. Conditions are checked in order;
     /// the first unmet one is the reason.
     pub fn readiness(&self) -> Readiness {
-        if !self.upstream.is_up() {
+        if !self.parts.upstream.is_up() {
             return Readiness::NotReady("upstream unreachable");
         }
-        if self.tracking.as_ref().is_some_and(|t| !t.is_up()) {
+        if self.parts.tracking.as_ref().is_some_and(|t| !t.is_up()) {
             return Readiness::NotReady("l1 tracking not established");
         }
-        if self.warming.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        if self
+            .parts
+            .warming
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        {
             return Readiness::NotReady("warming");
         }
         Readiness::Ready

@@ -22,7 +22,7 @@ impl Status {
 }
 
 fn render(shared: &Status) -> String {
-    let m = &shared.metrics;
+    let m = &shared.parts.metrics;
     let x = &shared.exporter;
     x.gauge(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
     for kind in Kind::ALL {
@@ -35,16 +35,16 @@ fn render(shared: &Status) -> String {
     x.counter(&CLIENTS_CONNECTIONS, &[], m.clients.accepted.load(Relaxed));
     x.counter(&CLIENTS_REJECTED, &[], m.clients.rejected.load(Relaxed));
     x.counter(&CLIENTS_OVER_LIMIT, &[], m.clients.over_limit.load(Relaxed));
-    x.gauge(&CLIENTS_MAX, &[], shared.max_clients as f64);
+    x.gauge(&CLIENTS_MAX, &[], shared.parts.max_clients as f64);
     render_l1(shared);
     render_namespaces(shared);
     for failure in crate::compress::Failure::ALL {
-        let n = shared.opener.failures().get(failure);
+        let n = shared.parts.opener.failures().get(failure);
         x.counter(&COMPRESS_DECODE_ERRORS, &[("reason", failure.as_str())], n);
     }
-    let up = shared.upstream.is_up();
+    let up = shared.parts.upstream.is_up();
     x.gauge(&UPSTREAM_UP, &[], f64::from(u8::from(up)));
-    let upstream = shared.upstream.stats();
+    let upstream = shared.parts.upstream.stats();
     for (reason, n) in upstream.errors() {
         x.counter(&UPSTREAM_ERRORS, &[("reason", reason)], n);
     }
@@ -80,7 +80,7 @@ fn render_histogram(h: &LatencyHistogram, def: &Def, out: &mut String) {
 
 /// Whole-cache figures.
 fn render_l1(shared: &Status) {
-    let l1 = &shared.l1;
+    let l1 = &shared.parts.l1;
     let x = &shared.exporter;
     // `bytes()` runs the cache's pending work, so evictions are counted before the
     // per-namespace figures are read.
@@ -92,14 +92,14 @@ fn render_l1(shared: &Status) {
         let n = l1.stats.invalidations.get(source);
         x.counter(&INVALIDATIONS, &[("source", source.as_str())], n);
     }
-    if let Some(t) = &shared.tracking {
+    if let Some(t) = &shared.parts.tracking {
         x.gauge(&TRACKING_UP, &[], f64::from(u8::from(t.is_up())));
     }
 }
 
 fn render_namespaces(shared: &Status) {
     let x = &shared.exporter;
-    for ns in shared.metrics.namespaces.all() {
+    for ns in shared.parts.metrics.namespaces.all() {
         let name = &*ns.name;
         let labels = [("namespace", name)];
         x.counter(&L1_HITS, &labels, ns.hits());
@@ -187,15 +187,23 @@ mod tests {
     #[test]
     fn counters_reach_the_exposition() {
         let shared = shared();
-        let m = &shared.metrics;
+        let m = &shared.parts.metrics;
         m.request(Kind::Read, Outcome::L1Hit);
         m.request(Kind::Read, Outcome::L1Hit);
         m.request(Kind::Write, Outcome::RedisError);
         m.reloads.record(false);
-        let rule = shared.policy.load().lookup(b"b:1").unwrap().stats.clone();
+        let rule = shared
+            .parts
+            .policy
+            .load()
+            .lookup(b"b:1")
+            .unwrap()
+            .stats
+            .clone();
         rule.compress_in.fetch_add(1000, Relaxed);
         rule.compress_out.fetch_add(250, Relaxed);
         shared
+            .parts
             .upstream
             .stats()
             .error(&crate::error::Error::ConnectionLost);

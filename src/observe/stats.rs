@@ -11,26 +11,36 @@ impl Status {
     pub fn stats_fields(&self) -> Vec<(String, String)> {
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut field = |k: &str, v: String| fields.push((k.to_owned(), v));
-        let up = if self.upstream.is_up() { "up" } else { "down" };
+        let up = if self.parts.upstream.is_up() {
+            "up"
+        } else {
+            "down"
+        };
         field("upstream", up.into());
         field(
             "tracking",
-            LinkState::describe(self.tracking.as_deref()).into(),
+            LinkState::describe(self.parts.tracking.as_deref()).into(),
         );
-        let (reloads_ok, reloads_failed) = self.metrics.reloads.counts();
+        let (reloads_ok, reloads_failed) = self.parts.metrics.reloads.counts();
         field("config_reloads_ok", reloads_ok.to_string());
         field("config_reloads_failed", reloads_failed.to_string());
-        let channel = LinkState::describe(self.channel.as_deref());
+        let channel = LinkState::describe(self.parts.channel.as_deref());
         field("invalidation_channel", channel.into());
         field(
             "uptime_seconds",
             self.started.elapsed().as_secs().to_string(),
         );
-        field("clients", self.metrics.clients.connected().to_string());
+        field(
+            "clients",
+            self.parts.metrics.clients.connected().to_string(),
+        );
         let learned = crate::command::learned::count();
         field("learned_commands", learned.to_string());
-        field("warming", self.warming.load(Relaxed).to_string());
-        field("operations", self.operations.running().len().to_string());
+        field("warming", self.parts.warming.load(Relaxed).to_string());
+        field(
+            "operations",
+            self.parts.operations.running().len().to_string(),
+        );
         if let Some(addr) = self.endpoint() {
             field("metrics_listen", addr.to_string());
         }
@@ -41,7 +51,7 @@ impl Status {
 
     fn l1_fields(&self, fields: &mut Vec<(String, String)>) {
         let mut field = |k: &str, v: String| fields.push((k.to_owned(), v));
-        let (l1, namespaces) = (&self.l1, &self.metrics.namespaces);
+        let (l1, namespaces) = (&self.parts.l1, &self.parts.metrics.namespaces);
         let (hits, misses) = (
             namespaces.sum(NamespaceStats::hits),
             namespaces.sum(NamespaceStats::misses),
@@ -58,7 +68,7 @@ impl Status {
         let dropped = l1.stats.fills_dropped.load(Relaxed);
         field("l1_fills_dropped", dropped.to_string());
         // Per namespace: the counters the metrics export too.
-        for rule in self.policy.load().rules().iter().filter(|r| r.l1) {
+        for rule in self.parts.policy.load().rules().iter().filter(|r| r.l1) {
             let (ns, name) = (&rule.stats, &rule.name);
             let (hits, misses) = (ns.hits(), ns.misses());
             let entries = ns.entries.load(Relaxed).max(0);
@@ -73,7 +83,7 @@ impl Status {
 
     /// Bytes of values given to the compressor and as stored, per namespace.
     fn compression_fields(&self, fields: &mut Vec<(String, String)>) {
-        for rule in self.policy.load().rules() {
+        for rule in self.parts.policy.load().rules() {
             let ns = &rule.stats;
             let (bytes_in, bytes_out) =
                 (ns.compress_in.load(Relaxed), ns.compress_out.load(Relaxed));

@@ -13,8 +13,18 @@ use crate::{
     policy::Rules, upstream::Upstream,
 };
 
-/// What `/metrics`, `/readyz` and `RESPITE STATS` read.
+/// What `/metrics`, `/readyz` and `RESPITE STATS` read: the parts the server built,
+/// and what the endpoint keeps itself.
 pub struct Status {
+    pub parts: Parts,
+    pub started: Instant,
+    pub(super) exporter: Exporter,
+    /// Where `/metrics` listens, once bound.
+    pub(super) endpoint: OnceLock<SocketAddr>,
+}
+
+/// The parts of a [`Status`] the server builds.
+pub struct Parts {
     pub metrics: Arc<Metrics>,
     pub upstream: Arc<Upstream>,
     pub l1: Arc<L1>,
@@ -26,42 +36,15 @@ pub struct Status {
     pub operations: Arc<Operations>,
     /// Namespaces whose start-up warming is still running.
     pub warming: Arc<AtomicUsize>,
-    pub started: Instant,
     pub max_clients: usize,
     /// Counts the stored values that could not be opened.
-    pub opener: Opener,
-    pub(super) exporter: Exporter,
-    /// Where `/metrics` listens, once bound.
-    pub(super) endpoint: OnceLock<SocketAddr>,
-}
-
-/// The parts of a [`Status`] (all but what it keeps itself).
-pub struct Parts {
-    pub metrics: Arc<Metrics>,
-    pub upstream: Arc<Upstream>,
-    pub l1: Arc<L1>,
-    pub policy: Arc<Rules>,
-    pub tracking: Option<Arc<LinkState>>,
-    pub channel: Option<Arc<LinkState>>,
-    pub operations: Arc<Operations>,
-    pub warming: Arc<AtomicUsize>,
-    pub max_clients: usize,
     pub opener: Opener,
 }
 
 impl Status {
-    pub fn new(p: Parts) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
-            metrics: p.metrics,
-            upstream: p.upstream,
-            l1: p.l1,
-            policy: p.policy,
-            tracking: p.tracking,
-            channel: p.channel,
-            operations: p.operations,
-            warming: p.warming,
-            max_clients: p.max_clients,
-            opener: p.opener,
+            parts,
             started: Instant::now(),
             exporter: Exporter::new(),
             endpoint: OnceLock::new(),
