@@ -56,7 +56,7 @@ fn rewrite(req: &Request, class: &Classified, policy: &Policy) -> Result<Outgoin
         return Ok(Outgoing::plain(req));
     }
     let mut rw = Rewrite::new(req, class);
-    compress::compress_stage(policy, &mut rw);
+    compress::compress_stage(policy, &mut rw)?;
     ttl::ttl_stage(policy, &mut rw)?;
     Ok(rw.finish())
 }

@@ -225,7 +225,7 @@ enum SetTtl {
 }
 
 /// Conditions of SET that take a value (Valkey 8.1's IFEQ, Redis 8's IF…).
-const SET_CONDITIONS: [&[u8]; 4] = [b"IFEQ", b"IFNE", b"IFDEQ", b"IFDNE"];
+pub const SET_CONDITIONS: [&[u8]; 4] = [b"IFEQ", b"IFNE", b"IFDEQ", b"IFDNE"];
 
 /// SET key value [NX|XX|IFEQ v…] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL].
 fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64, plan: &mut Plan) {
@@ -233,14 +233,20 @@ fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64, plan: &mut Plan) {
         return;
     }
     let key = &args[1];
-    let Some(ttl) = set_ttl(args) else {
+    let ttl = match set_ttl(args) {
+        SetOptions::Understood(ttl) => ttl,
         // An option this table does not know: the write is sent as it is, and the
         // key's TTL is settled by the extras (a default where none is set, clamped).
-        plan.expire
-            .extend(default_ms(rule).map(|ms| (key.clone(), ms)));
-        plan.clamp
-            .extend(rule.max_ttl.map(|max| (key.clone(), ms(max))));
-        return;
+        SetOptions::Unknown => {
+            plan.expire
+                .extend(default_ms(rule).map(|ms| (key.clone(), ms)));
+            plan.clamp
+                .extend(rule.max_ttl.map(|max| (key.clone(), ms(max))));
+            return;
+        }
+        // A known option without its value: the server refuses the SET and the key
+        // stays as it was, TTL included.
+        SetOptions::Malformed => return,
     };
     match ttl {
         // Under max_ttl every key must expire: one without a TTL (a new key keeps
@@ -272,31 +278,40 @@ fn set(args: &[Bytes], rule: &Rule, now_ms: &dyn Fn() -> u64, plan: &mut Plan) {
     }
 }
 
-/// SET's TTL option; None when an option is not understood.
-fn set_ttl(args: &[Bytes]) -> Option<SetTtl> {
+/// What SET's options say about its TTL.
+enum SetOptions {
+    Understood(SetTtl),
+    /// An option this table does not know.
+    Unknown,
+    /// A known option that needs a value comes last.
+    Malformed,
+}
+
+/// SET's TTL option, reading its options from the fourth argument on.
+fn set_ttl(args: &[Bytes]) -> SetOptions {
+    const TTLS: [&[u8]; 4] = [b"EX", b"PX", b"EXAT", b"PXAT"];
     let mut ttl = SetTtl::None;
     let mut i = 3;
     while i < args.len() {
         let opt = &args[i];
+        let takes_value = SET_CONDITIONS.iter().chain(&TTLS).any(|o| is(opt, o));
         if is(opt, b"NX") || is(opt, b"XX") || is(opt, b"GET") {
             i += 1;
-        } else if SET_CONDITIONS.iter().any(|c| is(opt, c)) && i + 1 < args.len() {
-            i += 2;
         } else if is(opt, b"KEEPTTL") {
             ttl = SetTtl::Keep;
             i += 1;
-        } else if [&b"EX"[..], b"PX", b"EXAT", b"PXAT"]
-            .iter()
-            .any(|o| is(opt, o))
-            && i + 1 < args.len()
-        {
-            ttl = SetTtl::At(i);
-            i += 2;
+        } else if !takes_value {
+            return SetOptions::Unknown;
+        } else if i + 1 == args.len() {
+            return SetOptions::Malformed;
         } else {
-            return None;
+            if TTLS.iter().any(|o| is(opt, o)) {
+                ttl = SetTtl::At(i);
+            }
+            i += 2;
         }
     }
-    Some(ttl)
+    SetOptions::Understood(ttl)
 }
 
 /// GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST].
@@ -516,6 +531,10 @@ mod tests {
             .map(|c| String::from_utf8_lossy(&c.join(&b" "[..])).into_owned())
             .collect();
         assert_eq!(extras, ["PEXPIRE m:1 60000 NX", "PEXPIRE m:1 60000 LT"]);
+        // A known option without its value: the server refuses the SET, so nothing.
+        for line in ["SET m:1 v IFEQ", "SET m:1 v EX", "SET d:1 v NX PX"] {
+            assert_eq!(run(line).unwrap(), Plan::default(), "{line}");
+        }
     }
 
     #[test]

@@ -215,13 +215,6 @@ fn pushes_arrive_while_replies_are_off() {
 /// command, in the server's order, never to the client whose reply comes next.
 #[test]
 fn a_push_reaches_the_client_whose_command_caused_it() {
-    if support::skip_pending(
-        ServerKind::Valkey,
-        "a push is handed to the client whose reply comes next (Redis 7.0's order); \
-         Valkey writes it after the reply of the command that caused it",
-    ) {
-        return;
-    }
     let stack = Stack::start_with(ONE_POOLED);
     let push = encode_command(&["DEBUG", "PROTOCOL", "push"]);
     let mut direct = stack.direct();
@@ -248,13 +241,7 @@ fn a_push_reaches_the_client_whose_command_caused_it() {
 /// others sharing its upstream connection, nor the clients after it.
 #[test]
 fn import_source_stays_with_its_client() {
-    if support::skip_unless(ServerKind::Valkey, (8, 1), "CLIENT IMPORT-SOURCE")
-        || support::skip_pending(
-            ServerKind::Valkey,
-            "CLIENT IMPORT-SOURCE is not in the command table: it is forwarded on the \
-             shared connection and switches it for every client",
-        )
-    {
+    if support::skip_unless(ServerKind::Valkey, (8, 1), "CLIENT IMPORT-SOURCE") {
         return;
     }
     let stack = Stack::start_with_redis(&["--import-mode", "yes"], ONE_POOLED);

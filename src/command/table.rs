@@ -323,6 +323,8 @@ pub(super) static CLIENT_SUBCOMMANDS: &[Spec] = &[
     cmd("client|getredir", Admin, 2, NONE),
     cmd("client|help", Admin, 2, NONE),
     cmd("client|id", Connection, 2, NONE).with_route(Route::ClientId),
+    // Valkey 8.1: the connection reads keys past their expiry (import mode).
+    cmd("client|import-source", Connection, 3, NONE).with_route(Route::Sticky),
     cmd("client|info", Admin, 2, NONE),
     cmd("client|kill", Admin, -3, NONE),
     cmd("client|list", Admin, -2, NONE),
@@ -617,12 +619,13 @@ mod tests {
     use super::super::{Keys, key_positions, lookup};
     use super::*;
 
-    /// Commands of Redis 7.2 that a 7.0 server does not know.
+    /// Commands of Redis 7.2 (and Valkey 8.1) that a Redis 7.0 server does not know.
     const NEWER_THAN_7_0: &[&str] = &[
         "waitaof",
         "client|no-touch",
         "client|setinfo",
         "cluster|myshardid",
+        "client|import-source",
     ];
     /// Arities that changed in 7.2 (ZRANK/ZREVRANK gained WITHSCORE).
     const ARITY_CHANGED: &[&str] = &["zrank", "zrevrank"];

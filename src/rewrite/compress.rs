@@ -18,23 +18,26 @@ use crate::{
         self, Restore,
         guard::{self, Target},
     },
+    error::Error,
     policy::{Compress, Policy, Rule},
+    ttl::SET_CONDITIONS,
 };
 
-/// Rewrites `rw` for the compressing namespaces of its keys.
-pub fn compress_stage(policy: &Policy, rw: &mut Rewrite) {
+/// Rewrites `rw` for the compressing namespaces of its keys; refuses what cannot be
+/// done on compressed values.
+pub fn compress_stage(policy: &Policy, rw: &mut Rewrite) -> Result<(), Error> {
     let Some(spec) = rw.class.spec.filter(|_| policy.compresses()) else {
-        return;
+        return Ok(());
     };
     if rw.req.args.len() < 2 || !spec.arity_ok(rw.req.args.len()) {
-        return;
+        return Ok(());
     }
     let compressing = |key: &[u8]| policy.lookup(key).filter(|r| r.compress != Compress::None);
     let args = &rw.req.args;
     match spec.name {
         "mset" | "msetnx" => {
             pack_pairs(policy, rw);
-            return;
+            return Ok(());
         }
         "mget" => {
             let at: Vec<usize> = (1..args.len())
@@ -44,13 +47,35 @@ pub fn compress_stage(policy: &Policy, rw: &mut Rewrite) {
             if !at.is_empty() {
                 rw.shape = Shape::Compressed(Restore::ValuesAt(at));
             }
-            return;
+            return Ok(());
         }
         _ => {}
     }
     if let Some(rule) = compressing(&args[1]) {
+        refuse_conditions(spec.name, rule, args)?;
         one_key(spec.name, rule, rw);
     }
+    Ok(())
+}
+
+/// SET's conditions on the stored value (Valkey 8.1's `IFEQ`, Redis 8's `IFNE`, …)
+/// would compare with the envelope, not the value as written: refused, as in-place
+/// changes of compressed values are, rather than a silent "not equal".
+fn refuse_conditions(name: &str, rule: &Rule, args: &[Bytes]) -> Result<(), Error> {
+    if name != "set" {
+        return Ok(());
+    }
+    let Some(cond) = args[3..]
+        .iter()
+        .find(|a| SET_CONDITIONS.iter().any(|c| a.eq_ignore_ascii_case(c)))
+    else {
+        return Ok(());
+    };
+    Err(Error::refused(format!(
+        "ERR SET with {} cannot compare with a value respite stores compressed (namespace `{}`): read it with GET and write it with SET",
+        String::from_utf8_lossy(cond).to_uppercase(),
+        rule.name
+    )))
 }
 
 /// A command on one key of a compressing namespace: values packed, in-place changes
