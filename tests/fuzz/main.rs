@@ -55,7 +55,8 @@
 //!   tracking (sent when Redis's loop goes idle) are not compared, nor any invalidation
 //!   on a connection that had tracking on before a RESET (Redis keeps that
 //!   connection's tracking entries and invalidates them once tracking is back on; the
-//!   proxy, as documented, gives the client another upstream connection after RESET);
+//!   proxy, as documented, gives the client another upstream connection after RESET),
+//!   or had tracking on in RESP2 (Redis drops those invalidations, seen or not);
 //!   messages on shared channels go to the delivery model. The proxy may send an
 //!   invalidation Redis does not (a rule's extra command changed the key); Redis's
 //!   next one for that key is then excused until the client reads the key again
