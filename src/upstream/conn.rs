@@ -354,18 +354,13 @@ impl<'s> Pipeline<'s> {
         let mut check: Option<Check> = None;
         let quiet = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(quiet);
-        // Armed once per silence, not on every read: a timer reset per read costs more
-        // than the read's own work. When it fires early (Redis spoke since), it is
-        // armed again for the new deadline.
+        // Armed once per silence, not on every read (see `silence_ends`).
         let mut armed = false;
         let events = self.events.clone();
         loop {
             let waiting = !self.inflight.is_empty();
             if waiting && check.is_none() && !armed {
-                let deadline = self.quiet_since + self.settings.request_timeout;
-                quiet
-                    .as_mut()
-                    .reset(tokio::time::Instant::from_std(deadline));
+                quiet.as_mut().reset(self.silence_ends());
                 armed = true;
             }
             let backlog = !self.staged.is_empty();
@@ -394,20 +389,41 @@ impl<'s> Pipeline<'s> {
                 },
                 () = &mut quiet, if armed && waiting && check.is_none() => {
                     armed = false;
-                    if self.quiet_since.elapsed() >= self.settings.request_timeout {
-                        let liveness = self.settings.liveness.clone();
-                        check = Some(Box::pin(async move { liveness.alive().await }));
-                    }
+                    check = self.liveness_check();
                 }
                 alive = poll_check(&mut check), if check.is_some() => {
                     check = None;
-                    if !alive {
-                        return Err(Error::Timeout(self.settings.request_timeout));
-                    }
-                    self.quiet_since = Instant::now();
+                    self.checked(alive)?;
                 }
             }
         }
+    }
+
+    /// When the silence with requests waiting reaches `request_timeout`, if Redis
+    /// says nothing before. The timer is armed for it once per silence: a reset per
+    /// read costs more than the read's own work. When it fires early (Redis spoke
+    /// since), `liveness_check` declines and it is armed again for the new deadline.
+    fn silence_ends(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.quiet_since + self.settings.request_timeout)
+    }
+
+    /// A liveness check, once the silence is long enough.
+    fn liveness_check(&self) -> Option<Check> {
+        if self.quiet_since.elapsed() < self.settings.request_timeout {
+            return None;
+        }
+        let liveness = self.settings.liveness.clone();
+        Some(Box::pin(async move { liveness.alive().await }))
+    }
+
+    /// After a liveness check: a busy Redis starts a new silence, a dead one ends
+    /// the connection.
+    fn checked(&mut self, alive: bool) -> Result<(), Error> {
+        if !alive {
+            return Err(Error::Timeout(self.settings.request_timeout));
+        }
+        self.quiet_since = Instant::now();
+        Ok(())
     }
 
     /// Queues a batch of requests (and, when the socket was idle, the requests that
