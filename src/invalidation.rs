@@ -12,7 +12,27 @@
 pub mod broadcast;
 pub mod tracking;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+
+use tokio::sync::watch;
+
+/// Waits `backoff` before a side connection's next attempt, then doubles it up to
+/// `max`; false once `stop` changes.
+async fn wait_to_retry(
+    backoff: &mut Duration,
+    max: Duration,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(*backoff) => {}
+        _ = stop.changed() => return false,
+    }
+    *backoff = (*backoff * 2).min(max);
+    true
+}
 
 /// Whether a side connection that keeps L1 coherent is doing so.
 #[derive(Default)]

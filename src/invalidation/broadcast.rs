@@ -85,11 +85,9 @@ pub fn spawn_listener(
                 }
                 _ = stop.changed() => return,
             }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => return,
+            if !super::wait_to_retry(&mut backoff, max, &mut stop).await {
+                return;
             }
-            backoff = (backoff * 2).min(max);
         }
     });
     state
