@@ -43,8 +43,10 @@ mod control;
 mod dispatch;
 mod effect;
 mod link;
+mod listing;
 mod pending;
 mod send;
+mod who;
 
 use std::sync::{
     Arc,
@@ -55,11 +57,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::watch,
+    sync::{oneshot, watch},
 };
 use tracing::{debug, warn};
 
-pub use clients::Clients;
+use clients::LastCmd;
+pub use clients::{Clients, Peer};
 pub use control::{AdminAnswer, AdminCaller, AdminCommands};
 use effect::{Effect, Unacked};
 use link::Link;
@@ -158,11 +161,46 @@ pub struct Session {
     joined: Vec<Bytes>,
     /// Replies allowed outstanding (see [`Session::window`]).
     window: usize,
+    /// Fires when another client kills this one (CLIENT KILL).
+    killed: oneshot::Receiver<()>,
+    /// What `CLIENT LIST` shows of this client, beyond its key and name.
+    shown: Shown,
+}
+
+/// What the session counts only for `CLIENT LIST`.
+#[derive(Default)]
+struct Shown {
+    cmd: LastCmd,
+    lib_name: Option<Bytes>,
+    lib_ver: Option<Bytes>,
+    no_evict: bool,
+    net_in: u64,
+    net_out: u64,
+    cmds: u64,
+    /// CLIENT TRACKING is on, and the client its invalidations go to.
+    tracking: bool,
+    redir: Option<u64>,
+}
+
+impl Shown {
+    /// The command being dispatched names upstream client ids in its reply.
+    fn names_clients(&self) -> bool {
+        matches!(
+            self.cmd,
+            LastCmd::Known("client|getredir" | "client|trackinginfo")
+        )
+    }
 }
 
 /// Serves one client until it disconnects, quits, or the proxy shuts down.
 pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, stop: watch::Receiver<bool>) {
-    let mut session = Session::new(ctx);
+    use std::os::fd::AsRawFd;
+    let peer = Peer::new(
+        stream.peer_addr().ok(),
+        stream.local_addr().ok(),
+        i64::from(stream.as_raw_fd()),
+    );
+    let mut session = Session::new(ctx, peer);
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
     session.leave();
@@ -171,17 +209,19 @@ pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, stop: watch::Receiv
 
 impl Session {
     /// A session in its initial state (the URL's db and user, RESP2).
-    fn new(ctx: Arc<Context>) -> Session {
+    fn new(ctx: Arc<Context>, peer: Peer) -> Session {
         let limits = Limits {
             max_bulk_len: ctx.limits.max_bulk_len.as_u64() as usize,
             max_args: ctx.limits.max_args,
             max_inline_len: ctx.limits.max_inline_len.as_u64() as usize,
         };
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
+        let key = ctx.upstream.initial_key();
+        let (entry, killed) = ctx.clients.add(id, peer, key.clone());
         Session {
             id,
-            entry: ctx.clients.add(id),
-            key: ctx.upstream.initial_key(),
+            entry,
+            key,
             pool: ctx.upstream.initial_pool(),
             repool: false,
             link: Link::Pooled,
@@ -198,6 +238,8 @@ impl Session {
             kind: Kind::Unknown,
             joined: Vec::new(),
             window: FIRST_WINDOW,
+            killed,
+            shown: Shown::default(),
             ctx,
         }
     }
@@ -210,6 +252,7 @@ impl Session {
         let hard_limit = self.ctx.limits.output_buffer_limit.as_u64() as usize;
         loop {
             let hungry = self.settle().await;
+            self.publish();
             if self.queued() > hard_limit {
                 warn!(
                     client_id = self.id,
@@ -244,12 +287,16 @@ impl Session {
                     self.on_event(event);
                     self.more_events();
                 }
-                written = wr.write_buf(&mut self.out), if writing => { written?; }
+                written = wr.write_buf(&mut self.out), if writing => {
+                    self.shown.net_out += written? as u64;
+                }
                 read = read_some(&mut rd, &mut self.inbuf, ahead), if reading => {
-                    if read? == 0 {
-                        self.on_disconnect();
+                    match read? {
+                        0 => self.on_disconnect(),
+                        n => self.shown.net_in += n as u64,
                     }
                 }
+                _ = &mut self.killed, if self.phase != Phase::Gone => self.on_disconnect(),
                 _ = stop.changed(), if self.phase == Phase::Open => self.on_stop(),
             }
         }
@@ -426,7 +473,12 @@ impl Session {
     /// outstanding on it.
     fn release_own(&mut self) {
         let free = match &self.link {
-            Link::Own(own) => own.gone || (!own.held() && self.pending.own_waiting() == 0),
+            Link::Own(own) => {
+                own.gone
+                    || (!own.held()
+                        && self.pending.own_waiting() == 0
+                        && !self.entry.is_redirect_target())
+            }
             Link::Pooled => false,
         };
         if !free {
@@ -531,6 +583,7 @@ impl Session {
             silent,
             unacked,
             unbounded,
+            names_clients: self.shown.names_clients(),
         };
         self.pending.push(slot, Some(finish));
     }
@@ -562,7 +615,10 @@ impl Session {
         let frame = match reply {
             Ok(frame) => {
                 metrics.request(finish.kind, Outcome::of_redis_reply(&frame));
-                let frame = finish.post.apply(frame, &self.ctx.opener);
+                let mut frame = finish.post.apply(frame, &self.ctx.opener);
+                if finish.names_clients {
+                    frame = self.ctx.clients.respite_ids_in(frame);
+                }
                 self.apply(finish.effect, &frame);
                 frame
             }
@@ -614,6 +670,10 @@ impl Session {
                 }
             }
             Effect::Reset if frame.starts_with(b"+RESET") => self.reset_state(),
+            Effect::Tracking { on, redirect } if accepted => {
+                self.shown.tracking = on;
+                self.shown.redir = redirect.filter(|_| on);
+            }
             Effect::Many(effects) => effects.into_iter().for_each(|e| self.apply(e, frame)),
             other => other.apply_l1(&self.ctx.l1),
         }

@@ -91,7 +91,12 @@ pub enum Route {
     ClientSetName,
     ClientGetName,
     ClientSetInfo,
-    /// CLIENT NO-EVICT / NO-TOUCH: connection flags the proxy answers itself.
+    /// CLIENT LIST, CLIENT INFO, CLIENT KILL: about respite's own clients (Redis
+    /// checks the arguments first).
+    ClientList,
+    ClientInfo,
+    ClientKill,
+    /// CLIENT NO-EVICT: a connection flag the proxy answers itself.
     ClientNoop,
     /// CLIENT REPLY ON|OFF|SKIP: the proxy drops the replies itself.
     ClientReply,
@@ -123,6 +128,9 @@ impl Route {
             Route::ClientSetName => "client-setname",
             Route::ClientGetName => "client-getname",
             Route::ClientSetInfo => "client-setinfo",
+            Route::ClientList => "client-list",
+            Route::ClientInfo => "client-info",
+            Route::ClientKill => "client-kill",
             Route::ClientNoop => "client-noop",
             Route::ClientReply => "client-reply",
             Route::Refuse => "refuse",

@@ -325,11 +325,12 @@ pub(super) static CLIENT_SUBCOMMANDS: &[Spec] = &[
     cmd("client|id", Connection, 2, NONE).with_route(Route::ClientId),
     // Valkey 8.1: the connection reads keys past their expiry (import mode).
     cmd("client|import-source", Connection, 3, NONE).with_route(Route::Sticky),
-    cmd("client|info", Admin, 2, NONE),
-    cmd("client|kill", Admin, -3, NONE),
-    cmd("client|list", Admin, -2, NONE),
+    cmd("client|info", Admin, 2, NONE).with_route(Route::ClientInfo),
+    cmd("client|kill", Admin, -3, NONE).with_route(Route::ClientKill),
+    cmd("client|list", Admin, -2, NONE).with_route(Route::ClientList),
     cmd("client|no-evict", Connection, 3, NONE).with_route(Route::ClientNoop),
-    cmd("client|no-touch", Connection, 3, NONE).with_route(Route::ClientNoop),
+    // Redis 7.2: reads on its connection leave the LRU alone (L1 hits never touch it).
+    cmd("client|no-touch", Connection, 3, NONE).with_route(Route::Sticky),
     cmd("client|pause", Admin, -3, NONE).with_route(Route::Own),
     cmd("client|reply", Connection, 3, NONE).with_route(Route::ClientReply),
     cmd("client|setinfo", Connection, 4, NONE).with_route(Route::ClientSetInfo),

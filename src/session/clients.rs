@@ -1,19 +1,156 @@
 //! respite's own clients, by the id CLIENT ID gives them: what other clients refer to
 //! (CLIENT TRACKING … REDIRECT <id>, CLIENT UNBLOCK <id>) and what operators list and
-//! kill.
+//! kill (CLIENT LIST, CLIENT KILL).
+//!
+//! Each session publishes its state here once per turn of its loop (one uncontended
+//! lock); a listing copies the states it needs, so it never waits for a session.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicI64, Ordering},
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering},
+    },
+    time::Instant,
 };
 
+use bytes::Bytes;
 use dashmap::DashMap;
+use tokio::sync::oneshot;
+
+use crate::upstream::PoolKey;
+
+/// Where a client is connected from and to.
+pub struct Peer {
+    pub addr: String,
+    pub laddr: String,
+    pub fd: i64,
+}
+
+impl Peer {
+    pub fn new(addr: Option<SocketAddr>, laddr: Option<SocketAddr>, fd: i64) -> Self {
+        let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        Peer {
+            addr: show(addr),
+            laddr: show(laddr),
+            fd,
+        }
+    }
+}
+
+/// Flags of `CLIENT LIST`, in Redis's order of letters.
+pub mod flag {
+    pub const MONITOR: u16 = 1 << 0;
+    pub const PUBSUB: u16 = 1 << 1;
+    pub const MULTI: u16 = 1 << 2;
+    pub const BLOCKED: u16 = 1 << 3;
+    pub const CLOSING: u16 = 1 << 4;
+    pub const NO_EVICT: u16 = 1 << 5;
+    pub const TRACKING: u16 = 1 << 6;
+    /// Letters of the flags above, in the order Redis writes them.
+    pub const LETTERS: [(u16, char); 7] = [
+        (MONITOR, 'O'),
+        (PUBSUB, 'P'),
+        (MULTI, 'x'),
+        (BLOCKED, 'b'),
+        (TRACKING, 't'),
+        (CLOSING, 'c'),
+        (NO_EVICT, 'e'),
+    ];
+}
+
+/// The last command's name, as `CLIENT LIST`'s `cmd=` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LastCmd {
+    Known(&'static str),
+    Other(Bytes),
+}
+
+impl Default for LastCmd {
+    fn default() -> Self {
+        LastCmd::Known("NULL")
+    }
+}
+
+/// What a session publishes of itself.
+#[derive(Clone)]
+pub struct ClientState {
+    pub key: PoolKey,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    /// Channels, patterns and shard channels subscribed to.
+    pub subs: [usize; 3],
+    /// Commands queued in MULTI, or -1.
+    pub multi: i64,
+    /// The client CLIENT TRACKING … REDIRECT names (-1: none).
+    pub redir: i64,
+    pub flags: u16,
+    pub cmd: LastCmd,
+    pub last_active: Instant,
+    /// Input read and not yet parsed, and the buffer's free room.
+    pub qbuf: usize,
+    pub qbuf_free: usize,
+    /// Bytes in the output buffer, replies queued behind it, and all bytes queued.
+    pub obl: usize,
+    pub oll: usize,
+    pub omem: usize,
+    pub net_in: u64,
+    pub net_out: u64,
+    pub cmds: u64,
+}
+
+impl ClientState {
+    fn new(key: PoolKey, now: Instant) -> Self {
+        ClientState {
+            key,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            subs: [0; 3],
+            multi: -1,
+            redir: -1,
+            flags: 0,
+            cmd: LastCmd::default(),
+            last_active: now,
+            qbuf: 0,
+            qbuf_free: 0,
+            obl: 0,
+            oll: 0,
+            omem: 0,
+            net_in: 0,
+            net_out: 0,
+            cmds: 0,
+        }
+    }
+
+    /// The ACL user the client is authenticated as.
+    pub fn user(&self) -> &str {
+        self.key
+            .creds
+            .as_ref()
+            .and_then(|c| c.user.as_deref())
+            .unwrap_or("default")
+    }
+
+    /// `CLIENT KILL TYPE`/`CLIENT LIST TYPE`: respite's clients are never replicas.
+    pub fn is_pubsub(&self) -> bool {
+        self.flags & flag::PUBSUB != 0
+    }
+}
 
 /// One client, as other sessions see it.
-#[derive(Default)]
 pub struct ClientEntry {
+    pub id: u64,
+    pub born: Instant,
+    pub peer: Peer,
     /// The `CLIENT ID` in Redis of the client's own upstream connection (0: none).
     upstream_id: AtomicI64,
+    /// Another client's `CLIENT TRACKING … REDIRECT` names this one: its own
+    /// connection is kept (Redis sends the invalidations there).
+    redirect_target: AtomicBool,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+    state: Mutex<ClientState>,
 }
 
 impl ClientEntry {
@@ -24,35 +161,167 @@ impl ClientEntry {
     pub fn upstream_id(&self) -> i64 {
         self.upstream_id.load(Ordering::Acquire)
     }
+
+    pub fn is_redirect_target(&self) -> bool {
+        self.redirect_target.load(Ordering::Acquire)
+    }
+
+    /// Runs `f` on the published state.
+    pub fn update(&self, f: impl FnOnce(&mut ClientState)) {
+        f(&mut self.state.lock().expect("client state"));
+    }
+
+    pub fn state(&self) -> ClientState {
+        self.state.lock().expect("client state").clone()
+    }
+
+    /// Asks the session to close the connection (`CLIENT KILL`). False if it was
+    /// already asked.
+    pub fn kill(&self) -> bool {
+        let sender = self.kill.lock().expect("client kill").take();
+        sender.is_some_and(|s| s.send(()).is_ok())
+    }
+}
+
+/// Whether the upstream knows `CLIENT SETINFO` (Redis 7.2+, Valkey).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetInfo {
+    Unknown = 0,
+    Supported = 1,
+    Unsupported = 2,
 }
 
 /// Every connected client.
 #[derive(Default)]
 pub struct Clients {
     by_id: DashMap<u64, Arc<ClientEntry>>,
+    /// One of the upstream's `CLIENT LIST` lines: its fields and their order.
+    template: arc_swap::ArcSwapOption<String>,
+    setinfo: AtomicU8,
 }
 
 impl Clients {
-    /// Registers client `id`; it is listed until [`Clients::remove`].
-    pub fn add(&self, id: u64) -> Arc<ClientEntry> {
-        let entry = Arc::new(ClientEntry::default());
+    /// Registers client `id`; it is listed until [`Clients::remove`]. The receiver
+    /// fires when another client kills it.
+    pub fn add(
+        &self,
+        id: u64,
+        peer: Peer,
+        key: PoolKey,
+    ) -> (Arc<ClientEntry>, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let born = Instant::now();
+        let entry = Arc::new(ClientEntry {
+            id,
+            born,
+            peer,
+            upstream_id: AtomicI64::new(0),
+            redirect_target: AtomicBool::new(false),
+            kill: Mutex::new(Some(tx)),
+            state: Mutex::new(ClientState::new(key, born)),
+        });
         self.by_id.insert(id, entry.clone());
-        entry
+        (entry, rx)
     }
 
     pub fn remove(&self, id: u64) {
         self.by_id.remove(&id);
     }
 
+    /// Every client, ordered by id, with its state, for which `keep` holds.
+    pub fn snapshot(
+        &self,
+        mut keep: impl FnMut(&ClientEntry, &ClientState) -> bool,
+    ) -> Vec<(Arc<ClientEntry>, ClientState)> {
+        let mut all: Vec<_> = self
+            .by_id
+            .iter()
+            .filter_map(|e| {
+                let state = e.state();
+                keep(e.value(), &state).then(|| (e.value().clone(), state))
+            })
+            .collect();
+        all.sort_unstable_by_key(|(e, _)| e.id);
+        all
+    }
+
     /// The upstream connection id that stands for respite client `id` in commands
     /// sent to Redis: its own connection's, or one Redis surely has not given
     /// (Redis then answers as for a client that does not exist).
     pub fn upstream_id_of(&self, id: &[u8]) -> i64 {
-        std::str::from_utf8(id)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .and_then(|id| self.by_id.get(&id).map(|e| e.upstream_id()))
+        self.entry_of(id)
+            .map(|e| e.upstream_id())
             .filter(|&up| up > 0)
             .unwrap_or(i64::MAX)
+    }
+
+    /// Like [`Clients::upstream_id_of`], and the client keeps that connection while
+    /// Redis may send it another client's invalidations.
+    pub fn redirect_to(&self, id: &[u8]) -> i64 {
+        if let Some(e) = self.entry_of(id) {
+            e.redirect_target.store(true, Ordering::Release);
+        }
+        self.upstream_id_of(id)
+    }
+
+    /// `frame` (CLIENT GETREDIR's integer, or TRACKINGINFO's `redirect` field) with
+    /// the upstream id of a client's own connection replaced by that client's id.
+    pub fn respite_ids_in(&self, frame: Bytes) -> Bytes {
+        const FIELD: &[u8] = b"$8\r\nredirect\r\n:";
+        let at = match frame.windows(FIELD.len()).position(|w| w == FIELD) {
+            Some(i) => i + FIELD.len(),
+            None if frame.starts_with(b":") => 1,
+            None => return frame,
+        };
+        let Some(len) = frame[at..].iter().position(|&b| b == b'\r') else {
+            return frame;
+        };
+        let up: Option<i64> = std::str::from_utf8(&frame[at..at + len])
+            .ok()
+            .and_then(|n| n.parse().ok());
+        let Some(own) = up.filter(|&n| n > 0).and_then(|n| self.respite_id_of(n)) else {
+            return frame;
+        };
+        let mut out = frame[..at].to_vec();
+        out.extend_from_slice(own.to_string().as_bytes());
+        out.extend_from_slice(&frame[at + len..]);
+        Bytes::from(out)
+    }
+
+    /// The client whose own connection has upstream id `up`.
+    fn respite_id_of(&self, up: i64) -> Option<u64> {
+        self.by_id
+            .iter()
+            .find(|e| e.upstream_id() == up)
+            .map(|e| e.id)
+    }
+
+    fn entry_of(&self, id: &[u8]) -> Option<Arc<ClientEntry>> {
+        let id = std::str::from_utf8(id).ok()?.parse::<u64>().ok()?;
+        self.by_id.get(&id).map(|e| e.value().clone())
+    }
+
+    /// One of the upstream's `CLIENT LIST` lines, once seen.
+    pub fn template(&self) -> Option<Arc<String>> {
+        self.template.load_full()
+    }
+
+    /// Keeps one of the upstream's `CLIENT LIST` lines as the model of respite's.
+    pub fn learn_template(&self, line: &str) {
+        if line.starts_with("id=") {
+            self.template.store(Some(Arc::new(line.to_string())));
+        }
+    }
+
+    pub fn setinfo(&self) -> SetInfo {
+        match self.setinfo.load(Ordering::Acquire) {
+            1 => SetInfo::Supported,
+            2 => SetInfo::Unsupported,
+            _ => SetInfo::Unknown,
+        }
+    }
+
+    pub fn set_setinfo(&self, s: SetInfo) {
+        self.setinfo.store(s as u8, Ordering::Release);
     }
 }

@@ -134,16 +134,6 @@ impl Session {
         self.name = (!name.is_empty()).then(|| name.clone());
         Bytes::from_static(reply::OK)
     }
-
-    /// `CLIENT SETINFO LIB-NAME|LIB-VER value` (Redis 7.2): accepted whatever the
-    /// upstream version, since client libraries send it on every connect.
-    pub(super) fn set_info(attr: &Bytes) -> Bytes {
-        if attr.eq_ignore_ascii_case(b"lib-name") || attr.eq_ignore_ascii_case(b"lib-ver") {
-            Bytes::from_static(reply::OK)
-        } else {
-            Error::refused(format!("Unrecognized option '{}'", lossy(attr))).to_reply()
-        }
-    }
 }
 
 /// A parsed HELLO, refused locally with Redis's own error texts.

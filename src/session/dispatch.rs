@@ -25,8 +25,12 @@ impl Session {
         }
         let class = command::classify(&req.args);
         self.kind = class.kind;
+        self.note_command(&req, &class);
         self.release_own(); // a link no longer needed goes before the next command
         if self.local(&req, &class) {
+            return Flow::Continue;
+        }
+        if !self.link.in_multi() && !self.subscribed_resp2() && self.who(&req, &class).await {
             return Flow::Continue;
         }
         if self.link.own().is_some() {
@@ -121,7 +125,7 @@ impl Session {
                 "ERR CLIENT REPLY inside MULTI is not supported through respite",
             )
             .to_reply(),
-            _ if self.link.in_multi() => return false,
+            _ if self.link.in_multi() || self.subscribed_resp2() => return false,
             Route::ClientReply => return self.client_reply(args),
             Route::ClientId if args.len() == 2 => reply::integer(self.id as i64),
             Route::ClientGetName if args.len() == 2 => match &self.name {
@@ -129,8 +133,7 @@ impl Session {
                 None => reply::null(self.key.resp3),
             },
             Route::ClientSetName if args.len() == 3 => self.set_name(&args[2]),
-            Route::ClientSetInfo if args.len() == 4 => Self::set_info(&args[2]),
-            Route::ClientNoop if args.len() == 3 => reply::simple("OK"),
+            Route::ClientNoop if args.len() == 3 => self.no_evict(&args[2]),
             Route::Unsubscribe if self.link.own().is_none() => {
                 return self.unsubscribe_unsubscribed(args);
             }
@@ -138,6 +141,16 @@ impl Session {
         };
         self.reply(frame);
         true
+    }
+
+    /// True while the client is subscribed in RESP2: Redis refuses every command but
+    /// the pub/sub ones, PING, QUIT and RESET, so they all go to Redis.
+    fn subscribed_resp2(&self) -> bool {
+        !self.key.resp3
+            && self
+                .link
+                .own()
+                .is_some_and(|o| o.conn.subscriptions().iter().any(|&n| n > 0))
     }
 
     /// `CLIENT REPLY ON|OFF|SKIP`: the proxy drops the replies itself (the commands

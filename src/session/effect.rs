@@ -24,6 +24,11 @@ pub enum Effect {
     },
     /// RESET on the client's own connection: the session is as new once Redis agrees.
     Reset,
+    /// CLIENT TRACKING ON|OFF [REDIRECT id] (respite's id), once Redis says OK.
+    Tracking {
+        on: bool,
+        redirect: Option<u64>,
+    },
     /// A write was acknowledged (or may have been applied): L1 generations move again.
     Invalidate(Vec<Bytes>),
     FlushDbs(Vec<u32>),
@@ -43,6 +48,7 @@ impl Effect {
             | Effect::Select(_)
             | Effect::ExecSelect(_)
             | Effect::Hello { .. }
+            | Effect::Tracking { .. }
             | Effect::Reset => {}
         }
     }

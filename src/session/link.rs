@@ -32,6 +32,8 @@ pub struct Own {
     pub dirty: bool,
     /// Its events stopped: the connection failed.
     pub gone: bool,
+    /// MONITOR was sent on it.
+    pub monitor: bool,
 }
 
 /// A transaction being queued.
@@ -49,6 +51,16 @@ pub struct Multi {
     pub pubsub: Vec<PubSubCmd>,
 }
 
+impl Multi {
+    /// The client's commands queued (`CLIENT LIST`'s `multi=`).
+    pub fn client_commands(&self) -> usize {
+        self.queued
+            .iter()
+            .filter(|q| matches!(q, Queued::Client(_)))
+            .count()
+    }
+}
+
 impl Own {
     pub fn new(d: Dedicated, key: PoolKey) -> Self {
         Self {
@@ -60,6 +72,7 @@ impl Own {
             sticky: false,
             dirty: false,
             gone: false,
+            monitor: false,
         }
     }
 

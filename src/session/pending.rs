@@ -32,6 +32,9 @@ pub struct Finish {
     pub unacked: bool,
     /// It may wait forever by design (a blocking command, an admin operation).
     pub unbounded: bool,
+    /// It names upstream client ids (CLIENT GETREDIR, TRACKINGINFO): the client gets
+    /// respite's own.
+    pub names_clients: bool,
 }
 
 pub enum Slot {

@@ -28,12 +28,17 @@ use crate::{
 impl Session {
     /// On the client's own connection: every command while it holds one.
     pub(super) async fn on_own(&mut self, req: Request, class: Classified) -> Flow {
+        let original = (class.sub.map(|s| s.name) == Some("client|tracking")).then(|| req.clone());
         let req = self.translate_client_ids(req, &class);
         if matches!(class.route, Route::Reset | Route::Quit) {
             return self.end_own(req, class.route);
         }
         let policy = self.ctx.policy.load_full();
         let out = match outgoing(&req, &class, &policy).await {
+            // Redis would run them on this connection, about its own clients.
+            Ok(_) if self.link.in_multi() && lists_clients(class.route) => {
+                Outgoing::refused(in_multi_refused(&req).to_reply())
+            }
             Ok(out) => out,
             // Refused by a rule inside MULTI: Redis must abort the transaction at
             // EXEC as for any command refused while queueing, so it gets a command it
@@ -44,7 +49,10 @@ impl Session {
                 return Flow::Continue;
             }
         };
-        let effect = self.invalidate_writes(&req.args, &class);
+        let effect = match tracking_effect(&original, &class) {
+            Some(tracking) => tracking,
+            None => self.invalidate_writes(&req.args, &class),
+        };
         let (expect, effect, post) = self.own_state(&req, &class, out.post, effect);
         let Some(own) = self.link.own() else {
             return Flow::Continue;
@@ -117,6 +125,7 @@ impl Session {
                 own.sticky = true;
                 own.dirty = true;
                 if req.name().eq_ignore_ascii_case(b"MONITOR") {
+                    own.monitor = true;
                     Expect::Monitor
                 } else {
                     Expect::Frames(frames)
@@ -213,7 +222,10 @@ impl Session {
             return req;
         };
         let mut args = req.args;
-        let upstream = self.ctx.clients.upstream_id_of(&args[at]);
+        let upstream = match class.route {
+            Route::Sticky => self.ctx.clients.redirect_to(&args[at]),
+            _ => self.ctx.clients.upstream_id_of(&args[at]),
+        };
         args[at] = Bytes::from(upstream.to_string());
         Request::from_args(args)
     }
@@ -224,6 +236,38 @@ impl Session {
         self.reset_state();
         self.reply(crate::protocol::reply::simple("RESET"));
     }
+}
+
+/// What `CLIENT TRACKING ON|OFF … [REDIRECT id]` (as the client sent it) changes.
+fn tracking_effect(req: &Option<Request>, class: &Classified) -> Option<Effect> {
+    let args = &req.as_ref()?.args;
+    if class.sub.map(|s| s.name) != Some("client|tracking") || args.len() < 3 {
+        return None;
+    }
+    let redirect = args
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"REDIRECT"))
+        .and_then(|i| args.get(i + 1))
+        .and_then(|id| std::str::from_utf8(id).ok()?.parse().ok());
+    let on = args[2].eq_ignore_ascii_case(b"on");
+    Some(Effect::Tracking { on, redirect })
+}
+
+/// CLIENT LIST, INFO, KILL: about respite's clients, never about Redis's.
+fn lists_clients(route: Route) -> bool {
+    matches!(
+        route,
+        Route::ClientList | Route::ClientInfo | Route::ClientKill
+    )
+}
+
+fn in_multi_refused(req: &Request) -> crate::error::Error {
+    let name = |i: usize| String::from_utf8_lossy(&req.args[i]).to_uppercase();
+    crate::error::Error::refused(format!(
+        "ERR {} {} inside MULTI is not supported through respite",
+        name(0),
+        name(1)
+    ))
 }
 
 /// A command inside MULTI: queued (its effects kept for EXEC), or one Redis answers

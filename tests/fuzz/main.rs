@@ -61,7 +61,7 @@
 //!   invalidation Redis does not (a rule's extra command changed the key); Redis's
 //!   next one for that key is then excused until the client reads the key again
 //!   (`runner/early.rs`; found by the 10M-command run, seeds 7000 and 7022).
-//! - CLIENT SETINFO (the proxy accepts it on Redis 7.0, documented), AUTH/ACL, MONITOR
+//! - CLIENT SETINFO (tests/identity.rs compares it), AUTH/ACL, MONITOR
 //!   and WAIT with replicas are not generated.
 //!
 //! Running: `cargo test --test fuzz` (the short CI run: a few seeds of each target);

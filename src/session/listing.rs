@@ -1,0 +1,256 @@
+//! `CLIENT LIST`, `CLIENT INFO` and `CLIENT KILL` about respite's own clients: their
+//! filters, and their lines in the upstream's own format (the field names and order
+//! of its `CLIENT LIST`, so each Redis or Valkey version gets the lines it writes).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::clients::{ClientEntry, ClientState, LastCmd, flag};
+
+/// The filters of `CLIENT KILL` (new form) and `CLIENT LIST`; they all must match.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub ids: Vec<u64>,
+    pub kind: Option<Type>,
+    pub user: Option<Bytes>,
+    pub addr: Option<Bytes>,
+    pub laddr: Option<Bytes>,
+    /// Skip the calling client (`CLIENT KILL`'s default).
+    pub skipme: bool,
+    /// Only clients older than this many seconds.
+    pub maxage: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Normal,
+    Pubsub,
+    /// master, replica, slave: never one of respite's clients.
+    Replication,
+}
+
+/// What parsing the filters found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parsed {
+    Filter(Filter),
+    /// The filter at this index has no value (the upstream decides what comes first:
+    /// an error in an earlier filter, or a syntax error).
+    Dangling(usize),
+    /// A filter this proxy does not know.
+    Unknown(Bytes),
+}
+
+impl Filter {
+    /// Parses `args` (after `CLIENT KILL`/`CLIENT LIST`). The upstream has checked the
+    /// values already; `ID` takes one id or more (Valkey), the others one value.
+    pub fn parse(args: &[Bytes], skipme: bool) -> Parsed {
+        let mut f = Filter {
+            skipme,
+            ..Filter::default()
+        };
+        let mut i = 0;
+        while i < args.len() {
+            let Some(value) = args.get(i + 1) else {
+                return Parsed::Dangling(i);
+            };
+            let name = args[i].to_ascii_lowercase();
+            match name.as_slice() {
+                b"id" => {
+                    let ids = args[i + 1..].iter().map_while(|a| parse_u64(a));
+                    f.ids.extend(ids);
+                    i += f.ids.len().max(1) + 1;
+                    continue;
+                }
+                b"type" => f.kind = Type::parse(value),
+                b"user" => f.user = Some(value.clone()),
+                b"addr" => f.addr = Some(value.clone()),
+                b"laddr" => f.laddr = Some(value.clone()),
+                b"skipme" => f.skipme = value.eq_ignore_ascii_case(b"yes"),
+                b"maxage" => f.maxage = parse_u64(value),
+                _ => return Parsed::Unknown(args[i].clone()),
+            }
+            i += 2;
+        }
+        Parsed::Filter(f)
+    }
+
+    /// True if client `e` (in state `s`) passes every filter; `me` is the caller.
+    pub fn matches(&self, e: &ClientEntry, s: &ClientState, me: u64, now: Instant) -> bool {
+        let is = |want: &Option<Bytes>, have: &str| want.as_ref().is_none_or(|w| w == have);
+        (self.ids.is_empty() || self.ids.contains(&e.id))
+            && self.kind.is_none_or(|k| k == Type::of(s))
+            && is(&self.user, s.user())
+            && is(&self.addr, &e.peer.addr)
+            && is(&self.laddr, &e.peer.laddr)
+            && !(self.skipme && e.id == me)
+            && self
+                .maxage
+                .is_none_or(|max| now.duration_since(e.born).as_secs() > max)
+    }
+}
+
+impl Type {
+    fn parse(value: &[u8]) -> Option<Type> {
+        match value.to_ascii_lowercase().as_slice() {
+            b"normal" => Some(Type::Normal),
+            b"pubsub" => Some(Type::Pubsub),
+            _ => Some(Type::Replication),
+        }
+    }
+
+    fn of(s: &ClientState) -> Type {
+        if s.is_pubsub() {
+            Type::Pubsub
+        } else {
+            Type::Normal
+        }
+    }
+}
+
+fn parse_u64(a: &[u8]) -> Option<u64> {
+    std::str::from_utf8(a).ok()?.parse().ok()
+}
+
+/// A field of the upstream's lines: its name, and whether its value was a number
+/// (what a field this proxy does not know gets: 0 or nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub numeric: bool,
+}
+
+/// The fields of one of the upstream's `CLIENT LIST` lines, in order.
+pub fn fields_of(line: &str) -> Vec<Field> {
+    line.split(' ')
+        .filter_map(|f| f.split_once('='))
+        .map(|(name, value)| Field {
+            name: name.to_string(),
+            numeric: !value.is_empty() && value.parse::<i64>().is_ok(),
+        })
+        .collect()
+}
+
+/// One client's line (with its `\n`), as the upstream writes its own.
+pub fn line(fields: &[Field], e: &ClientEntry, s: &ClientState, now: Instant) -> String {
+    let mut out = String::with_capacity(fields.len() * 12);
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&f.name);
+        out.push('=');
+        value(&mut out, f, e, s, now);
+    }
+    out.push('\n');
+    out
+}
+
+fn value(out: &mut String, f: &Field, e: &ClientEntry, s: &ClientState, now: Instant) {
+    use std::fmt::Write;
+    let secs = |since: Instant| now.saturating_duration_since(since).as_secs();
+    let text =
+        |b: &Option<Bytes>| String::from_utf8_lossy(b.as_deref().unwrap_or(b"")).into_owned();
+    let _ = match f.name.as_str() {
+        "id" => write!(out, "{}", e.id),
+        "addr" => write!(out, "{}", e.peer.addr),
+        "laddr" => write!(out, "{}", e.peer.laddr),
+        "fd" => write!(out, "{}", e.peer.fd),
+        "name" => write!(out, "{}", text(&s.name)),
+        "age" => write!(out, "{}", secs(e.born)),
+        "idle" => write!(out, "{}", secs(s.last_active)),
+        "flags" => write!(out, "{}", flags(s.flags)),
+        "db" => write!(out, "{}", s.key.db),
+        "sub" => write!(out, "{}", s.subs[0]),
+        "psub" => write!(out, "{}", s.subs[1]),
+        "ssub" => write!(out, "{}", s.subs[2]),
+        "multi" => write!(out, "{}", s.multi),
+        "qbuf" => write!(out, "{}", s.qbuf),
+        "qbuf-free" => write!(out, "{}", s.qbuf_free),
+        "rbs" | "rbp" => write!(out, "{}", s.qbuf + s.qbuf_free),
+        "obl" => write!(out, "{}", s.obl),
+        "oll" => write!(out, "{}", s.oll),
+        "omem" => write!(out, "{}", s.omem),
+        "tot-mem" => write!(out, "{}", s.qbuf + s.qbuf_free + s.omem),
+        "events" => write!(out, "{}", if s.obl > 0 { "rw" } else { "r" }),
+        "cmd" => write!(out, "{}", cmd_name(&s.cmd)),
+        "user" => write!(out, "{}", s.user()),
+        "redir" => write!(out, "{}", s.redir),
+        "resp" => write!(out, "{}", if s.key.resp3 { 3 } else { 2 }),
+        "lib-name" => write!(out, "{}", text(&s.lib_name)),
+        "lib-ver" => write!(out, "{}", text(&s.lib_ver)),
+        "tot-net-in" => write!(out, "{}", s.net_in),
+        "tot-net-out" => write!(out, "{}", s.net_out),
+        "tot-cmds" => write!(out, "{}", s.cmds),
+        _ if f.numeric => write!(out, "0"),
+        _ => Ok(()),
+    };
+}
+
+fn flags(bits: u16) -> String {
+    let letters: String = flag::LETTERS
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, c)| *c)
+        .collect();
+    if letters.is_empty() {
+        "N".into()
+    } else {
+        letters
+    }
+}
+
+fn cmd_name(cmd: &LastCmd) -> std::borrow::Cow<'_, str> {
+    match cmd {
+        LastCmd::Known(name) => (*name).into(),
+        LastCmd::Other(name) => String::from_utf8_lossy(name).to_lowercase().into(),
+    }
+}
+
+/// `CLIENT LIST`/`CLIENT INFO`'s reply: a bulk string, or in RESP3 a verbatim one.
+pub fn text_reply(text: &str, resp3: bool) -> Bytes {
+    if resp3 {
+        Bytes::from(format!("={}\r\ntxt:{text}\r\n", text.len() + 4))
+    } else {
+        crate::protocol::reply::bulk(text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<Bytes> {
+        s.split(' ').map(|a| Bytes::from(a.to_string())).collect()
+    }
+
+    #[test]
+    fn filters_parse_as_redis_reads_them() {
+        let Parsed::Filter(f) = Filter::parse(&args("ID 3 4 TYPE pubsub SKIPME no"), true) else {
+            panic!("not parsed");
+        };
+        assert_eq!(f.ids, vec![3, 4]);
+        assert_eq!(f.kind, Some(Type::Pubsub));
+        assert!(!f.skipme);
+        assert_eq!(Filter::parse(&args("ID 3 TYPE"), true), Parsed::Dangling(2));
+        assert_eq!(Filter::parse(&args("addr"), true), Parsed::Dangling(0));
+        assert!(matches!(
+            Filter::parse(&args("NAME x"), true),
+            Parsed::Unknown(_)
+        ));
+    }
+
+    #[test]
+    fn fields_keep_the_upstream_order() {
+        let f = fields_of("id=3 addr=1.2.3.4:5 name= flags=N io-thread=0 new=x");
+        let names: Vec<_> = f.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["id", "addr", "name", "flags", "io-thread", "new"]);
+        assert!(f[4].numeric && !f[5].numeric && !f[2].numeric);
+    }
+
+    #[test]
+    fn verbatim_in_resp3() {
+        assert_eq!(&text_reply("a\n", true)[..], b"=6\r\ntxt:a\n\r\n");
+        assert_eq!(&text_reply("a\n", false)[..], b"$2\r\na\n\r\n");
+    }
+}
