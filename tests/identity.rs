@@ -453,3 +453,30 @@ fn getredir_trackinginfo_and_client_list_name_the_redirect_target_by_its_id() {
         tracked.assert_cmd("CLIENT GETREDIR", b":-1\r\n");
     }
 }
+
+#[test]
+fn pipelined_commands_are_seen_in_order() {
+    // An asynchronous client writes its commands at once: CLIENT INFO sees the name
+    // the command before it set, and CLIENT LIST counts the commands before it.
+    for side in Side::both() {
+        let who = side.name();
+        let mut c = side.client();
+        let mut batch = Vec::new();
+        for cmd in [
+            &["SET", "pk", "v"][..],
+            &["CLIENT", "SETNAME", "piped"],
+            &["GET", "pk"],
+            &["CLIENT", "INFO"],
+        ] {
+            batch.extend(support::resp::encode_command(cmd));
+        }
+        c.send_raw(&batch);
+        c.assert_reply(b"+OK\r\n");
+        c.assert_reply(b"+OK\r\n");
+        c.assert_reply(b"$1\r\nv\r\n");
+        let line = parse_line(text_of(&c.read_reply()).trim_end());
+        let get = |k: &str| line.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("name").as_deref(), Some("piped"), "{who}");
+        assert_eq!(get("cmd").as_deref(), Some("client|info"), "{who}");
+    }
+}

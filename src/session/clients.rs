@@ -48,14 +48,14 @@ pub mod flag {
     pub const NO_EVICT: u16 = 1 << 5;
     pub const TRACKING: u16 = 1 << 6;
     /// Letters of the flags above, in the order Redis writes them.
-    pub const LETTERS: [(u16, char); 7] = [
-        (MONITOR, 'O'),
-        (PUBSUB, 'P'),
-        (MULTI, 'x'),
-        (BLOCKED, 'b'),
-        (TRACKING, 't'),
-        (CLOSING, 'c'),
-        (NO_EVICT, 'e'),
+    pub const LETTERS: [(u16, u8); 7] = [
+        (MONITOR, b'O'),
+        (PUBSUB, b'P'),
+        (MULTI, b'x'),
+        (BLOCKED, b'b'),
+        (TRACKING, b't'),
+        (CLOSING, b'c'),
+        (NO_EVICT, b'e'),
     ];
 }
 
@@ -228,21 +228,19 @@ impl Clients {
         self.by_id.remove(&id);
     }
 
-    /// Every client, ordered by id, with its state, for which `keep` holds.
-    pub fn snapshot(
-        &self,
-        mut keep: impl FnMut(&ClientEntry, &ClientState) -> bool,
-    ) -> Vec<(Arc<ClientEntry>, ClientState)> {
-        let mut all: Vec<_> = self
-            .by_id
-            .iter()
-            .filter_map(|e| {
-                let state = e.state();
-                keep(e.value(), &state).then(|| (e.value().clone(), state))
-            })
-            .collect();
-        all.sort_unstable_by_key(|(e, _)| e.id);
-        all
+    /// How many clients are connected.
+    pub fn count(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Calls `f` on every client, in order of id, with its state (locked only while
+    /// `f` runs on it: a listing never copies a state nor holds one for long).
+    pub fn each(&self, mut f: impl FnMut(&ClientEntry, &ClientState)) {
+        let mut all: Vec<Arc<ClientEntry>> = self.by_id.iter().map(|e| e.value().clone()).collect();
+        all.sort_unstable_by_key(|e| e.id);
+        for e in all {
+            f(&e, &e.state.lock().expect("client state"));
+        }
     }
 
     /// The upstream connection id that stands for respite client `id` in commands

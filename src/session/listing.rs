@@ -131,89 +131,93 @@ pub fn fields_of(line: &str) -> Vec<Field> {
         .collect()
 }
 
-/// One client's line (with its `\n`), as the upstream writes its own.
-pub fn line(fields: &[Field], e: &ClientEntry, s: &ClientState, now: Instant) -> String {
-    let mut out = String::with_capacity(fields.len() * 12);
+/// Appends one client's line (with its `\n`) to `out`, as the upstream writes its own.
+pub fn line(out: &mut Vec<u8>, fields: &[Field], e: &ClientEntry, s: &ClientState, now: Instant) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
-            out.push(' ');
+            out.push(b' ');
         }
-        out.push_str(&f.name);
-        out.push('=');
-        value(&mut out, f, e, s, now);
+        out.extend_from_slice(f.name.as_bytes());
+        out.push(b'=');
+        value(out, f, e, s, now);
     }
-    out.push('\n');
-    out
+    out.push(b'\n');
 }
 
-fn value(out: &mut String, f: &Field, e: &ClientEntry, s: &ClientState, now: Instant) {
-    use std::fmt::Write;
+fn value(out: &mut Vec<u8>, f: &Field, e: &ClientEntry, s: &ClientState, now: Instant) {
     let secs = |since: Instant| now.saturating_duration_since(since).as_secs();
-    let text =
-        |b: &Option<Bytes>| String::from_utf8_lossy(b.as_deref().unwrap_or(b"")).into_owned();
-    let _ = match f.name.as_str() {
-        "id" => write!(out, "{}", e.id),
-        "addr" => write!(out, "{}", e.peer.addr),
-        "laddr" => write!(out, "{}", e.peer.laddr),
-        "fd" => write!(out, "{}", e.peer.fd),
-        "name" => write!(out, "{}", text(&s.name)),
-        "age" => write!(out, "{}", secs(e.born)),
-        "idle" => write!(out, "{}", secs(s.last_active)),
-        "flags" => write!(out, "{}", flags(s.flags)),
-        "db" => write!(out, "{}", s.key.db),
-        "sub" => write!(out, "{}", s.subs[0]),
-        "psub" => write!(out, "{}", s.subs[1]),
-        "ssub" => write!(out, "{}", s.subs[2]),
-        "multi" => write!(out, "{}", s.multi),
-        "qbuf" => write!(out, "{}", s.qbuf),
-        "qbuf-free" => write!(out, "{}", s.qbuf_free),
-        "rbs" | "rbp" => write!(out, "{}", s.qbuf + s.qbuf_free),
-        "obl" => write!(out, "{}", s.obl),
-        "oll" => write!(out, "{}", s.oll),
-        "omem" => write!(out, "{}", s.omem),
-        "tot-mem" => write!(out, "{}", s.qbuf + s.qbuf_free + s.omem),
-        "events" => write!(out, "{}", if s.obl > 0 { "rw" } else { "r" }),
-        "cmd" => write!(out, "{}", cmd_name(&s.cmd)),
-        "user" => write!(out, "{}", s.user()),
-        "redir" => write!(out, "{}", s.redir),
-        "resp" => write!(out, "{}", if s.key.resp3 { 3 } else { 2 }),
-        "lib-name" => write!(out, "{}", text(&s.lib_name)),
-        "lib-ver" => write!(out, "{}", text(&s.lib_ver)),
-        "tot-net-in" => write!(out, "{}", s.net_in),
-        "tot-net-out" => write!(out, "{}", s.net_out),
-        "tot-cmds" => write!(out, "{}", s.cmds),
-        _ if f.numeric => write!(out, "0"),
-        _ => Ok(()),
+    let text = |b: &Option<Bytes>| b.clone().unwrap_or_default();
+    let n = match f.name.as_str() {
+        "id" => e.id as i64,
+        "addr" => return out.extend_from_slice(e.peer.addr.as_bytes()),
+        "laddr" => return out.extend_from_slice(e.peer.laddr.as_bytes()),
+        "fd" => e.peer.fd,
+        "name" => return out.extend_from_slice(&text(&s.name)),
+        "age" => secs(e.born) as i64,
+        "idle" => secs(s.last_active) as i64,
+        "flags" => return flags(out, s.flags),
+        "db" => i64::from(s.key.db),
+        "sub" => s.subs[0] as i64,
+        "psub" => s.subs[1] as i64,
+        "ssub" => s.subs[2] as i64,
+        "multi" => s.multi,
+        "qbuf" => s.qbuf as i64,
+        "qbuf-free" => s.qbuf_free as i64,
+        "rbs" | "rbp" => (s.qbuf + s.qbuf_free) as i64,
+        "obl" => s.obl as i64,
+        "oll" => s.oll as i64,
+        "omem" => s.omem as i64,
+        "tot-mem" => (s.qbuf + s.qbuf_free + s.omem) as i64,
+        "events" => return out.extend_from_slice(if s.obl > 0 { b"rw" } else { b"r" }),
+        "cmd" => return cmd_name(out, &s.cmd),
+        "user" => return out.extend_from_slice(s.user().as_bytes()),
+        "redir" => s.redir,
+        "resp" => 2 + i64::from(s.key.resp3),
+        "lib-name" => return out.extend_from_slice(&text(&s.lib_name)),
+        "lib-ver" => return out.extend_from_slice(&text(&s.lib_ver)),
+        "tot-net-in" => s.net_in as i64,
+        "tot-net-out" => s.net_out as i64,
+        "tot-cmds" => s.cmds as i64,
+        _ if f.numeric => 0,
+        _ => return,
     };
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-fn flags(bits: u16) -> String {
-    let letters: String = flag::LETTERS
-        .iter()
-        .filter(|(bit, _)| bits & bit != 0)
-        .map(|(_, c)| *c)
-        .collect();
-    if letters.is_empty() {
-        "N".into()
-    } else {
-        letters
+fn flags(out: &mut Vec<u8>, bits: u16) {
+    let before = out.len();
+    for (bit, c) in flag::LETTERS {
+        if bits & bit != 0 {
+            out.push(c);
+        }
+    }
+    if out.len() == before {
+        out.push(b'N');
     }
 }
 
-fn cmd_name(cmd: &LastCmd) -> std::borrow::Cow<'_, str> {
+fn cmd_name(out: &mut Vec<u8>, cmd: &LastCmd) {
     match cmd {
-        LastCmd::Known(name) => (*name).into(),
-        LastCmd::Other(name) => String::from_utf8_lossy(name).to_lowercase().into(),
+        LastCmd::Known(name) => out.extend_from_slice(name.as_bytes()),
+        LastCmd::Other(name) => out.extend(name.iter().map(u8::to_ascii_lowercase)),
     }
 }
 
 /// `CLIENT LIST`/`CLIENT INFO`'s reply: a bulk string, or in RESP3 a verbatim one.
-pub fn text_reply(text: &str, resp3: bool) -> Bytes {
-    if resp3 {
-        Bytes::from(format!("={}\r\ntxt:{text}\r\n", text.len() + 4))
+pub fn text_reply(text: &[u8], resp3: bool) -> Bytes {
+    let (head, len) = if resp3 {
+        ("=", text.len() + 4)
     } else {
-        crate::protocol::reply::bulk(text.as_bytes())
+        ("$", text.len())
+    };
+    let mut out = Vec::with_capacity(text.len() + 32);
+    out.extend_from_slice(format!("{head}{len}\r\n").as_bytes());
+    if resp3 {
+        out.extend_from_slice(b"txt:");
     }
+    out.extend_from_slice(text);
+    out.extend_from_slice(b"\r\n");
+    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn verbatim_in_resp3() {
-        assert_eq!(&text_reply("a\n", true)[..], b"=6\r\ntxt:a\n\r\n");
-        assert_eq!(&text_reply("a\n", false)[..], b"$2\r\na\n\r\n");
+        assert_eq!(&text_reply(b"a\n", true)[..], b"=6\r\ntxt:a\n\r\n");
+        assert_eq!(&text_reply(b"a\n", false)[..], b"$2\r\na\n\r\n");
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::{
     Phase, Session,
-    clients::{ClientEntry, ClientState, LastCmd, SetInfo, flag},
+    clients::{LastCmd, SetInfo, flag},
     listing::{self, Filter, Parsed},
 };
 use crate::{
@@ -24,8 +24,6 @@ use crate::{
 
 /// Above this many clients, `CLIENT LIST` is written off the event loop.
 const LIST_INLINE: usize = 1000;
-
-type Listed = Vec<(std::sync::Arc<ClientEntry>, ClientState)>;
 
 impl Session {
     /// `CLIENT LIST|INFO|KILL|SETINFO`; false for any other command.
@@ -44,7 +42,7 @@ impl Session {
         }
         let frame = match class.route {
             Route::ClientList => match self.list(args).await {
-                Ok(listed) => return self.answer_list(listed),
+                Ok(filter) => return self.answer_list(filter),
                 Err(frame) => frame,
             },
             Route::ClientInfo => self.info(args).await,
@@ -156,37 +154,35 @@ impl Session {
         Ok(())
     }
 
-    /// `CLIENT LIST [TYPE t] [ID id …] …`: the clients to list.
-    async fn list(&mut self, args: &[Bytes]) -> Result<Listed, Bytes> {
+    /// `CLIENT LIST [TYPE t] [ID id …] …`: checked by Redis, then the filter.
+    async fn list(&mut self, args: &[Bytes]) -> Result<Filter, Bytes> {
         self.check_listing(args).await?;
-        let filter = match Filter::parse(&args[2..], false) {
-            Parsed::Filter(f) => f,
-            Parsed::Dangling(_) => return Err(Error::refused("syntax error").to_reply()),
-            Parsed::Unknown(name) => return Err(unsupported_filter(&name)),
-        };
-        self.publish();
-        let now = Instant::now();
-        let me = self.id;
-        Ok(self
-            .ctx
-            .clients
-            .snapshot(|e, s| filter.matches(e, s, me, now)))
+        match Filter::parse(&args[2..], false) {
+            Parsed::Filter(f) => Ok(f),
+            Parsed::Dangling(_) => Err(Error::refused("syntax error").to_reply()),
+            Parsed::Unknown(name) => Err(unsupported_filter(&name)),
+        }
     }
 
-    /// Writes the lines of `listed` (off the event loop when they are many).
-    fn answer_list(&mut self, listed: Listed) -> bool {
-        let template = self.ctx.clients.template().unwrap_or_default();
-        let (resp3, many) = (self.key.resp3, listed.len() > LIST_INLINE);
+    /// Writes the lines of the clients `filter` keeps (off the event loop when there
+    /// are many clients: copying their states and writing the lines).
+    fn answer_list(&mut self, filter: Filter) -> bool {
+        self.publish();
+        let clients = self.ctx.clients.clone();
+        let (me, resp3) = (self.id, self.key.resp3);
         let render = move || {
+            let template = clients.template().unwrap_or_default();
             let fields = listing::fields_of(&template);
             let now = Instant::now();
-            let text: String = listed
-                .iter()
-                .map(|(e, s)| listing::line(&fields, e, s, now))
-                .collect();
+            let mut text = Vec::with_capacity(clients.count() * 256);
+            clients.each(|e, s| {
+                if filter.matches(e, s, me, now) {
+                    listing::line(&mut text, &fields, e, s, now);
+                }
+            });
             listing::text_reply(&text, resp3)
         };
-        if !many {
+        if self.ctx.clients.count() <= LIST_INLINE {
             self.reply(render());
             return true;
         }
@@ -204,7 +200,9 @@ impl Session {
         self.publish();
         let template = self.ctx.clients.template().unwrap_or_default();
         let fields = listing::fields_of(&template);
-        let line = listing::line(&fields, &self.entry, &self.entry.state(), Instant::now());
+        let mut line = Vec::with_capacity(256);
+        let state = self.entry.state();
+        listing::line(&mut line, &fields, &self.entry, &state, Instant::now());
         listing::text_reply(&line, self.key.resp3)
     }
 
@@ -237,15 +235,20 @@ impl Session {
     /// Kills every client `f` matches; how many.
     fn kill_matching(&mut self, f: &Filter) -> i64 {
         let (me, now) = (self.id, Instant::now());
-        let victims = self.ctx.clients.snapshot(|e, s| f.matches(e, s, me, now));
-        let mut killed = 0;
-        for (e, _) in victims {
+        let (mut killed, mut me_too) = (0, false);
+        self.ctx.clients.each(|e, s| {
+            if !f.matches(e, s, me, now) {
+                return;
+            }
             if e.id == me {
-                self.close(); // after this reply, as Redis does
+                me_too = true;
                 killed += 1;
             } else if e.kill() {
                 killed += 1;
             }
+        });
+        if me_too {
+            self.close(); // after this reply, as Redis does
         }
         killed
     }
