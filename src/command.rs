@@ -287,6 +287,7 @@ mod tests {
             ("CLIENT LIST", Admin, Route::ClientList),
             ("CLIENT KILL ID 7", Admin, Route::ClientKill),
             ("CLIENT PAUSE 10", Admin, Route::Own),
+            ("CLIENT UNPAUSE", Admin, Route::Unpause),
             ("CLIENT TRACKINGINFO", Admin, Route::Forward),
             ("CLIENT NOSUCHSUB", Admin, Route::Forward),
             ("CLIENT", Admin, Route::Forward),

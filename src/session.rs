@@ -16,7 +16,9 @@
 //!   TRACKING, once every earlier reply is in (so Redis sees the client's commands in
 //!   order). `Own → Pooled` once nothing holds it (no MULTI, WATCH, subscription or
 //!   sticky state) and no reply is outstanding on it; it is reused by another client
-//!   only if its state is that of a new connection.
+//!   only if its state is that of a new connection. A pooled client's CLIENT UNPAUSE
+//!   is the one exception to that order: it goes at once on a borrowed connection
+//!   (`Route::Unpause`), since its earlier replies may wait behind a paused write.
 //! - **key**: SELECT, AUTH, HELLO, RESET move the client to the pool of another key.
 //! - **reply mode**: CLIENT REPLY ON / OFF / SKIP (the proxy drops the replies).
 //! - **phase**: open; closing (QUIT, a protocol error, shutdown: answer what was

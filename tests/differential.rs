@@ -1176,6 +1176,74 @@ fn inline_commands() {
     );
 }
 
+/// SELECT then AUTH as a user who may not SELECT: Redis keeps the connection in the db
+/// it selected. AUTH then SELECT stays refused, also once the first order made the
+/// proxy open connections for that db and user. The same with HELLO 3 AUTH. And a db
+/// the default user may not SELECT either (`+select|9` only): AUTH as one who may
+/// (alice), then SELECT.
+#[test]
+fn select_then_auth_as_a_user_who_may_not_select() {
+    let stack = Stack::start();
+    let mut direct = stack.direct();
+    for setup in [
+        "ACL SETUSER limited on >pass ~* &* +@all -select",
+        "ACL SETUSER alice on >alicepw ~* &* +@all",
+        "ACL SETUSER default -select +select|0 +select|9",
+    ] {
+        direct.assert_cmd(setup, b"+OK\r\n");
+    }
+    let script = Script::new("select-then-auth").text(
+        r#"
+        SELECT 9
+        AUTH limited pass
+        ACL WHOAMI
+        SET k in9
+        GET k
+        SELECT 9
+        SELECT 0
+        GET k
+        DBSIZE
+        @1 AUTH limited pass
+        @1 SELECT 9
+        @1 GET k
+        @1 SELECT 0
+        @1 SELECT x
+        @1 DBSIZE
+        @2 SELECT 9
+        @2 mask:id HELLO 3 AUTH limited pass
+        @2 GET k
+        @2 SELECT 9
+        @2 GET k
+        @2 mask:id HELLO 2
+        @2 GET k
+        @3 mask:id HELLO 3 AUTH limited pass
+        @3 SELECT 9
+        @3 GET k
+        @4 mask:id HELLO 3
+        @4 SELECT 9
+        @4 AUTH limited pass
+        @4 GET k
+        @4 RESET
+        @4 GET k
+        @4 SELECT 9
+        @4 GET k
+        @5 SELECT 5
+        @5 AUTH alice alicepw
+        @5 SELECT 5
+        @5 SET k in5
+        @5 SELECT 99
+        @5 GET k
+        @6 mask:id HELLO 3 AUTH alice alicepw
+        @6 SELECT 5
+        @6 GET k
+        @6 SELECT 9
+        @6 AUTH limited pass
+        @6 GET k
+        "#,
+    );
+    assert_same(&stack, &script);
+}
+
 #[test]
 fn auth_and_acl() {
     let stack = Stack::start();

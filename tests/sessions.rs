@@ -370,6 +370,41 @@ fn upstream_credentials_from_the_url() {
     a.assert_cmd("GET authed", b"$3\r\nyes\r\n");
 }
 
+/// SELECT then AUTH as a user who may not SELECT, with a user in the URL (the default
+/// user may not SELECT): the proxy's connections select the db as the URL's user
+/// before they authenticate as the client's, so the client stays in the db, as on a
+/// Redis connection authenticated as the URL's user. AUTH then SELECT is refused.
+#[test]
+fn select_then_auth_with_a_user_in_the_url() {
+    let redis = RedisServer::start();
+    let mut admin = redis.client();
+    for setup in [
+        "ACL SETUSER app on >apppw ~* &* +@all",
+        "ACL SETUSER limited on >pass ~* &* +@all -select",
+        "ACL SETUSER default -select",
+    ] {
+        admin.assert_cmd(setup, b"+OK\r\n");
+    }
+    let proxy = Proxy::start(&format!("redis://app:apppw@127.0.0.1:{}", redis.port()), "");
+    let same = |lines: &[&str]| {
+        let mut direct = redis.client();
+        direct.assert_cmd("AUTH app apppw", b"+OK\r\n");
+        let mut via = proxy.client();
+        for line in lines {
+            let want = direct.cmd(line);
+            assert_eq!(show(&via.cmd(line)), show(&want), "{line}");
+        }
+    };
+    same(&[
+        "SELECT 9",
+        "AUTH limited pass",
+        "SET k in9",
+        "SELECT 0",
+        "GET k",
+    ]);
+    same(&["AUTH limited pass", "SELECT 9", "GET k", "DBSIZE"]);
+}
+
 #[test]
 fn replies_for_clients_that_left_are_not_delivered_to_others() {
     let stack = Stack::start_with(ONE_POOLED);

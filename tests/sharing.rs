@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::{
     Client, Proxy, RedisServer, Stack, contains,
@@ -408,4 +408,71 @@ fn exec_without_multi_keeps_the_watch_and_its_connection() {
     a.assert_cmd("MULTI", b"+OK\r\n");
     a.assert_cmd("SET a 1", b"+QUEUED\r\n");
     a.assert_cmd("EXEC", b"*-1\r\n");
+}
+
+/// What the three clients of `unpause_reaches_redis_…` got: A's read sent just before
+/// its UNPAUSE, C's read, and how long after the pause B's write was acknowledged.
+#[derive(Debug)]
+struct Unpaused {
+    a_read: Vec<u8>,
+    c_read: Vec<u8>,
+    write_done: Duration,
+}
+
+/// A pauses writes for 10 s; B's write is held by Redis; C and then A read the key;
+/// A unpauses. `[a, b, c]` connect to Redis directly or through respite.
+fn pause_then_unpause(redis: &RedisServer, [mut a, mut b, mut c]: [Client; 3]) -> Unpaused {
+    a.assert_cmd("CLIENT PAUSE 10000 WRITE", b"+OK\r\n");
+    let paused = Instant::now();
+    b.send(&["SET", "k", "v"]);
+    redis.wait_blocked_clients(1, Duration::from_secs(5));
+    c.send(&["GET", "k"]);
+    a.send(&["GET", "k"]);
+    a.send(&["CLIENT", "UNPAUSE"]);
+    let a_read = a.read_reply();
+    a.assert_reply(b"+OK\r\n");
+    b.assert_reply(b"+OK\r\n");
+    let write_done = paused.elapsed();
+    let c_read = c.read_reply();
+    redis.wait_blocked_clients(0, Duration::from_secs(5));
+    Unpaused {
+        a_read,
+        c_read,
+        write_done,
+    }
+}
+
+/// CLIENT UNPAUSE reaches Redis at once, although the write the pause holds stalls
+/// the one shared connection, with the reads queued behind it (A's own read just
+/// before its UNPAUSE included): B's write is acknowledged long before the pause would
+/// end, as with Redis directly. Redis answers the reads at once; through respite a
+/// read queued behind the held write waits for it and sees it (see the README).
+#[test]
+fn unpause_reaches_redis_while_a_paused_write_holds_the_shared_connection() {
+    let stack = Stack::start_with("[server]\nthreads = 1\n[upstream]\npool_size = 1\n");
+    let redis = &stack.redis;
+    let direct = pause_then_unpause(redis, [(); 3].map(|()| stack.direct()));
+    assert_eq!(show(&direct.a_read), show(b"$-1\r\n"), "Redis: A's read");
+    assert_eq!(show(&direct.c_read), show(b"$-1\r\n"), "Redis: C's read");
+    assert!(
+        direct.write_done < Duration::from_secs(3),
+        "Redis: {direct:?}"
+    );
+    stack.direct().assert_cmd("DEL k", b":1\r\n");
+    let proxied = pause_then_unpause(redis, [(); 3].map(|()| stack.client()));
+    assert!(
+        proxied.write_done < Duration::from_secs(3),
+        "B's write was held {:?}: the UNPAUSE waited",
+        proxied.write_done
+    );
+    assert_eq!(
+        show(&proxied.a_read),
+        show(b"$1\r\nv\r\n"),
+        "respite: A's read"
+    );
+    assert_eq!(
+        show(&proxied.c_read),
+        show(b"$1\r\nv\r\n"),
+        "respite: C's read"
+    );
 }

@@ -71,8 +71,12 @@ pub enum Route {
     /// Needs a connection of the client's own while it runs, so a slow or stuck one
     /// holds up no other client, and one that must reach a busy Redis waits behind
     /// nobody else's: scripts and functions, SCRIPT/FUNCTION KILL, SHUTDOWN, DEBUG,
-    /// CLIENT PAUSE/UNPAUSE/UNBLOCK.
+    /// CLIENT PAUSE/UNBLOCK.
     Own,
+    /// CLIENT UNPAUSE: as `Own`, and from a pooled client sent at once, before its
+    /// earlier replies are in: they may wait on a shared connection behind another
+    /// client's write that the pause holds, until the pause ends.
+    Unpause,
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: a connection of the client's own while it is
     /// subscribed.
     Subscribe,
@@ -116,6 +120,7 @@ impl Route {
             Route::Watch => "watch",
             Route::Unwatch => "unwatch",
             Route::Own => "own",
+            Route::Unpause => "unpause",
             Route::Subscribe => "subscribe",
             Route::Unsubscribe => "unsubscribe",
             Route::Sticky => "sticky",

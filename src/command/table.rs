@@ -338,7 +338,7 @@ pub(super) static CLIENT_SUBCOMMANDS: &[Spec] = &[
     cmd("client|tracking", Connection, -3, NONE).with_route(Route::Sticky),
     cmd("client|trackinginfo", Admin, 2, NONE),
     cmd("client|unblock", Admin, -3, NONE).with_route(Route::Own),
-    cmd("client|unpause", Admin, 2, NONE).with_route(Route::Own),
+    cmd("client|unpause", Admin, 2, NONE).with_route(Route::Unpause),
 ];
 
 pub(super) static CLUSTER_SUBCOMMANDS: &[Spec] = &[

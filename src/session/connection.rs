@@ -26,11 +26,39 @@ impl Session {
             db,
             ..self.key.clone()
         };
-        let frame = match self.switch_key(key).await {
-            Ok(()) => Bytes::from_static(reply::OK),
-            Err(frame) => frame,
+        let switched = match self.may_select(&req, &key).await {
+            Ok(()) => self.switch_key(key).await,
+            Err(frame) => Err(frame),
         };
-        self.reply(frame);
+        self.reply(switched.map_or_else(|frame| frame, |()| Bytes::from_static(reply::OK)));
+    }
+
+    /// Whether Redis lets the client's user run this SELECT, when that user is not the
+    /// URL's: the pool of `to` may exist without proving it (its connections SELECT
+    /// first as the URL's user, for clients that did SELECT then AUTH). Asked on a
+    /// borrowed connection of the client's key, given back for the key it is then in,
+    /// so nothing is left behind.
+    async fn may_select(&self, req: &Request, to: &PoolKey) -> Result<(), Bytes> {
+        let upstream = &self.ctx.upstream;
+        if self.key.creds == upstream.credentials_of_url() {
+            return Ok(()); // opening the pool of `to` SELECTs as this user
+        }
+        let d = upstream
+            .dedicated(&self.key)
+            .await
+            .map_err(|e| e.to_reply())?;
+        match d.conn.request(req.raw.clone()).await {
+            Ok(Ok(frame)) if frame.starts_with(b"+OK") => {
+                upstream.release(to, d);
+                Ok(())
+            }
+            Ok(Ok(frame)) => {
+                upstream.release(&self.key, d);
+                Err(frame)
+            }
+            Ok(Err(e)) => Err(e.to_reply()),
+            Err(_) => Err(Error::ConnectionLost.to_reply()),
+        }
     }
 
     /// `AUTH [user] pass`: checked by Redis on a connection of the new user's pool.
@@ -81,7 +109,7 @@ impl Session {
             }
             Ok(Ok(frame)) => Err(frame),
             Ok(Err(e)) => Err(e.to_reply()),
-            Err(_) => Err(crate::error::Error::ConnectionLost.to_reply()),
+            Err(_) => Err(Error::ConnectionLost.to_reply()),
         }
     }
 

@@ -2,15 +2,19 @@
 //! shared pool (see the state machine in `session.rs`).
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use super::{
     AdminAnswer, AdminCaller, Flow, ReplyMode, Session,
+    effect::Effect,
     link::{Link, Own},
+    pending::Slot,
 };
 use crate::{
     command::{self, Classified, Kind, Route},
     error::Error,
     protocol::{reply, request::Request},
+    rewrite::Outgoing,
     upstream::expect::SubKind,
 };
 
@@ -35,6 +39,10 @@ impl Session {
         }
         if self.link.own().is_some() {
             return self.on_own(req, class).await;
+        }
+        if class.route == Route::Unpause {
+            self.unpause(req).await;
+            return Flow::Continue;
         }
         let switches = matches!(
             class.route,
@@ -87,6 +95,30 @@ impl Session {
             }
             Err(e) => self.reply(e.to_reply()),
         }
+    }
+
+    /// CLIENT UNPAUSE from a pooled client: sent at once on a connection of its own,
+    /// even while its earlier replies wait on the shared connection (a write the pause
+    /// holds stalls that connection, and them, until the pause ends). The client stays
+    /// pooled, so its later commands still follow its earlier ones; the connection is
+    /// given back once answered (UNPAUSE leaves it as it was).
+    async fn unpause(&mut self, req: Request) {
+        let upstream = self.ctx.upstream.clone();
+        let key = self.key.clone();
+        let d = match upstream.dedicated(&key).await {
+            Ok(d) => d,
+            Err(e) => return self.reply(e.to_reply()),
+        };
+        let answer = d.conn.request(req.raw.clone());
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let reply = answer.await.unwrap_or(Err(Error::ConnectionLost));
+            if reply.is_ok() {
+                upstream.release(&key, d);
+            }
+            let _ = tx.send(reply);
+        });
+        self.queue(Slot::Oneshot(rx), Effect::None, Outgoing::plain(&req).post);
     }
 
     /// `RESPITE …`: answered above this layer.

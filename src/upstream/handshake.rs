@@ -1,5 +1,12 @@
 //! Opening one upstream connection: TCP connect, then AUTH / HELLO / SELECT so the
 //! connection matches its pool key.
+//!
+//! Redis lets a connection SELECT a db and then AUTH as a user who may not SELECT:
+//! it stays in that db. A client that did so through the proxy moves to the pool of
+//! (that db, that user), whose connections must get there too. So for a user other
+//! than the URL's, the db is selected first, as the URL's user (or the default one),
+//! and the connection authenticates as the key's user after; if that SELECT is
+//! refused, the usual order (AUTH, then SELECT as the key's user) decides.
 
 use std::time::Duration;
 
@@ -10,7 +17,7 @@ use tokio::{
 };
 
 use super::{key::PoolKey, settings::Settings};
-use crate::config::UpstreamAddr;
+use crate::config::{Credentials, UpstreamAddr};
 use crate::error::Error;
 use crate::protocol::{
     reply::{ReplyScanner, integer_value, is_error},
@@ -25,7 +32,7 @@ pub async fn connect(settings: &Settings) -> Result<(TcpStream, i64), Error> {
     let setup = async {
         let mut stream = open(&settings.addr).await?;
         dead_peer_timeouts(&stream, settings.request_timeout);
-        run(&mut stream, &commands(&settings.key)).await?;
+        prepare(&mut stream, settings.addr.creds.as_deref(), &settings.key).await?;
         // A user may not be allowed CLIENT ID: then the id stays unknown.
         let id = run(&mut stream, &[vec![b("CLIENT"), b("ID")]])
             .await
@@ -48,7 +55,7 @@ pub async fn connect_raw(
 ) -> Result<TcpStream, Error> {
     let setup = async {
         let mut stream = open(addr).await?;
-        run(&mut stream, &commands(key)).await?;
+        prepare(&mut stream, addr.creds.as_deref(), key).await?;
         Ok(stream)
     };
     tokio::time::timeout(timeout, setup)
@@ -76,8 +83,27 @@ fn dead_peer_timeouts(stream: &TcpStream, timeout: Duration) {
     let _ = sock.set_tcp_user_timeout(Some(timeout));
 }
 
-/// Sends `commands` pipelined and reads their replies; the first error reply refuses
-/// the connection.
+/// Brings a fresh connection to the state of `key` (see the module docs); `url`: the
+/// credentials of the upstream URL.
+async fn prepare(
+    stream: &mut TcpStream,
+    url: Option<&Credentials>,
+    key: &PoolKey,
+) -> Result<(), Error> {
+    if let Some(first) = select_first(url, key) {
+        match run(stream, &first).await {
+            Ok(_) => return run(stream, &auth(key)).await.map(drop),
+            // Refused (the URL's user may not SELECT it either): the usual order.
+            Err(Error::Redis(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    run(stream, &commands(key)).await.map(drop)
+}
+
+/// Sends `commands` pipelined and reads every reply; the first error reply refuses
+/// the connection (the replies after it are read all the same, so the connection is
+/// in step for what is sent next).
 async fn run(stream: &mut TcpStream, commands: &[Vec<Bytes>]) -> Result<Vec<Bytes>, Error> {
     if commands.is_empty() {
         return Ok(Vec::new());
@@ -90,6 +116,7 @@ async fn run(stream: &mut TcpStream, commands: &[Vec<Bytes>]) -> Result<Vec<Byte
     let mut buf = BytesMut::with_capacity(4096);
     let mut scanner = ReplyScanner::default();
     let mut replies = Vec::with_capacity(commands.len());
+    let mut refused = None;
     for _ in commands {
         let frame = loop {
             if let Some(len) = scanner
@@ -103,20 +130,41 @@ async fn run(stream: &mut TcpStream, commands: &[Vec<Bytes>]) -> Result<Vec<Byte
             }
         };
         if is_error(&frame) {
-            return Err(Error::Redis(frame));
+            refused.get_or_insert(frame);
+        } else {
+            replies.push(frame);
         }
-        replies.push(frame);
     }
-    Ok(replies)
+    refused.map_or(Ok(replies), |frame| Err(Error::Redis(frame)))
 }
 
 fn io_lost(e: std::io::Error) -> Error {
     Error::unavailable(format!("handshake failed: {e}"))
 }
 
-/// The commands that bring a fresh connection to the state of `key`.
+/// The commands that bring a fresh connection to the state of `key`, in the usual
+/// order: AUTH or HELLO as its user, then SELECT.
 fn commands(key: &PoolKey) -> Vec<Vec<Bytes>> {
-    let mut cmds = Vec::new();
+    let mut cmds = auth(key);
+    if key.db != 0 {
+        cmds.push(vec![b("SELECT"), Bytes::from(key.db.to_string())]);
+    }
+    cmds
+}
+
+/// SELECT first, as the URL's user (AUTH as it if the URL has credentials): for a key
+/// of another user and a db other than 0; `auth(key)` follows.
+fn select_first(url: Option<&Credentials>, key: &PoolKey) -> Option<Vec<Vec<Bytes>>> {
+    if key.db == 0 || key.creds.as_deref() == url {
+        return None;
+    }
+    let mut cmds: Vec<_> = url.map(auth_command).into_iter().collect();
+    cmds.push(vec![b("SELECT"), Bytes::from(key.db.to_string())]);
+    Some(cmds)
+}
+
+/// HELLO 3 (with AUTH) for RESP3, AUTH for RESP2: `key`'s protocol and user.
+fn auth(key: &PoolKey) -> Vec<Vec<Bytes>> {
     let creds = key.creds.as_deref();
     if key.resp3 {
         let mut hello = vec![b("HELLO"), b("3")];
@@ -127,19 +175,18 @@ fn commands(key: &PoolKey) -> Vec<Vec<Bytes>> {
                 Bytes::from(c.pass.clone()),
             ]);
         }
-        cmds.push(hello);
-    } else if let Some(c) = creds {
-        let mut auth = vec![b("AUTH")];
-        if let Some(user) = &c.user {
-            auth.push(Bytes::from(user.clone()));
-        }
-        auth.push(Bytes::from(c.pass.clone()));
-        cmds.push(auth);
+        return vec![hello];
     }
-    if key.db != 0 {
-        cmds.push(vec![b("SELECT"), Bytes::from(key.db.to_string())]);
+    creds.map(auth_command).into_iter().collect()
+}
+
+fn auth_command(c: &Credentials) -> Vec<Bytes> {
+    let mut auth = vec![b("AUTH")];
+    if let Some(user) = &c.user {
+        auth.push(Bytes::from(user.clone()));
     }
-    cmds
+    auth.push(Bytes::from(c.pass.clone()));
+    auth
 }
 
 fn b(s: &'static str) -> Bytes {
@@ -151,11 +198,13 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::upstream::Credentials;
 
     fn render(key: &PoolKey) -> Vec<String> {
-        commands(key)
-            .iter()
+        show(&commands(key))
+    }
+
+    fn show(cmds: &[Vec<Bytes>]) -> Vec<String> {
+        cmds.iter()
             .map(|c| {
                 c.iter()
                     .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -194,5 +243,35 @@ mod tests {
             resp3: false,
         };
         assert_eq!(render(&key), ["AUTH app pw"]);
+    }
+
+    fn creds(user: Option<&str>, pass: &str) -> Option<Arc<Credentials>> {
+        Some(Arc::new(Credentials {
+            user: user.map(str::to_owned),
+            pass: pass.into(),
+        }))
+    }
+
+    #[test]
+    fn another_users_db_is_selected_first_as_the_urls_user() {
+        let key = PoolKey {
+            db: 9,
+            creds: creds(Some("limited"), "pw"),
+            resp3: true,
+        };
+        let url = creds(None, "secret");
+        let first = select_first(url.as_deref(), &key).map(|c| show(&c));
+        assert_eq!(first.unwrap(), ["AUTH secret", "SELECT 9"]);
+        let first = select_first(None, &key).map(|c| show(&c));
+        assert_eq!(first.unwrap(), ["SELECT 9"]);
+        assert_eq!(show(&auth(&key)), ["HELLO 3 AUTH limited pw"]);
+        // The URL's own user, or db 0: the usual order alone.
+        let own = PoolKey {
+            creds: url.clone(),
+            ..key.clone()
+        };
+        assert!(select_first(url.as_deref(), &own).is_none());
+        let db0 = PoolKey { db: 0, ..key };
+        assert!(select_first(url.as_deref(), &db0).is_none());
     }
 }
