@@ -158,11 +158,65 @@ pub enum Coherence {
     TtlOnly,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of the `/metrics`, `/healthz`, `/readyz` endpoint; none when unset.
     pub listen: Option<String>,
+    /// How often Redis's `INFO` (memory, stats, keyspace, clients) is read, on a
+    /// connection of its own; zero (`"off"`) never.
+    #[serde(deserialize_with = "interval")]
+    pub upstream_poll: Duration,
+    /// How often the size of each namespace in Redis is estimated (bounded SCAN and
+    /// MEMORY USAGE, see `observe::poll`); zero (`"off"`) never.
+    #[serde(deserialize_with = "interval")]
+    pub namespace_sizes: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            upstream_poll: Duration::from_secs(5),
+            namespace_sizes: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Shortest and longest interval of `upstream_poll` and `namespace_sizes` (when on).
+pub const INTERVALS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(24 * 3600));
+
+/// A duration (`"5s"`), or `"off"` (or `0`) for zero.
+fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(0) => Ok(Duration::ZERO),
+        Raw::Number(n) => Err(D::Error::custom(format!(
+            "{n} has no unit: write \"{n}s\", or \"off\""
+        ))),
+        Raw::Text(t) if t.trim().eq_ignore_ascii_case("off") => Ok(Duration::ZERO),
+        Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+            D::Error::custom(format!(
+                "`{t}`: {e} (a duration such as \"5s\", or \"off\")"
+            ))
+        }),
+    }
+}
+
+/// An interval as `respite check` shows it: `5s`, or `off`.
+pub fn show_interval(d: Duration) -> String {
+    if d.is_zero() {
+        "off".into()
+    } else {
+        humantime::format_duration(d).to_string()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,9 +253,11 @@ pub struct AdminConfig {
     /// When set, a connection must send `RESPITE AUTH <password>` before any other
     /// `RESPITE` subcommand but HELP.
     pub password: Option<String>,
-    /// Keys per SCAN page (its COUNT), per UNLINK and per warm-up pipeline.
+    /// Keys per SCAN page (its COUNT), per UNLINK and per warm-up pipeline; also the
+    /// COUNT of the namespace-size sampling's SCAN (`metrics.namespace_sizes`).
     pub batch: usize,
-    /// Pause between two batches of DELPATTERN or WARM, so Redis latency stays flat.
+    /// Pause between two batches of DELPATTERN or WARM (and, at least 10 ms, between
+    /// the sampling's SCAN pages), so Redis latency stays flat.
     #[serde(with = "humantime_serde")]
     pub pause: Duration,
     /// Pub/sub channel DELPATTERN publishes deleted keys on, and that respites with
@@ -364,6 +420,7 @@ impl Config {
                 format!("`{listen}` is not host:port"),
             ));
         }
+        self.validate_intervals(text)?;
         self.validate_admin(text)?;
         self.validate_namespaces(text)
     }
@@ -375,6 +432,28 @@ impl Config {
             if ns.warm && !ns.l1 {
                 let reason = format!("rule `{}`: needs `l1 = true` (warming fills L1)", ns.name);
                 return Err(ConfigError::in_rule(text, i, "warm", reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[metrics] upstream_poll` and `namespace_sizes`: off, or within [`INTERVALS`].
+    fn validate_intervals(&self, text: &str) -> Result<(), ConfigError> {
+        let (min, max) = INTERVALS;
+        for (key, value) in [
+            ("upstream_poll", self.metrics.upstream_poll),
+            ("namespace_sizes", self.metrics.namespace_sizes),
+        ] {
+            if !value.is_zero() && !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key: format!("metrics.{key}"),
+                    line: find_line(text, "metrics", key),
+                    reason: format!(
+                        "must be \"off\" or between {} and {}",
+                        show_interval(min),
+                        show_interval(max)
+                    ),
+                });
             }
         }
         Ok(())
@@ -512,6 +591,38 @@ mod tests {
         let c = Config::parse(text).unwrap();
         c.validate(text).unwrap();
         assert_eq!(c.server.event_loops(), 4);
+    }
+
+    #[test]
+    fn polling_intervals_take_durations_or_off() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.metrics.upstream_poll, Duration::from_secs(5));
+        assert_eq!(c.metrics.namespace_sizes, Duration::from_secs(60));
+        let text = "[metrics]\nupstream_poll = \"off\"\nnamespace_sizes = 0\n";
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap();
+        assert_eq!(c.metrics.upstream_poll, Duration::ZERO);
+        assert_eq!(c.metrics.namespace_sizes, Duration::ZERO);
+        let text = "[metrics]\nupstream_poll = \"250ms\"\nnamespace_sizes = \"2m\"\n";
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap();
+        assert_eq!(c.metrics.upstream_poll, Duration::from_millis(250));
+        assert_eq!(c.metrics.namespace_sizes, Duration::from_secs(120));
+        assert_eq!(show_interval(c.metrics.namespace_sizes), "2m");
+        assert_eq!(show_interval(Duration::ZERO), "off");
+        for bad in ["5", "\"soon\"", "true"] {
+            let text = format!("[metrics]\nupstream_poll = {bad}\n");
+            let err = Config::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("upstream_poll"), "{bad}: {err}");
+        }
+        let text = "[metrics]\nlisten = \"127.0.0.1:1\"\nnamespace_sizes = \"10ms\"\n";
+        let err = Config::parse(text)
+            .unwrap()
+            .validate(text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.namespace_sizes"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]

@@ -112,6 +112,17 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
         respite::config::redact(&config.upstream.url),
         config.upstream.pool_size
     );
+    let show = respite::config::show_interval;
+    println!(
+        "metrics   {}; Redis INFO polled every {}, namespace sizes sampled every {}",
+        config
+            .metrics
+            .listen
+            .as_deref()
+            .map_or("no HTTP endpoint".to_owned(), |l| format!("listen {l}")),
+        show(config.metrics.upstream_poll),
+        show(config.metrics.namespace_sizes)
+    );
     if policy.rules().is_empty() {
         println!("no namespace rules: every key passes through unchanged");
     }

@@ -11,7 +11,12 @@
 //! (no global recorder: tests run several proxies in one process) and renders it.
 //!
 //! Names are prefixed `respite_`; labels are low-cardinality only: namespace name,
-//! command kind, outcome, source, reason, cause. Never a key or a client address.
+//! command kind, outcome, source, reason, cause, Redis's db number and maxmemory
+//! policy. Never a key or a client address.
+//!
+//! Redis's own state (`respite_upstream_*` from INFO, `respite_namespace_redis_*`
+//! sampled) is not counted here: `observe::poll` keeps the last snapshot and the
+//! scrape renders it ([`SNAPSHOT`]).
 
 mod histogram;
 mod stats;
@@ -226,6 +231,85 @@ pub const CONFIG_LAST_RELOAD_OK: Def = def(
     "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
 );
 
+pub const UPSTREAM_INFO_UP: Def = def(
+    "respite_upstream_info_up",
+    Gauge,
+    &[],
+    "1 if Redis answered the last poll of its INFO (every metrics.upstream_poll, on a connection of its own), 0 if it did not; absent with metrics.upstream_poll = off.",
+);
+pub const UPSTREAM_INFO_AGE: Def = def(
+    "respite_upstream_info_age_seconds",
+    Gauge,
+    &[],
+    "Seconds since Redis last answered the INFO poll: how old the other respite_upstream_* figures from INFO are (absent until the first answer).",
+);
+pub const UPSTREAM_USED_MEMORY: Def = def(
+    "respite_upstream_used_memory_bytes",
+    Gauge,
+    &[],
+    "Redis's used_memory (INFO memory): bytes its allocator holds for data and overhead.",
+);
+pub const UPSTREAM_MAXMEMORY: Def = def(
+    "respite_upstream_maxmemory_bytes",
+    Gauge,
+    &[],
+    "Redis's maxmemory (INFO memory); 0 is no limit.",
+);
+pub const UPSTREAM_MAXMEMORY_POLICY: Def = def(
+    "respite_upstream_maxmemory_policy",
+    Gauge,
+    &["policy"],
+    "Always 1; the policy label is Redis's maxmemory-policy (noeviction, allkeys-lru, volatile-ttl, ...).",
+);
+pub const UPSTREAM_EVICTED: Def = def(
+    "respite_upstream_evicted_keys_total",
+    Counter,
+    &[],
+    "Keys Redis evicted to stay within maxmemory (INFO stats evicted_keys, Redis's own total: it restarts from 0 when Redis restarts or on CONFIG RESETSTAT).",
+);
+pub const UPSTREAM_EXPIRED: Def = def(
+    "respite_upstream_expired_keys_total",
+    Counter,
+    &[],
+    "Keys Redis deleted because their TTL passed (INFO stats expired_keys, Redis's own total).",
+);
+pub const UPSTREAM_KEYSPACE_HITS: Def = def(
+    "respite_upstream_keyspace_hits_total",
+    Counter,
+    &[],
+    "Key lookups that found the key, for every client of Redis, respite included (INFO stats keyspace_hits, Redis's own total).",
+);
+pub const UPSTREAM_KEYSPACE_MISSES: Def = def(
+    "respite_upstream_keyspace_misses_total",
+    Counter,
+    &[],
+    "Key lookups that did not find the key, for every client of Redis (INFO stats keyspace_misses, Redis's own total).",
+);
+pub const UPSTREAM_KEYS: Def = def(
+    "respite_upstream_keys",
+    Gauge,
+    &["db"],
+    "Keys in each Redis db (INFO keyspace); a db without keys is absent.",
+);
+pub const UPSTREAM_CLIENTS: Def = def(
+    "respite_upstream_connected_clients",
+    Gauge,
+    &[],
+    "Client connections Redis has (INFO clients connected_clients), respite's own included.",
+);
+pub const NAMESPACE_REDIS_KEYS: Def = def(
+    "respite_namespace_redis_keys",
+    Gauge,
+    &["namespace"],
+    "Keys of each namespace in Redis (the upstream URL's db), estimated every metrics.namespace_sizes: counted when a bounded SCAN covers the whole db, else extrapolated from the part it covered.",
+);
+pub const NAMESPACE_REDIS_BYTES: Def = def(
+    "respite_namespace_redis_bytes",
+    Gauge,
+    &["namespace"],
+    "Bytes of each namespace in Redis: its estimated keys times the mean MEMORY USAGE of a sample of them (the sum when the sample is the whole namespace).",
+);
+
 /// Every metric, in the order `--list-metrics` prints them.
 pub const ALL: &[Def] = &[
     BUILD_INFO,
@@ -256,6 +340,39 @@ pub const ALL: &[Def] = &[
     COMPRESS_DECODE_ERRORS,
     CONFIG_RELOADS,
     CONFIG_LAST_RELOAD_OK,
+    UPSTREAM_INFO_UP,
+    UPSTREAM_INFO_AGE,
+    UPSTREAM_USED_MEMORY,
+    UPSTREAM_MAXMEMORY,
+    UPSTREAM_MAXMEMORY_POLICY,
+    UPSTREAM_EVICTED,
+    UPSTREAM_EXPIRED,
+    UPSTREAM_KEYSPACE_HITS,
+    UPSTREAM_KEYSPACE_MISSES,
+    UPSTREAM_KEYS,
+    UPSTREAM_CLIENTS,
+    NAMESPACE_REDIS_KEYS,
+    NAMESPACE_REDIS_BYTES,
+];
+
+/// The metrics rendered from a snapshot at each scrape instead of through the
+/// recorder: their series come and go (a policy label, a db, a namespace removed by a
+/// reload) and Redis's totals restart from 0 when it does, which a recorder's
+/// counters (monotonic) and series (kept forever) could not show.
+pub const SNAPSHOT: &[Def] = &[
+    UPSTREAM_INFO_UP,
+    UPSTREAM_INFO_AGE,
+    UPSTREAM_USED_MEMORY,
+    UPSTREAM_MAXMEMORY,
+    UPSTREAM_MAXMEMORY_POLICY,
+    UPSTREAM_EVICTED,
+    UPSTREAM_EXPIRED,
+    UPSTREAM_KEYSPACE_HITS,
+    UPSTREAM_KEYSPACE_MISSES,
+    UPSTREAM_KEYS,
+    UPSTREAM_CLIENTS,
+    NAMESPACE_REDIS_KEYS,
+    NAMESPACE_REDIS_BYTES,
 ];
 
 /// The counters of one proxy instance that sessions and the accept loop bump, and the
@@ -321,6 +438,8 @@ mod tests {
             "reason",
             "cause",
             "version",
+            "db",
+            "policy",
         ];
         for d in ALL {
             assert!(d.name.starts_with("respite_"), "{}", d.name);

@@ -87,6 +87,11 @@ fn check_prints_effective_settings() {
         stdout.contains("quran") && stdout.contains("127.0.0.1:6380"),
         "{stdout}"
     );
+    // The polls of Redis's own state, and how often.
+    assert!(
+        stdout.contains("Redis INFO polled every 5s, namespace sizes sampled every 1m"),
+        "{stdout}"
+    );
     // The effective rules, defaults filled in, in words.
     assert!(
         stdout.contains("rule 1 `quran` match `quran:*`: ttl 7days added to writes that set none"),

@@ -1,6 +1,7 @@
 //! A scrape: the atomics are copied into this instance's Prometheus recorder (counters
 //! with `absolute`, gauges with `set`), which renders the text exposition format. The
-//! histogram is rendered from its own buckets with the exporter's formatting helpers.
+//! histogram is rendered from its own buckets with the exporter's formatting helpers,
+//! and Redis's own state from its last snapshot (`snapshot.rs`).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -57,6 +58,7 @@ fn render(shared: &Status) -> String {
 
     let mut out = x.handle.render();
     render_histogram(&upstream.latency, &UPSTREAM_LATENCY, &mut out);
+    super::snapshot::render(shared, &mut out);
     out
 }
 
@@ -158,6 +160,7 @@ mod tests {
             max_clients: 10_000,
             opener: Default::default(),
             metrics,
+            redis: Default::default(),
         })
     }
 

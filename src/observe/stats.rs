@@ -6,8 +6,8 @@ use super::status::Status;
 use crate::{invalidation::LinkState, metrics::NamespaceStats};
 
 impl Status {
-    /// Upstream, coherence, clients, operations, L1 (overall and per cached namespace)
-    /// and compression, as field/value pairs.
+    /// Upstream, coherence, clients, operations, L1 (overall and per cached namespace),
+    /// compression and Redis's own state, as field/value pairs.
     pub fn stats_fields(&self) -> Vec<(String, String)> {
         let mut fields: Vec<(String, String)> = Vec::new();
         let mut field = |k: &str, v: String| fields.push((k.to_owned(), v));
@@ -46,7 +46,45 @@ impl Status {
         }
         self.l1_fields(&mut fields);
         self.compression_fields(&mut fields);
+        self.redis_fields(&mut fields);
         fields
+    }
+
+    /// Redis's own state, as last polled (`upstream_*`) and sampled
+    /// (`ns:<name>:redis_keys`, `ns:<name>:redis_bytes`); a figure not known yet (or
+    /// with its poll off) is left out.
+    fn redis_fields(&self, fields: &mut Vec<(String, String)>) {
+        let redis = &self.parts.redis;
+        if let Some((info, _)) = redis.info() {
+            let figures = [
+                ("upstream_used_memory", info.used_memory),
+                ("upstream_maxmemory", info.maxmemory),
+                ("upstream_evicted_keys", info.evicted_keys),
+                ("upstream_expired_keys", info.expired_keys),
+                ("upstream_keyspace_hits", info.keyspace_hits),
+                ("upstream_keyspace_misses", info.keyspace_misses),
+                ("upstream_connected_clients", info.connected_clients),
+                ("upstream_keys", info.total_keys()),
+            ];
+            for (name, value) in figures {
+                if let Some(v) = value {
+                    fields.push((name.to_owned(), v.to_string()));
+                }
+            }
+            if let Some(policy) = info.maxmemory_policy {
+                fields.push(("upstream_maxmemory_policy".to_owned(), policy));
+            }
+        }
+        for rule in self.parts.policy.load().rules() {
+            let Some(size) = redis.size(&rule.name) else {
+                continue;
+            };
+            let name = &rule.name;
+            fields.push((format!("ns:{name}:redis_keys"), size.keys.to_string()));
+            if let Some(bytes) = size.bytes {
+                fields.push((format!("ns:{name}:redis_bytes"), bytes.to_string()));
+            }
+        }
     }
 
     fn l1_fields(&self, fields: &mut Vec<(String, String)>) {

@@ -7,7 +7,7 @@ use std::{
     time::Instant,
 };
 
-use super::exporter::Exporter;
+use super::{exporter::Exporter, poll::RedisState};
 use crate::{
     compress::Opener, invalidation::LinkState, l1::L1, metrics::Metrics, ops::Operations,
     policy::Rules, upstream::Upstream,
@@ -39,6 +39,8 @@ pub struct Parts {
     pub max_clients: usize,
     /// Counts the stored values that could not be opened.
     pub opener: Opener,
+    /// Redis's own state, as last polled and sampled.
+    pub redis: Arc<RedisState>,
 }
 
 impl Status {

@@ -13,7 +13,7 @@ use crate::{
     invalidation::{LinkState, broadcast, tracking},
     l1::L1,
     metrics::Metrics,
-    observe::{Parts, Status},
+    observe::{Parts, Status, poll},
     ops::{
         Operations,
         warm::{self, Warmer},
@@ -31,8 +31,8 @@ pub struct Built {
 }
 
 /// Builds the proxy's parts and starts its background tasks (tracking or the
-/// invalidation listener, config watchers, start-up warming), which end when `stop`
-/// turns true.
+/// invalidation listener, config watchers, start-up warming, the poll of Redis's own
+/// state), which end when `stop` turns true.
 pub fn build(
     config: Config,
     mut policy: Policy,
@@ -57,6 +57,7 @@ pub fn build(
     let operations = Arc::new(Operations::default());
     let warming = Arc::new(AtomicUsize::new(0));
     let opener = Opener::new(config.server.max_bulk_len.as_u64() as usize, Arc::default());
+    let redis = poll::spawn(&config, upstream.clone(), policy.clone(), stop.clone());
     let status = Arc::new(Status::new(Parts {
         metrics: metrics.clone(),
         upstream: upstream.clone(),
@@ -68,6 +69,7 @@ pub fn build(
         warming: warming.clone(),
         max_clients: config.server.max_clients,
         opener: opener.clone(),
+        redis,
     }));
     let warmer = Arc::new(Warmer {
         upstream: upstream.clone(),
