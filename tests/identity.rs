@@ -480,3 +480,25 @@ fn pipelined_commands_are_seen_in_order() {
         assert_eq!(get("cmd").as_deref(), Some("client|info"), "{who}");
     }
 }
+
+#[test]
+fn a_user_without_client_permissions_gets_the_servers_refusal() {
+    let mut replies = Vec::new();
+    for side in Side::both() {
+        side.redis()
+            .assert_cmd("ACL SETUSER noclient on >pw ~* +@all -client", b"+OK\r\n");
+        let mut c = side.client();
+        c.assert_cmd("AUTH noclient pw", b"+OK\r\n");
+        replies.push(
+            [
+                "CLIENT LIST",
+                "CLIENT INFO",
+                "CLIENT KILL TYPE normal",
+                "CLIENT KILL 1.2.3.4:5",
+            ]
+            .map(|cmd| show(&c.cmd(cmd))),
+        );
+    }
+    assert_eq!(replies[0], replies[1], "redis vs respite");
+    assert!(replies[1][0].contains("NOPERM"), "{:?}", replies[1]);
+}
