@@ -16,6 +16,7 @@
 mod histogram;
 mod latency;
 mod stats;
+mod striped;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::stats::Striped;
+use super::striped::Striped;
 use crate::command::Kind;
 
 /// Bucket upper bounds in microseconds (`le`, inclusive), then `+Inf`.
