@@ -1,7 +1,8 @@
-//! The client-side subcommands: `respite stats|delpattern|warm|flush|reload --addr
-//! host:port [--password …]` send the `RESPITE …` admin commands to a running proxy
-//! and print the result for people. Long operations show a progress bar, fed by
-//! `RESPITE PROGRESS` polled on a second connection while the first awaits the reply.
+//! The client-side subcommands: `respite stats|delpattern|warm|flush|reload|top
+//! --addr host:port [--password …]` send the `RESPITE …` admin commands to a running
+//! proxy and print the result for people. Long operations show a progress bar, fed by
+//! `RESPITE PROGRESS` polled on a second connection while the first awaits the reply;
+//! `top` (in `cli/top.rs`) refreshes a view of `RESPITE STATS`.
 //!
 //! Exit code 0 on success; 1 with a message on stderr when the proxy cannot be
 //! reached or refuses the command.
@@ -15,6 +16,8 @@ use std::{
 
 use bytesize::ByteSize;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub mod top;
 
 /// How long a short command may take to answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +55,14 @@ pub enum AdminCommand {
     },
     /// Make the proxy re-read its configuration file.
     Reload(Target),
+    /// Live view of a running proxy, refreshed every second: per namespace ops/s, hit
+    /// ratios, p95 latency, L1 and Redis sizes (q quits).
+    Top {
+        #[command(flatten)]
+        view: top::TopArgs,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Which proxy to talk to.
@@ -67,6 +78,13 @@ pub struct Target {
 
 /// Runs one subcommand; prints the outcome.
 pub fn run(cmd: AdminCommand) -> ExitCode {
+    let cmd = match cmd {
+        AdminCommand::Top { view, target } => {
+            let addr = target.addr.clone();
+            return top::run(&view, &addr, stats_source(target));
+        }
+        other => other,
+    };
     match execute(cmd) {
         Ok(text) => {
             println!("{text}");
@@ -122,6 +140,23 @@ fn execute(cmd: AdminCommand) -> Result<String, String> {
             Client::open(&t)?.call(&["RESPITE", "RELOAD"])?.ok()?;
             Ok("configuration reloaded".to_owned())
         }
+        AdminCommand::Top { .. } => unreachable!("run handles top"),
+    }
+}
+
+/// `RESPITE STATS` at each call, on one connection, opened again after a failure.
+fn stats_source(target: Target) -> impl FnMut() -> top::Fields {
+    let mut client: Option<Client> = None;
+    move || {
+        let c = match &mut client {
+            Some(c) => c,
+            None => client.insert(Client::open(&target)?),
+        };
+        let fields = c.call(&["RESPITE", "STATS"]).and_then(|r| r.pairs());
+        if fields.is_err() {
+            client = None;
+        }
+        fields
     }
 }
 

@@ -669,4 +669,19 @@ mod tests {
             assert_eq!(c.kind == Kind::Unknown, c.spec.is_none());
         }
     }
+
+    #[test]
+    fn first_key_is_the_first_of_all_keys() {
+        for spec in super::table::COMMANDS {
+            for argc in 0..7 {
+                let args: Vec<Bytes> = (0..argc).map(|i| Bytes::from(format!("a{i}"))).collect();
+                assert_eq!(
+                    spec.keys.first(&args),
+                    spec.keys.positions(&args).first().copied(),
+                    "{} with {argc} args",
+                    spec.name
+                );
+            }
+        }
+    }
 }

@@ -33,7 +33,8 @@ enum Command {
         #[arg(required = true)]
         keys: Vec<String>,
     },
-    /// Commands sent to a running proxy (`--addr`): stats, delpattern, warm, flush, reload.
+    /// Commands sent to a running proxy (`--addr`): stats, delpattern, warm, flush, reload,
+    /// top.
     #[command(flatten)]
     Admin(respite::cli::AdminCommand),
 }

@@ -19,14 +19,17 @@
 //! scrape renders it ([`SNAPSHOT`]).
 
 mod histogram;
+mod latency;
 mod stats;
+mod striped;
 
 use std::sync::Arc;
 
 pub use histogram::{BOUNDS, LatencyHistogram, LocalHistogram};
+pub use latency::{CLIENT_BOUNDS_US, ClientLatency};
 pub use stats::{
-    ClientGuard, Clients, InvalidationSource, Invalidations, NamespaceStats, Namespaces, Outcome,
-    Reloads, Requests, UPSTREAM_ERROR_REASONS, UpstreamStats,
+    CacheResult, ClientGuard, Clients, InvalidationSource, Invalidations, NO_NAMESPACE,
+    NamespaceStats, Namespaces, Outcome, Reloads, Requests, UPSTREAM_ERROR_REASONS, UpstreamStats,
 };
 
 /// The Prometheus type of a metric.
@@ -200,6 +203,18 @@ pub const UPSTREAM_RECONNECTS: Def = def(
     &[],
     "Upstream connections re-established after a failure.",
 );
+pub const CACHE_REQUESTS: Def = def(
+    "respite_cache_requests_total",
+    Counter,
+    &["namespace", "result"],
+    "Cacheable reads (GET-like reads of a key in a namespace; MGET counts each key) by where the value was found, whole stack: result=l1_hit (from L1), l2_hit (from Redis), miss (nil or empty, from either). Errors are not counted.",
+);
+pub const REQUEST_DURATION: Def = def(
+    "respite_request_duration_seconds",
+    Histogram,
+    &["namespace", "kind"],
+    "Client commands from their arrival (the read that brought them) to their reply being queued for the client, by namespace of their first key (\"(none)\" without one) and kind.",
+);
 pub const COMPRESS_IN: Def = def(
     "respite_compression_bytes_in_total",
     Counter,
@@ -335,6 +350,8 @@ pub const ALL: &[Def] = &[
     UPSTREAM_LATENCY,
     UPSTREAM_ERRORS,
     UPSTREAM_RECONNECTS,
+    CACHE_REQUESTS,
+    REQUEST_DURATION,
     COMPRESS_IN,
     COMPRESS_OUT,
     COMPRESS_DECODE_ERRORS,
@@ -440,6 +457,7 @@ mod tests {
             "version",
             "db",
             "policy",
+            "result",
         ];
         for d in ALL {
             assert!(d.name.starts_with("respite_"), "{}", d.name);

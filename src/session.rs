@@ -50,9 +50,12 @@ mod pending;
 mod send;
 mod who;
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -68,7 +71,7 @@ pub use clients::{Clients, Peer};
 pub use control::{AdminAnswer, AdminCaller, AdminCommands};
 use effect::{Effect, Unacked};
 use link::Link;
-use pending::{Finish, Pending, Slot};
+use pending::{CacheCount, Finish, Pending, Slot};
 
 use crate::{
     command::Kind,
@@ -76,7 +79,7 @@ use crate::{
     config::ServerConfig,
     error::{Error, Reply},
     l1::L1,
-    metrics::{Metrics, NamespaceStats, Outcome},
+    metrics::{CacheResult, Metrics, NamespaceStats, Outcome},
     policy::Rules,
     protocol::request::{Limits, Request, RequestParser},
     upstream::{Event, Pool, PoolKey, Upstream},
@@ -165,6 +168,14 @@ pub struct Session {
     window: usize,
     /// Fires when another client kills this one (CLIENT KILL).
     killed: oneshot::Receiver<()>,
+    /// When the input being dispatched arrived, and when this turn of the loop began
+    /// (the clock is read once a turn).
+    arrived: Instant,
+    turn: Instant,
+    /// The namespace of the command being dispatched (0: none), and how its reply
+    /// counts as cacheable reads.
+    ns: u32,
+    cache: CacheCount,
     /// What `CLIENT LIST` shows of this client, beyond its key and name.
     shown: Shown,
 }
@@ -241,6 +252,10 @@ impl Session {
             joined: Vec::new(),
             window: FIRST_WINDOW,
             killed,
+            arrived: Instant::now(),
+            turn: Instant::now(),
+            ns: 0,
+            cache: CacheCount::None,
             shown: Shown::default(),
             ctx,
         }
@@ -253,6 +268,7 @@ impl Session {
     ) -> std::io::Result<()> {
         let hard_limit = self.ctx.limits.output_buffer_limit.as_u64() as usize;
         loop {
+            self.turn = Instant::now();
             let hungry = self.settle().await;
             self.publish();
             if self.queued() > hard_limit {
@@ -295,7 +311,10 @@ impl Session {
                 read = read_some(&mut rd, &mut self.inbuf, ahead), if reading => {
                     match read? {
                         0 => self.on_disconnect(),
-                        n => self.shown.net_in += n as u64,
+                        n => {
+                            self.shown.net_in += n as u64;
+                            self.arrived = Instant::now();
+                        }
                     }
                 }
                 _ = &mut self.killed, if self.phase != Phase::Gone => self.on_disconnect(),
@@ -546,10 +565,37 @@ impl Session {
         }
     }
 
-    /// Counts the command being dispatched, answered with `outcome`.
+    /// Counts the command being dispatched, answered with `outcome` (now: its latency).
     #[inline]
     fn count(&self, outcome: Outcome) {
         self.ctx.metrics.request(self.kind, outcome);
+        self.record_latency(self.kind, self.ns, self.arrived);
+    }
+
+    fn record_latency(&self, kind: Kind, ns: u32, arrived: Instant) {
+        let took = self.turn.saturating_duration_since(arrived);
+        let namespaces = &self.ctx.metrics.namespaces;
+        namespaces.with_or_none(ns, |s| s.latency.record(kind, took));
+    }
+
+    /// Counts a reply as cacheable reads of their namespaces.
+    fn count_cache(&self, plan: &CacheCount, frame: &Bytes) {
+        let namespaces = &self.ctx.metrics.namespaces;
+        let one = |ns: u32, frame: &[u8], from_l1: bool| {
+            if let Some(result) = CacheResult::of(frame, from_l1) {
+                namespaces.with(ns, |s| s.count_cache(result));
+            }
+        };
+        match plan {
+            CacheCount::None => {}
+            CacheCount::One(ns) => one(*ns, frame, false),
+            CacheCount::Mget(keys) => {
+                let elements = crate::protocol::reply::array_elements(frame).unwrap_or_default();
+                for (&(ns, from_l1), e) in keys.iter().zip(&elements) {
+                    one(ns, e, from_l1);
+                }
+            }
+        }
     }
 
     /// Counts an L1 lookup of namespace `ns`.
@@ -586,6 +632,9 @@ impl Session {
             unacked,
             unbounded,
             names_clients: self.shown.names_clients(),
+            arrived: self.arrived,
+            ns: self.ns,
+            cache: std::mem::take(&mut self.cache),
         };
         self.pending.push(slot, Some(finish));
     }
@@ -614,6 +663,7 @@ impl Session {
             self.unacked.remove(&finish.effect);
         }
         let metrics = &self.ctx.metrics;
+        self.record_latency(finish.kind, finish.ns, finish.arrived);
         let frame = match reply {
             Ok(frame) => {
                 metrics.request(finish.kind, Outcome::of_redis_reply(&frame));
@@ -621,6 +671,7 @@ impl Session {
                 if finish.names_clients {
                     frame = self.ctx.clients.respite_ids_in(frame);
                 }
+                self.count_cache(&finish.cache, &frame);
                 self.apply(finish.effect, &frame);
                 frame
             }

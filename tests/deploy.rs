@@ -133,6 +133,10 @@ fn alert_rules_cover_the_issue_and_use_exported_metrics() {
             .unwrap_or_else(|| panic!("no alert {name}"))
     };
     assert!(expr_of("RespiteL1HitRatioLow").contains("< 0.8"));
+    let hit = expr_of("RespiteCacheHitRatioLow");
+    assert!(hit.contains("respite_cache_requests_total") && hit.contains("< 0.8"));
+    let p95 = expr_of("RespiteLatencyHigh");
+    assert!(p95.contains("histogram_quantile(0.95") && p95.contains("> 0.1"));
     assert!(expr_of("RespiteL1MemoryHigh").contains("respite_l1_max_bytes"));
     assert!(expr_of("RespiteUpstreamDown").contains("respite_upstream_up"));
     assert!(expr_of("RespiteConfigReloadFailed").contains("respite_config"));
@@ -212,6 +216,17 @@ fn dashboard_parses_and_shows_what_the_issue_asks() {
         &["respite_l1_hits_total", "respite_l1_misses_total"],
     );
     shows("by outcome", &["respite_requests_total", "by (outcome)"]);
+    shows(
+        "cache hit ratio by namespace",
+        &["respite_cache_requests_total", "l1_hit|l2_hit"],
+    );
+    for q in ["0.95", "0.99"] {
+        let quantile = format!("histogram_quantile({q}");
+        shows(
+            "latency p9",
+            &[&quantile, "respite_request_duration_seconds_bucket"],
+        );
+    }
     shows(
         "latency",
         &[

@@ -80,6 +80,20 @@ fn parse_line(line: &str) -> Line {
         .collect()
 }
 
+/// `CLIENT INFO` of `c`, and one field of it.
+fn info_of(c: &mut Client) -> Line {
+    parse_line(text_of(&c.cmd("CLIENT INFO")).trim_end())
+}
+
+fn field(line: &Line, name: &str) -> Option<String> {
+    line.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+}
+
+/// The replies to `cmds`, shown.
+fn replies_to<const N: usize>(c: &mut Client, cmds: [&str; N]) -> [String; N] {
+    cmds.map(|cmd| show(&c.cmd(cmd)))
+}
+
 fn lines(c: &mut Client, cmd: &str) -> Vec<HashMap<String, String>> {
     let reply = c.cmd(cmd);
     assert!(!reply.starts_with(b"-"), "{cmd}: {}", show(&reply));
@@ -118,8 +132,8 @@ fn client_info_has_the_servers_fields_in_its_order() {
         let mut c = side.client();
         c.assert_cmd("CLIENT SETNAME app1", b"+OK\r\n");
         let id = id_of(&mut c);
-        let line = parse_line(text_of(&c.cmd("CLIENT INFO")).trim_end());
-        let get = |k: &str| line.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let line = info_of(&mut c);
+        let get = |k: &str| field(&line, k);
         let who = side.name();
         assert_eq!(get("id"), Some(id.to_string()), "{who}: id");
         assert_eq!(get("addr"), Some(local_addr(&c)), "{who}: addr");
@@ -374,8 +388,8 @@ fn client_setinfo_is_shown_when_the_server_knows_it() {
         let mut c = side.client();
         let set = c.cmd("CLIENT SETINFO lib-name mylib");
         let ver = c.cmd("CLIENT SETINFO LIB-VER 1.2");
-        let line = parse_line(text_of(&c.cmd("CLIENT INFO")).trim_end());
-        let get = |k: &str| line.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let line = info_of(&mut c);
+        let get = |k: &str| field(&line, k);
         infos.push((set, ver, get("lib-name"), get("lib-ver")));
     }
     assert_eq!(infos[0], infos[1], "redis vs respite");
@@ -391,15 +405,13 @@ fn a_subscribed_resp2_client_gets_the_servers_context_errors() {
         let mut c = side.client();
         c.send(&["SUBSCRIBE", "ch"]);
         c.read_reply();
-        replies.push(
-            [
-                "CLIENT ID",
-                "CLIENT SETNAME x",
-                "CLIENT LIST",
-                "CLIENT KILL TYPE normal",
-            ]
-            .map(|cmd| show(&c.cmd(cmd))),
-        );
+        let cmds = [
+            "CLIENT ID",
+            "CLIENT SETNAME x",
+            "CLIENT LIST",
+            "CLIENT KILL TYPE normal",
+        ];
+        replies.push(replies_to(&mut c, cmds));
     }
     assert_eq!(replies[0], replies[1], "redis vs respite");
 }
@@ -443,10 +455,10 @@ fn getredir_trackinginfo_and_client_list_name_the_redirect_target_by_its_id() {
         tracked.assert_cmd(&format!("CLIENT TRACKING ON REDIRECT {id}"), b"+OK\r\n");
         tracked.assert_cmd("CLIENT GETREDIR", format!(":{id}\r\n").as_bytes());
         let info = show(&tracked.cmd("CLIENT TRACKINGINFO"));
-        let field = show(format!("$8\r\nredirect\r\n:{id}\r\n").as_bytes());
-        assert!(info.contains(field.trim_matches('"')), "{who}: {info}");
-        let line = parse_line(text_of(&tracked.cmd("CLIENT INFO")).trim_end());
-        let get = |k: &str| line.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let redirect = show(format!("$8\r\nredirect\r\n:{id}\r\n").as_bytes());
+        assert!(info.contains(redirect.trim_matches('"')), "{who}: {info}");
+        let line = info_of(&mut tracked);
+        let get = |k: &str| field(&line, k);
         assert_eq!(get("flags").as_deref(), Some("t"), "{who}");
         assert_eq!(get("redir"), Some(id.to_string()), "{who}");
         tracked.assert_cmd("CLIENT TRACKING OFF", b"+OK\r\n");
@@ -475,8 +487,28 @@ fn pipelined_commands_are_seen_in_order() {
         c.assert_reply(b"+OK\r\n");
         c.assert_reply(b"$1\r\nv\r\n");
         let line = parse_line(text_of(&c.read_reply()).trim_end());
-        let get = |k: &str| line.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let get = |k: &str| field(&line, k);
         assert_eq!(get("name").as_deref(), Some("piped"), "{who}");
         assert_eq!(get("cmd").as_deref(), Some("client|info"), "{who}");
     }
+}
+
+#[test]
+fn a_user_without_client_permissions_gets_the_servers_refusal() {
+    let mut replies = Vec::new();
+    for side in Side::both() {
+        side.redis()
+            .assert_cmd("ACL SETUSER noclient on >pw ~* +@all -client", b"+OK\r\n");
+        let mut c = side.client();
+        c.assert_cmd("AUTH noclient pw", b"+OK\r\n");
+        let cmds = [
+            "CLIENT LIST",
+            "CLIENT INFO",
+            "CLIENT KILL TYPE normal",
+            "CLIENT KILL 1.2.3.4:5",
+        ];
+        replies.push(replies_to(&mut c, cmds));
+    }
+    assert_eq!(replies[0], replies[1], "redis vs respite");
+    assert!(replies[1][0].contains("NOPERM"), "{:?}", replies[1]);
 }

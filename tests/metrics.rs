@@ -861,3 +861,102 @@ fn readyz_says_warming_until_warm_on_start_is_done() {
     assert_eq!(support::l1::stat(&mut c, "warming"), "0");
     assert!(support::l1::stat_int(&mut c, "ns:c:l1_entries") >= 2000);
 }
+
+const TWO_NAMESPACES: &str = r#"
+[metrics]
+listen = "127.0.0.1:0"
+
+[l1]
+max_memory = "64MiB"
+coherence = "tracking"
+
+[[namespace]]
+name = "a"
+match = "a:*"
+l1 = true
+l1_ttl = "1h"
+
+[[namespace]]
+name = "b"
+match = "b:*"
+"#;
+
+#[test]
+fn cache_requests_and_latency_per_namespace_count_every_level() {
+    let stack = Stack::start_with(TWO_NAMESPACES);
+    let m = stack.proxy.metrics_addr();
+    wait_ready(m, 200);
+    let mut d = stack.direct();
+    d.assert_cmd("SET a:1 x", b"+OK\r\n");
+    d.assert_cmd("SET b:1 y", b"+OK\r\n");
+    let mut c = stack.client();
+    c.assert_cmd("GET a:1", b"$1\r\nx\r\n"); // a: from Redis
+    c.assert_cmd("GET a:1", b"$1\r\nx\r\n"); // a: from L1
+    c.assert_cmd("GET a:none", b"$-1\r\n"); // a: nowhere
+    c.assert_cmd("GET a:none", b"$-1\r\n"); // a: nowhere (L1 keeps the nil)
+    c.assert_cmd("GET b:1", b"$1\r\ny\r\n"); // b (no L1): from Redis
+    c.assert_cmd("GET b:none", b"$-1\r\n"); // b: nowhere
+    // Per key: a:1 from L1, b:1 from Redis, two misses, c:1 in no namespace.
+    let mget = c.cmd("MGET a:1 b:1 a:none b:none c:1");
+    assert_eq!(mget, b"*5\r\n$1\r\nx\r\n$1\r\ny\r\n$-1\r\n$-1\r\n$-1\r\n");
+    c.assert_cmd("SET a:2 v", b"+OK\r\n"); // a write: latency only
+    c.assert_cmd("HSET b:h f v", b":1\r\n");
+    c.assert_cmd("PING", b"+PONG\r\n"); // no key: "(none)"
+
+    let s = Scrape::of(m);
+    let cache = |ns: &str, result: &str| {
+        s.get(
+            "respite_cache_requests_total",
+            &[("namespace", ns), ("result", result)],
+        )
+    };
+    assert_eq!(
+        [
+            cache("a", "l1_hit"),
+            cache("a", "l2_hit"),
+            cache("a", "miss")
+        ],
+        [2.0, 1.0, 3.0],
+        "namespace a"
+    );
+    assert_eq!(
+        [
+            cache("b", "l1_hit"),
+            cache("b", "l2_hit"),
+            cache("b", "miss")
+        ],
+        [0.0, 2.0, 2.0],
+        "namespace b"
+    );
+    let count = |ns: &str, kind: &str| {
+        s.get(
+            "respite_request_duration_seconds_count",
+            &[("namespace", ns), ("kind", kind)],
+        )
+    };
+    assert_eq!(
+        count("a", "read"),
+        5.0,
+        "GET ×4 and the MGET (first key a:1)"
+    );
+    assert_eq!(count("a", "write"), 1.0);
+    assert_eq!(count("b", "read"), 2.0);
+    assert_eq!(count("b", "write"), 1.0);
+    assert!(count("(none)", "connection") >= 1.0, "PING");
+    let inf = [("namespace", "a"), ("kind", "read"), ("le", "+Inf")];
+    assert_eq!(s.get("respite_request_duration_seconds_bucket", &inf), 5.0);
+    let le_1s = [("namespace", "a"), ("kind", "read"), ("le", "1")];
+    assert_eq!(
+        s.get("respite_request_duration_seconds_bucket", &le_1s),
+        5.0
+    );
+
+    // The same figures in RESPITE STATS, for `respite top`.
+    let mut stats = |f: &str| stat_int(&mut c, f);
+    assert_eq!(stats("ns:a:cache_l1_hit"), 2);
+    assert_eq!(stats("ns:a:cache_l2_hit"), 1);
+    assert_eq!(stats("ns:a:cache_miss"), 3);
+    assert_eq!(stats("ns:b:cache_l2_hit"), 2);
+    assert_eq!(stats("ns:a:requests"), 6);
+    assert!(stats("ns:b:p95_us") >= 50, "p95 is a bucket bound");
+}

@@ -178,6 +178,23 @@ impl Keys {
             Keys::Custom(keys) => keys(args),
         }
     }
+
+    /// The index of the first key, without allocating for the common layout.
+    pub fn first(&self, args: &[Bytes]) -> Option<usize> {
+        match *self {
+            Keys::None => None,
+            Keys::Range { first, last, .. } => {
+                let argc = args.len();
+                let last = if last < 0 {
+                    argc.checked_sub(last.unsigned_abs())?
+                } else {
+                    last.unsigned_abs().min(argc.saturating_sub(1))
+                };
+                (first != 0 && first < argc && last >= first).then_some(first)
+            }
+            _ => self.positions(args).first().copied(),
+        }
+    }
 }
 
 /// Which of a command's keys it may modify.

@@ -2,11 +2,11 @@
 //! relaxed `fetch_add` on a field reached without a lookup.
 
 use std::sync::{
-    Arc, RwLock,
-    atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed},
+    Arc,
+    atomic::{AtomicI64, AtomicU64, Ordering::Relaxed},
 };
 
-use super::histogram::LatencyHistogram;
+use super::{histogram::LatencyHistogram, latency::ClientLatency, striped::Striped};
 use crate::{command::Kind, error::Error};
 
 /// How a client command was answered.
@@ -64,54 +64,6 @@ impl Outcome {
         } else {
             Outcome::Local
         }
-    }
-}
-
-/// Stripes of a [`Striped`] counter set: more than the worker threads of a typical
-/// deployment, so threads rarely share one.
-const STRIPES: usize = 8;
-
-/// `N` counters bumped on every request by every worker thread. Each thread adds to
-/// its own stripe (cache line), so threads do not take a shared line from each
-/// other on every request; readers sum the stripes.
-pub struct Striped<const N: usize> {
-    stripes: [Stripe<N>; STRIPES],
-}
-
-#[repr(align(128))] // a cache line pair: adjacent-line prefetch shares pairs
-struct Stripe<const N: usize>([AtomicU64; N]);
-
-impl<const N: usize> Default for Striped<N> {
-    fn default() -> Self {
-        Self {
-            stripes: std::array::from_fn(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))),
-        }
-    }
-}
-
-thread_local! {
-    /// This thread's stripe, handed out round-robin as threads first count.
-    static STRIPE: usize = {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        NEXT.fetch_add(1, Relaxed) % STRIPES
-    };
-}
-
-impl<const N: usize> std::fmt::Debug for Striped<N> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries((0..N).map(|i| self.get(i))).finish()
-    }
-}
-
-impl<const N: usize> Striped<N> {
-    #[inline]
-    pub fn add(&self, i: usize, n: u64) {
-        let stripe = STRIPE.with(|s| *s);
-        self.stripes[stripe].0[i].fetch_add(n, Relaxed);
-    }
-
-    pub fn get(&self, i: usize) -> u64 {
-        self.stripes.iter().map(|s| s.0[i].load(Relaxed)).sum()
     }
 }
 
@@ -276,6 +228,46 @@ pub struct NamespaceStats {
     /// Value bytes given to the compressor, and the bytes it produced.
     pub compress_in: AtomicU64,
     pub compress_out: AtomicU64,
+    /// Cacheable reads by where the value was found (see [`CacheResult`]).
+    cache: Striped<3>,
+    /// Client-side latency of the namespace's commands, by kind.
+    pub latency: ClientLatency,
+}
+
+/// Where a cacheable read found its value, whole stack: L1, Redis (L2), or nowhere
+/// (nil or empty, from either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    L1Hit,
+    L2Hit,
+    Miss,
+}
+
+impl CacheResult {
+    pub const ALL: [CacheResult; 3] = [CacheResult::L1Hit, CacheResult::L2Hit, CacheResult::Miss];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::L1Hit => "l1_hit",
+            CacheResult::L2Hit => "l2_hit",
+            CacheResult::Miss => "miss",
+        }
+    }
+
+    /// The result of a read answered with `frame` (from L1 if `from_l1`); None for an
+    /// error, which is not a lookup.
+    pub fn of(frame: &[u8], from_l1: bool) -> Option<CacheResult> {
+        let found = match frame {
+            [b'-' | b'!', ..] => return None,
+            b"$-1\r\n" | b"*-1\r\n" | b"_\r\n" | b"*0\r\n" | b"%0\r\n" | b"~0\r\n" => false,
+            _ => true,
+        };
+        Some(match (found, from_l1) {
+            (false, _) => CacheResult::Miss,
+            (true, true) => CacheResult::L1Hit,
+            (true, false) => CacheResult::L2Hit,
+        })
+    }
 }
 
 const HITS: usize = 0;
@@ -310,6 +302,15 @@ impl NamespaceStats {
         self.l1.get(STALE)
     }
 
+    #[inline]
+    pub fn count_cache(&self, result: CacheResult) {
+        self.cache.add(result as usize, 1);
+    }
+
+    pub fn cache(&self, result: CacheResult) -> u64 {
+        self.cache.get(result as usize)
+    }
+
     /// Counts an L1 entry of `weight` bytes in (`sign` 1) or out (-1).
     pub fn account(&self, weight: usize, sign: i64) {
         self.entries.fetch_add(sign, Relaxed);
@@ -317,10 +318,29 @@ impl NamespaceStats {
     }
 }
 
-/// Every namespace seen by this instance, by name; ids are positions from 1.
-#[derive(Default)]
+/// The pseudo-namespace of commands whose key no rule matches (or without a key).
+pub const NO_NAMESPACE: &str = "(none)";
+
+/// Every namespace seen by this instance, by name; ids are positions from 1. Read
+/// without a lock on the request path (registration, on a reload, swaps the list).
 pub struct Namespaces {
-    list: RwLock<Vec<Arc<NamespaceStats>>>,
+    list: arc_swap::ArcSwap<Vec<Arc<NamespaceStats>>>,
+    register: std::sync::Mutex<()>,
+    /// Commands in no namespace (id 0): their latency.
+    none: NamespaceStats,
+}
+
+impl Default for Namespaces {
+    fn default() -> Self {
+        Self {
+            list: Default::default(),
+            register: Default::default(),
+            none: NamespaceStats {
+                name: Arc::from(NO_NAMESPACE),
+                ..NamespaceStats::default()
+            },
+        }
+    }
 }
 
 impl Namespaces {
@@ -329,22 +349,23 @@ impl Namespaces {
         if let Some(s) = self.find(name) {
             return s;
         }
-        let mut list = self.list.write().expect("namespaces");
-        if let Some(s) = list.iter().find(|s| *s.name == **name) {
-            return s.clone();
+        let _one_at_a_time = self.register.lock().expect("namespaces");
+        if let Some(s) = self.find(name) {
+            return s;
         }
+        let mut list = Vec::clone(&self.list.load());
         let stats = Arc::new(NamespaceStats {
             id: u32::try_from(list.len() + 1).expect("fewer than 2^32 namespaces"),
             name: name.clone(),
             ..NamespaceStats::default()
         });
         list.push(stats.clone());
+        self.list.store(Arc::new(list));
         stats
     }
 
     fn find(&self, name: &str) -> Option<Arc<NamespaceStats>> {
-        let list = self.list.read().expect("namespaces");
-        list.iter().find(|s| &*s.name == name).cloned()
+        self.list.load().iter().find(|s| &*s.name == name).cloned()
     }
 
     /// Runs `f` on the stats of namespace `id` (nothing for 0 or an unknown id).
@@ -352,20 +373,37 @@ impl Namespaces {
         if id == 0 {
             return;
         }
-        if let Some(s) = self.list.read().expect("namespaces").get(id as usize - 1) {
+        if let Some(s) = self.list.load().get(id as usize - 1) {
             f(s);
         }
     }
 
+    /// Runs `f` on the stats of namespace `id`, or of [`NO_NAMESPACE`] for 0.
+    #[inline]
+    pub fn with_or_none(&self, id: u32, f: impl FnOnce(&NamespaceStats)) {
+        match id.checked_sub(1) {
+            Some(i) => {
+                if let Some(s) = self.list.load().get(i as usize) {
+                    f(s);
+                }
+            }
+            None => f(&self.none),
+        }
+    }
+
+    /// The stats of commands in no namespace.
+    pub fn none(&self) -> &NamespaceStats {
+        &self.none
+    }
+
     /// Every namespace registered so far, in registration order.
     pub fn all(&self) -> Vec<Arc<NamespaceStats>> {
-        self.list.read().expect("namespaces").clone()
+        Vec::clone(&self.list.load())
     }
 
     /// The sum of one counter over every namespace.
     pub fn sum(&self, field: impl Fn(&NamespaceStats) -> u64) -> u64 {
-        let list = self.list.read().expect("namespaces");
-        list.iter().map(|s| field(s)).sum()
+        self.list.load().iter().map(|s| field(s)).sum()
     }
 }
 

@@ -7,11 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::status::Status;
 use crate::metrics::{
-    BUILD_INFO, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT,
-    CLIENTS_REJECTED, COMPRESS_DECODE_ERRORS, COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK,
-    CONFIG_RELOADS, Def, INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES,
-    L1_EVICTIONS, L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome,
-    REQUESTS, TRACKING_UP, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
+    BUILD_INFO, CACHE_REQUESTS, CLIENT_BOUNDS_US, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS,
+    CLIENTS_MAX, CLIENTS_OVER_LIMIT, CLIENTS_REJECTED, COMPRESS_DECODE_ERRORS, COMPRESS_IN,
+    COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, CacheResult, Def, INVALIDATIONS,
+    InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS, L1_FILLS_DROPPED,
+    L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUEST_DURATION, REQUESTS,
+    TRACKING_UP, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
 };
 use crate::{command::Kind, metrics::LatencyHistogram};
 
@@ -58,8 +59,43 @@ fn render(shared: &Status) -> String {
 
     let mut out = x.handle.render();
     render_histogram(&upstream.latency, &UPSTREAM_LATENCY, &mut out);
+    render_request_durations(shared, &mut out);
     super::snapshot::render(shared, &mut out);
     out
+}
+
+/// `respite_request_duration_seconds`: one histogram per namespace and kind that has
+/// seen a request.
+fn render_request_durations(shared: &Status, out: &mut String) {
+    use metrics_exporter_prometheus::formatting::{write_help_line, write_type_line};
+    let def = &REQUEST_DURATION;
+    write_help_line(out, def.name, None, None, def.help);
+    write_type_line(out, def.name, None, None, "histogram");
+    let namespaces = &shared.parts.metrics.namespaces;
+    let all = namespaces.all();
+    let every = all.iter().map(|ns| &**ns).chain([namespaces.none()]);
+    for ns in every {
+        for kind in Kind::ALL {
+            let (buckets, sum) = ns.latency.cumulative(kind);
+            let count = buckets.last().copied().unwrap_or(0);
+            if count == 0 {
+                continue;
+            }
+            let labels = format!("namespace=\"{}\",kind=\"{}\"", ns.name, kind.as_str());
+            for (i, n) in buckets.iter().enumerate() {
+                let le = CLIENT_BOUNDS_US
+                    .get(i)
+                    .map_or("+Inf".to_owned(), |us| (*us as f64 / 1e6).to_string());
+                out.push_str(&format!(
+                    "{}_bucket{{{labels},le=\"{le}\"}} {n}\n",
+                    def.name
+                ));
+            }
+            out.push_str(&format!("{}_sum{{{labels}}} {sum}\n", def.name));
+            out.push_str(&format!("{}_count{{{labels}}} {count}\n", def.name));
+        }
+    }
+    out.push('\n');
 }
 
 /// Appends a histogram in the Prometheus text format. The count is the `+Inf`
@@ -114,6 +150,10 @@ fn render_namespaces(shared: &Status) {
         let entries = ns.entries.load(Relaxed).max(0);
         x.gauge(&L1_ENTRIES, &labels, entries as f64);
         x.gauge(&L1_BYTES, &labels, ns.bytes.load(Relaxed).max(0) as f64);
+        for result in CacheResult::ALL {
+            let labels = [("namespace", name), ("result", result.as_str())];
+            x.counter(&CACHE_REQUESTS, &labels, ns.cache(result));
+        }
         x.counter(&COMPRESS_IN, &labels, ns.compress_in.load(Relaxed));
         x.counter(&COMPRESS_OUT, &labels, ns.compress_out.load(Relaxed));
     }

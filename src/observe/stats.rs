@@ -3,7 +3,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::status::Status;
-use crate::{invalidation::LinkState, metrics::NamespaceStats};
+use crate::{
+    invalidation::LinkState,
+    metrics::{CacheResult, NamespaceStats},
+};
 
 impl Status {
     /// Upstream, coherence, clients, operations, L1 (overall and per cached namespace),
@@ -45,9 +48,29 @@ impl Status {
             field("metrics_listen", addr.to_string());
         }
         self.l1_fields(&mut fields);
+        self.namespace_fields(&mut fields);
         self.compression_fields(&mut fields);
         self.redis_fields(&mut fields);
         fields
+    }
+
+    /// Per namespace, whole stack: requests (latency-counted), cacheable reads by
+    /// where they were found, p95 latency in microseconds.
+    fn namespace_fields(&self, fields: &mut Vec<(String, String)>) {
+        let mut field = |k: String, v: String| fields.push((k, v));
+        for rule in self.parts.policy.load().rules() {
+            let (ns, name) = (&rule.stats, &rule.name);
+            field(
+                format!("ns:{name}:requests"),
+                ns.latency.count().to_string(),
+            );
+            for result in CacheResult::ALL {
+                let n = ns.cache(result).to_string();
+                field(format!("ns:{name}:cache_{}", result.as_str()), n);
+            }
+            let p95 = ns.latency.quantile(0.95).map_or(0, |d| d.as_micros());
+            field(format!("ns:{name}:p95_us"), p95.to_string());
+        }
     }
 
     /// Redis's own state, as last polled (`upstream_*`) and sampled

@@ -4,13 +4,13 @@
 
 use bytes::Bytes;
 
-use super::{Session, effect::Effect};
+use super::{Session, effect::Effect, pending::CacheCount};
 use crate::{
     command::{Classified, learned},
     compress::{Opener, Restore},
     error::Reply,
     l1::{self, EntryKey, Keep, L1, Load, MgetKey, MgetServed, Served, cacheable},
-    metrics::{InvalidationSource, NamespaceStats, Outcome},
+    metrics::{CacheResult, InvalidationSource, NamespaceStats, Outcome},
     policy::{Compress, Policy},
     protocol::{
         reply::is_error,
@@ -93,18 +93,22 @@ impl Session {
             Served::Hit(reply) => {
                 self.count_lookup(ns, true);
                 self.count(Outcome::L1Hit);
+                CacheResult::of(&reply, true).inspect(|&r| ns.count_cache(r));
                 self.reply_slice(&reply);
             }
             Served::Stale(reply) => {
                 self.count(Outcome::L1Stale);
+                CacheResult::of(&reply, true).inspect(|&r| ns.count_cache(r));
                 self.reply_slice(&reply);
             }
             Served::Pending(rx) => {
                 self.count_lookup(ns, false);
+                self.cache = CacheCount::One(ns.id);
                 self.await_later(rx, false);
             }
             Served::Joined(rx) => {
                 self.count_lookup(ns, false);
+                self.cache = CacheCount::One(ns.id);
                 if self.joined.len() < super::JOINED_KEPT {
                     self.joined.push(key.clone());
                 }
@@ -138,6 +142,10 @@ impl Session {
             })
             .collect();
         let conn = self.pool.conn(self.id);
+        let mut counted: Vec<(u32, bool)> = rules
+            .iter()
+            .map(|r| (r.map_or(0, |r| r.stats.id), false))
+            .collect();
         let served = self.ctx.l1.mget_through(
             keys,
             plan,
@@ -150,18 +158,41 @@ impl Session {
                         rule.stats.count_miss();
                     }
                 }
+                counted[i].1 = hit;
             },
             |cmd, frames, finish| conn.request_with(cmd, frames, ReplyTo::Hook(finish)),
         );
+        self.cache = CacheCount::Mget(counted);
         match served {
             MgetServed::Uncached => return false,
             MgetServed::Hit(reply) => {
                 self.count(Outcome::L1Hit);
+                let plan = std::mem::take(&mut self.cache);
+                self.count_cache(&plan, &reply);
                 self.push_reply(reply);
             }
             MgetServed::Pending(rx) => self.await_later(rx, false),
         }
         true
+    }
+
+    /// How a read sent as is to Redis counts as cacheable reads: one key of a
+    /// namespace, or MGET per key.
+    pub(super) fn plan_cache_count(&mut self, req: &Request, policy: &Policy) {
+        if policy.rules().is_empty() {
+            return;
+        }
+        self.cache = if req.name().eq_ignore_ascii_case(b"MGET") {
+            let keys = req.args[1..].iter();
+            CacheCount::Mget(
+                keys.map(|k| (policy.lookup(k).map_or(0, |r| r.stats.id), false))
+                    .collect(),
+            )
+        } else if self.ns != 0 && cacheable(&req.args, self.key.resp3).is_some() {
+            CacheCount::One(self.ns)
+        } else {
+            CacheCount::None
+        };
     }
 
     /// Whose cached replies this client may read: the proxy's own connections' (no

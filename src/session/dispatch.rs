@@ -30,6 +30,8 @@ impl Session {
         let class = command::classify(&req.args);
         self.kind = class.kind;
         self.note_command(&req, &class);
+        self.ns = self.namespace_of(&req, &class);
+        self.cache = super::pending::CacheCount::None;
         self.release_own(); // a link no longer needed goes before the next command
         if self.local(&req, &class) {
             return Flow::Continue;
@@ -66,6 +68,19 @@ impl Session {
             _ => self.on_pool(req, class).await,
         }
         Flow::Continue
+    }
+
+    /// The namespace of `req`'s first key (0: none, or no namespace configured).
+    fn namespace_of(&self, req: &Request, class: &Classified) -> u32 {
+        let policy = self.ctx.policy.load();
+        if policy.rules().is_empty() {
+            return 0;
+        }
+        class
+            .effective()
+            .and_then(|spec| spec.keys.first(&req.args))
+            .and_then(|i| policy.lookup(&req.args[i]))
+            .map_or(0, |rule| rule.stats.id)
     }
 
     /// True if `req` writes a key this client is reading through another's fill.

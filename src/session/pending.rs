@@ -35,6 +35,22 @@ pub struct Finish {
     /// It names upstream client ids (CLIENT GETREDIR, TRACKINGINFO): the client gets
     /// respite's own.
     pub names_clients: bool,
+    /// When the command arrived, and its namespace (0: none): its latency.
+    pub arrived: std::time::Instant,
+    pub ns: u32,
+    /// How its reply counts as cacheable reads.
+    pub cache: CacheCount,
+}
+
+/// How a reply counts in `respite_cache_requests_total`.
+#[derive(Debug, Default)]
+pub enum CacheCount {
+    #[default]
+    None,
+    /// One cacheable read of namespace `.0`, answered by Redis (a fill or a pass-through).
+    One(u32),
+    /// MGET: per key, its namespace (0: none) and whether L1 answered it.
+    Mget(Vec<(u32, bool)>),
 }
 
 pub enum Slot {

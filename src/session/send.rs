@@ -154,6 +154,7 @@ impl Session {
         if self.cached_read(&req, &policy) {
             return;
         }
+        self.plan_cache_count(&req, &policy);
         let out = match outgoing(&req, &class, &policy).await {
             Ok(out) => out,
             Err(e) => return self.reply(e.to_reply()),

@@ -209,6 +209,11 @@ impl Session {
     /// `CLIENT KILL ip:port` or `CLIENT KILL <filter> <value> …`.
     async fn kill(&mut self, args: &[Bytes]) -> Bytes {
         if args.len() == 3 {
+            // Redis checks the user may run CLIENT KILL; the address is respite's to find.
+            let probe = [&args[0][..], &args[1], b"ADDR", b"0.0.0.0:0"].map(Bytes::copy_from_slice);
+            if let Err(frame) = self.redis_says(probe.to_vec()).await {
+                return frame;
+            }
             return self.kill_addr(&args[2]);
         }
         let filters = &args[2..];

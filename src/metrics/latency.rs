@@ -1,0 +1,111 @@
+//! Client-side latency per command kind: from a request's arrival (the read that
+//! brought it) to its reply being queued for the client. Buckets from 50 µs to 1 s,
+//! about 1.5× apart, so p50/p95/p99 are read within half a bucket. Each event loop
+//! adds to its own stripe (see [`Striped`]), so recording never shares a cache line
+//! between threads.
+
+use std::time::Duration;
+
+use super::striped::Striped;
+use crate::command::Kind;
+
+/// Bucket upper bounds in microseconds (`le`, inclusive), then `+Inf`.
+pub const CLIENT_BOUNDS_US: [u64; 27] = [
+    50, 75, 100, 150, 200, 300, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000,
+    20_000, 30_000, 50_000, 75_000, 100_000, 150_000, 200_000, 300_000, 500_000, 750_000,
+    1_000_000,
+];
+/// Buckets (with `+Inf`) and the sum in nanoseconds, per kind.
+const BUCKETS: usize = CLIENT_BOUNDS_US.len() + 1;
+const CELLS: usize = BUCKETS + 1;
+const SUM: usize = BUCKETS;
+const ALL_CELLS: usize = Kind::ALL.len() * CELLS;
+
+/// One latency histogram per command kind.
+#[derive(Debug, Default)]
+pub struct ClientLatency {
+    cells: Striped<ALL_CELLS>,
+}
+
+impl ClientLatency {
+    #[inline]
+    pub fn record(&self, kind: Kind, d: Duration) {
+        let us = d.as_micros() as u64;
+        let bucket = CLIENT_BOUNDS_US.partition_point(|&b| b < us);
+        let row = kind as usize * CELLS;
+        self.cells.add(row + bucket, 1);
+        self.cells.add(row + SUM, d.as_nanos() as u64);
+    }
+
+    /// Cumulative counts per bucket of `kind` (the last is `+Inf`, the count), and
+    /// the sum in seconds.
+    pub fn cumulative(&self, kind: Kind) -> ([u64; BUCKETS], f64) {
+        let row = kind as usize * CELLS;
+        let mut out = [0; BUCKETS];
+        let mut total = 0;
+        for (i, o) in out.iter_mut().enumerate() {
+            total += self.cells.get(row + i);
+            *o = total;
+        }
+        (out, self.cells.get(row + SUM) as f64 / 1e9)
+    }
+
+    /// Requests recorded, every kind.
+    pub fn count(&self) -> u64 {
+        Kind::ALL
+            .iter()
+            .map(|&k| self.cumulative(k).0[BUCKETS - 1])
+            .sum()
+    }
+
+    /// The `q` quantile over every kind, as the upper bound of its bucket (None
+    /// before any request; past the last bound, the last bound).
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let mut counts = [0u64; BUCKETS];
+        for kind in Kind::ALL {
+            let (c, _) = self.cumulative(kind);
+            counts.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+        }
+        let total = counts[BUCKETS - 1];
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let i = counts
+            .iter()
+            .position(|&c| c >= rank)
+            .unwrap_or(BUCKETS - 1);
+        let us = CLIENT_BOUNDS_US[i.min(CLIENT_BOUNDS_US.len() - 1)];
+        Some(Duration::from_micros(us))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_quantiles() {
+        let h = ClientLatency::default();
+        assert_eq!(h.quantile(0.95), None);
+        for _ in 0..94 {
+            h.record(Kind::Read, Duration::from_micros(40));
+        }
+        for _ in 0..5 {
+            h.record(Kind::Write, Duration::from_micros(120));
+        }
+        h.record(Kind::Write, Duration::from_secs(3));
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile(0.5), Some(Duration::from_micros(50)));
+        assert_eq!(h.quantile(0.95), Some(Duration::from_micros(150)));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_secs(1)));
+        let (w, sum) = h.cumulative(Kind::Write);
+        assert_eq!((w[2], w[3], w[BUCKETS - 2], w[BUCKETS - 1]), (0, 5, 5, 6));
+        assert!((sum - 3.0006).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            h.cumulative(Kind::Read).0[0],
+            94,
+            "le is inclusive: 40 µs ≤ 50"
+        );
+    }
+}
