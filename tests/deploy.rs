@@ -135,6 +135,8 @@ fn alert_rules_cover_the_issue_and_use_exported_metrics() {
     assert!(expr_of("RespiteL1HitRatioLow").contains("< 0.8"));
     let hit = expr_of("RespiteCacheHitRatioLow");
     assert!(hit.contains("respite_cache_requests_total") && hit.contains("< 0.8"));
+    let redis = expr_of("RespiteRedisMemoryHigh");
+    assert!(redis.contains("respite_upstream_maxmemory_bytes") && redis.contains("> 0.9"));
     let p95 = expr_of("RespiteLatencyHigh");
     assert!(p95.contains("histogram_quantile(0.95") && p95.contains("> 0.1"));
     assert!(expr_of("RespiteL1MemoryHigh").contains("respite_l1_max_bytes"));
@@ -235,6 +237,10 @@ fn dashboard_parses_and_shows_what_the_issue_asks() {
         ],
     );
     shows("memory vs limit", &["respite_l1_memory_bytes"]);
+    shows("redis memory vs", &["respite_upstream_used_memory_bytes"]);
+    shows("redis memory vs", &["respite_upstream_maxmemory_bytes"]);
+    shows("evictions", &["respite_upstream_evicted_keys_total"]);
+    shows("namespace keys", &["respite_namespace_redis_keys"]);
     shows("memory vs limit", &["respite_l1_max_bytes"]);
     shows("upstream health", &["respite_upstream_up"]);
     shows("invalidations", &["respite_invalidations_total"]);
