@@ -512,3 +512,29 @@ fn a_user_without_client_permissions_gets_the_servers_refusal() {
     assert_eq!(replies[0], replies[1], "redis vs respite");
     assert!(replies[1][0].contains("NOPERM"), "{:?}", replies[1]);
 }
+
+#[test]
+fn client_kill_maxage_where_the_server_has_it() {
+    // Valkey 8 (and Redis 7.4): clients older than MAXAGE seconds. Redis 7.0 refuses the
+    // filter, through respite as directly.
+    for side in Side::both() {
+        let who = side.name();
+        let mut victim = side.client();
+        let id = id_of(&mut victim);
+        let mut killer = side.client();
+        let kill = format!("CLIENT KILL ID {id} MAXAGE 1");
+        let first = killer.cmd(&kill);
+        if first.starts_with(b"-ERR syntax error") {
+            continue;
+        }
+        assert_eq!(first, b":0\r\n", "{who}: a new client is younger than 1 s");
+        // Age is counted in whole seconds: the victim is killed once it is 2 s old.
+        let mut last = first;
+        let killed = support::wait_until(Duration::from_secs(5), || {
+            last = killer.cmd(&kill);
+            last == b":1\r\n"
+        });
+        assert!(killed, "{who}: {kill}: {}", show(&last));
+        assert!(victim.closed_within(CLOSE_BOUND), "{who}");
+    }
+}
