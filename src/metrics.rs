@@ -26,7 +26,7 @@ mod striped;
 use std::sync::Arc;
 
 pub use histogram::{BOUNDS, LatencyHistogram, LocalHistogram};
-pub use latency::{CLIENT_BOUNDS_US, ClientLatency};
+pub use latency::{CLIENT_BOUNDS_US, ClientLatency, LatencyBatch};
 pub use stats::{
     CacheResult, ClientGuard, Clients, InvalidationSource, Invalidations, NO_NAMESPACE,
     NamespaceStats, Namespaces, Outcome, Reloads, Requests, UPSTREAM_ERROR_REASONS, UpstreamStats,

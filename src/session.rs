@@ -79,7 +79,7 @@ use crate::{
     config::ServerConfig,
     error::{Error, Reply},
     l1::L1,
-    metrics::{CacheResult, Metrics, NamespaceStats, Outcome},
+    metrics::{CacheResult, LatencyBatch, Metrics, NamespaceStats, Outcome},
     policy::Rules,
     protocol::request::{Limits, Request, RequestParser},
     upstream::{Event, Pool, PoolKey, Upstream},
@@ -176,6 +176,8 @@ pub struct Session {
     /// counts as cacheable reads.
     ns: u32,
     cache: CacheCount,
+    /// Latencies not yet added to the shared histograms.
+    latency: LatencyBatch,
     /// What `CLIENT LIST` shows of this client, beyond its key and name.
     shown: Shown,
 }
@@ -256,6 +258,7 @@ impl Session {
             turn: Instant::now(),
             ns: 0,
             cache: CacheCount::None,
+            latency: LatencyBatch::default(),
             shown: Shown::default(),
             ctx,
         }
@@ -270,6 +273,7 @@ impl Session {
         loop {
             self.turn = Instant::now();
             let hungry = self.settle().await;
+            self.flush_latency();
             self.publish();
             if self.queued() > hard_limit {
                 warn!(
@@ -512,6 +516,7 @@ impl Session {
 
     /// The client is gone: writes still in flight may have been applied.
     fn leave(&mut self) {
+        self.flush_latency();
         self.phase = Phase::Gone;
         self.ctx.clients.remove(self.id);
         for finish in self.pending.abandon() {
@@ -567,15 +572,28 @@ impl Session {
 
     /// Counts the command being dispatched, answered with `outcome` (now: its latency).
     #[inline]
-    fn count(&self, outcome: Outcome) {
+    fn count(&mut self, outcome: Outcome) {
         self.ctx.metrics.request(self.kind, outcome);
         self.record_latency(self.kind, self.ns, self.arrived);
     }
 
-    fn record_latency(&self, kind: Kind, ns: u32, arrived: Instant) {
+    fn record_latency(&mut self, kind: Kind, ns: u32, arrived: Instant) {
+        if self.latency.other_than(ns, kind) {
+            self.flush_latency();
+        }
         let took = self.turn.saturating_duration_since(arrived);
+        self.latency.record(ns, kind, took);
+    }
+
+    /// Adds the latencies recorded since the last flush to the shared histograms.
+    fn flush_latency(&mut self) {
+        if self.latency.is_empty() {
+            return;
+        }
+        let batch = &self.latency;
         let namespaces = &self.ctx.metrics.namespaces;
-        namespaces.with_or_none(ns, |s| s.latency.record(kind, took));
+        namespaces.with_or_none(batch.ns, |s| s.latency.add_batch(batch.kind, batch));
+        self.latency.clear();
     }
 
     /// Counts a reply as cacheable reads of their namespaces.
@@ -662,8 +680,8 @@ impl Session {
         if finish.unacked {
             self.unacked.remove(&finish.effect);
         }
-        let metrics = &self.ctx.metrics;
         self.record_latency(finish.kind, finish.ns, finish.arrived);
+        let metrics = &self.ctx.metrics;
         let frame = match reply {
             Ok(frame) => {
                 metrics.request(finish.kind, Outcome::of_redis_reply(&frame));

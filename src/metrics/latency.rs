@@ -37,6 +37,17 @@ impl ClientLatency {
         self.cells.add(row + SUM, d.as_nanos() as u64);
     }
 
+    /// Adds what a [`LatencyBatch`] recorded for `kind`.
+    pub fn add_batch(&self, kind: Kind, batch: &LatencyBatch) {
+        let row = kind as usize * CELLS;
+        for (i, &n) in batch.buckets.iter().enumerate() {
+            if n > 0 {
+                self.cells.add(row + i, u64::from(n));
+            }
+        }
+        self.cells.add(row + SUM, batch.sum_ns);
+    }
+
     /// Cumulative counts per bucket of `kind` (the last is `+Inf`, the count), and
     /// the sum in seconds.
     pub fn cumulative(&self, kind: Kind) -> ([u64; BUCKETS], f64) {
@@ -80,6 +91,57 @@ impl ClientLatency {
     }
 }
 
+/// One session's latencies of one (namespace, kind), added to the shared histogram
+/// once per turn of its loop (or when the pair changes), not once per request.
+#[derive(Debug)]
+pub struct LatencyBatch {
+    pub ns: u32,
+    pub kind: Kind,
+    buckets: [u32; BUCKETS],
+    sum_ns: u64,
+    n: u32,
+}
+
+impl Default for LatencyBatch {
+    fn default() -> Self {
+        Self {
+            ns: 0,
+            kind: Kind::Unknown,
+            buckets: [0; BUCKETS],
+            sum_ns: 0,
+            n: 0,
+        }
+    }
+}
+
+impl LatencyBatch {
+    /// True if it holds latencies of another (namespace, kind) than this one.
+    #[inline]
+    pub fn other_than(&self, ns: u32, kind: Kind) -> bool {
+        self.n > 0 && (self.ns != ns || self.kind != kind)
+    }
+
+    #[inline]
+    pub fn record(&mut self, ns: u32, kind: Kind, d: Duration) {
+        (self.ns, self.kind) = (ns, kind);
+        let us = d.as_micros() as u64;
+        self.buckets[CLIENT_BOUNDS_US.partition_point(|&b| b < us)] += 1;
+        self.sum_ns += d.as_nanos() as u64;
+        self.n += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Forgets what was recorded (once added).
+    pub fn clear(&mut self) {
+        self.buckets = [0; BUCKETS];
+        self.sum_ns = 0;
+        self.n = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,5 +169,13 @@ mod tests {
             94,
             "le is inclusive: 40 µs ≤ 50"
         );
+        let mut batch = LatencyBatch::default();
+        batch.record(1, Kind::Read, Duration::from_micros(60));
+        batch.record(1, Kind::Read, Duration::from_micros(60));
+        assert!(batch.other_than(1, Kind::Write) && !batch.other_than(1, Kind::Read));
+        h.add_batch(Kind::Read, &batch);
+        batch.clear();
+        assert!(batch.is_empty());
+        assert_eq!(h.cumulative(Kind::Read).0[1], 96);
     }
 }

@@ -162,7 +162,7 @@ impl Session {
             },
             |cmd, frames, finish| conn.request_with(cmd, frames, ReplyTo::Hook(finish)),
         );
-        self.cache = CacheCount::Mget(counted);
+        self.cache = CacheCount::Mget(counted.into());
         match served {
             MgetServed::Uncached => return false,
             MgetServed::Hit(reply) => {

@@ -30,13 +30,17 @@ impl Session {
         let class = command::classify(&req.args);
         self.kind = class.kind;
         self.note_command(&req, &class);
-        self.ns = self.namespace_of(&req, &class);
+        self.ns = 0; // set once the rules are loaded (on_pool, on_own)
         self.cache = super::pending::CacheCount::None;
         self.release_own(); // a link no longer needed goes before the next command
         if self.local(&req, &class) {
             return Flow::Continue;
         }
-        if !self.link.in_multi() && !self.subscribed_resp2() && self.who(&req, &class).await {
+        if super::who::about_clients(class.route)
+            && !self.link.in_multi()
+            && !self.subscribed_resp2()
+            && self.who(&req, &class).await
+        {
             return Flow::Continue;
         }
         if self.link.own().is_some() {
@@ -68,19 +72,6 @@ impl Session {
             _ => self.on_pool(req, class).await,
         }
         Flow::Continue
-    }
-
-    /// The namespace of `req`'s first key (0: none, or no namespace configured).
-    fn namespace_of(&self, req: &Request, class: &Classified) -> u32 {
-        let policy = self.ctx.policy.load();
-        if policy.rules().is_empty() {
-            return 0;
-        }
-        class
-            .effective()
-            .and_then(|spec| spec.keys.first(&req.args))
-            .and_then(|i| policy.lookup(&req.args[i]))
-            .map_or(0, |rule| rule.stats.id)
     }
 
     /// True if `req` writes a key this client is reading through another's fill.

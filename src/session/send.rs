@@ -34,6 +34,7 @@ impl Session {
             return self.end_own(req, class.route);
         }
         let policy = self.ctx.policy.load_full();
+        self.ns = namespace_of(&policy, &req, &class);
         let out = match outgoing(&req, &class, &policy).await {
             // Redis would run them on this connection, about its own clients.
             Ok(_) if self.link.in_multi() && lists_clients(class.route) => {
@@ -151,6 +152,7 @@ impl Session {
     pub(super) async fn on_pool(&mut self, req: Request, class: Classified) {
         // One look at the rules per command (a reload swaps them whole).
         let policy: Arc<Policy> = self.ctx.policy.load_full();
+        self.ns = namespace_of(&policy, &req, &class);
         if self.cached_read(&req, &policy) {
             return;
         }
@@ -237,6 +239,18 @@ impl Session {
         self.reset_state();
         self.reply(crate::protocol::reply::simple("RESET"));
     }
+}
+
+/// The namespace of `req`'s first key (0: none, or no namespace configured).
+fn namespace_of(policy: &Policy, req: &Request, class: &Classified) -> u32 {
+    if policy.rules().is_empty() {
+        return 0;
+    }
+    class
+        .effective()
+        .and_then(|spec| spec.keys.first(&req.args))
+        .and_then(|i| policy.lookup(&req.args[i]))
+        .map_or(0, |rule| rule.stats.id)
 }
 
 /// What `CLIENT TRACKING ON|OFF … [REDIRECT id]` (as the client sent it) changes.

@@ -22,6 +22,14 @@ use crate::{
     protocol::{reply, request::Request},
 };
 
+/// The routes [`Session::who`] answers.
+pub(super) fn about_clients(route: Route) -> bool {
+    matches!(
+        route,
+        Route::ClientList | Route::ClientInfo | Route::ClientKill | Route::ClientSetInfo
+    )
+}
+
 /// Above this many clients, `CLIENT LIST` is written off the event loop.
 const LIST_INLINE: usize = 1000;
 
