@@ -15,6 +15,7 @@ pub const CLIENT_BOUNDS_US: [u64; 27] = [
     20_000, 30_000, 50_000, 75_000, 100_000, 150_000, 200_000, 300_000, 500_000, 750_000,
     1_000_000,
 ];
+const FIRST_BOUND_NS: u64 = CLIENT_BOUNDS_US[0] * 1000;
 /// Buckets (with `+Inf`) and the sum in nanoseconds, per kind.
 const BUCKETS: usize = CLIENT_BOUNDS_US.len() + 1;
 const CELLS: usize = BUCKETS + 1;
@@ -124,9 +125,15 @@ impl LatencyBatch {
     #[inline]
     pub fn record(&mut self, ns: u32, kind: Kind, d: Duration) {
         (self.ns, self.kind) = (ns, kind);
-        let us = d.as_micros() as u64;
-        self.buckets[CLIENT_BOUNDS_US.partition_point(|&b| b < us)] += 1;
-        self.sum_ns += d.as_nanos() as u64;
+        let nanos = d.as_nanos() as u64;
+        // Most replies are queued within the turn their command arrived in.
+        let bucket = if nanos <= FIRST_BOUND_NS {
+            0
+        } else {
+            CLIENT_BOUNDS_US.partition_point(|&b| b * 1000 < nanos)
+        };
+        self.buckets[bucket] += 1;
+        self.sum_ns += nanos;
         self.n += 1;
     }
 
