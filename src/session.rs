@@ -171,7 +171,9 @@ pub struct Session {
     /// When the input being dispatched arrived, and when this turn of the loop began
     /// (the clock is read once a turn).
     arrived: Instant,
-    turn: Instant,
+    /// Input was read since `arrived` was last set: the next command arrived this turn.
+    fresh_input: bool,
+    turn: Option<Instant>,
     /// The namespace of the command being dispatched (0: none), and how its reply
     /// counts as cacheable reads.
     ns: u32,
@@ -192,6 +194,8 @@ struct Shown {
     net_in: u64,
     net_out: u64,
     cmds: u64,
+    /// `cmds` when the state was last published.
+    published: u64,
     /// CLIENT TRACKING is on, and the client its invalidations go to.
     tracking: bool,
     redir: Option<u64>,
@@ -255,7 +259,8 @@ impl Session {
             window: FIRST_WINDOW,
             killed,
             arrived: Instant::now(),
-            turn: Instant::now(),
+            fresh_input: false,
+            turn: None,
             ns: 0,
             cache: CacheCount::None,
             latency: LatencyBatch::default(),
@@ -271,10 +276,10 @@ impl Session {
     ) -> std::io::Result<()> {
         let hard_limit = self.ctx.limits.output_buffer_limit.as_u64() as usize;
         loop {
-            self.turn = Instant::now();
+            self.turn = None;
             let hungry = self.settle().await;
             self.flush_latency();
-            self.publish();
+            self.publish(false);
             if self.queued() > hard_limit {
                 warn!(
                     client_id = self.id,
@@ -317,7 +322,7 @@ impl Session {
                         0 => self.on_disconnect(),
                         n => {
                             self.shown.net_in += n as u64;
-                            self.arrived = Instant::now();
+                            self.fresh_input = true;
                         }
                     }
                 }
@@ -413,6 +418,7 @@ impl Session {
 
     /// Stops reading: what was sent is answered, then the connection closes.
     fn close(&mut self) {
+        self.shown.published = u64::MAX;
         if self.phase == Phase::Open {
             self.phase = Phase::Closing;
         }
@@ -440,6 +446,7 @@ impl Session {
 
     /// An event of the own connection.
     fn on_event(&mut self, event: Option<Event>) {
+        self.shown.published = u64::MAX; // subscriptions, blocking: shown anew
         match event {
             Some(Event::Reply(reply)) => {
                 if !self.pending.own_reply(reply) {
@@ -574,14 +581,29 @@ impl Session {
     #[inline]
     fn count(&mut self, outcome: Outcome) {
         self.ctx.metrics.request(self.kind, outcome);
-        self.record_latency(self.kind, self.ns, self.arrived);
+        let arrived = self.arrival();
+        self.record_latency(self.kind, self.ns, arrived);
+    }
+
+    /// This turn's clock, read at most once a turn (and only if needed).
+    fn turn(&mut self) -> Instant {
+        *self.turn.get_or_insert_with(Instant::now)
+    }
+
+    /// When the command being dispatched arrived: the turn after the read that brought
+    /// it (or an earlier one's).
+    fn arrival(&mut self) -> Instant {
+        if std::mem::take(&mut self.fresh_input) {
+            self.arrived = self.turn();
+        }
+        self.arrived
     }
 
     fn record_latency(&mut self, kind: Kind, ns: u32, arrived: Instant) {
         if self.latency.other_than(ns, kind) {
             self.flush_latency();
         }
-        let took = self.turn.saturating_duration_since(arrived);
+        let took = self.turn().saturating_duration_since(arrived);
         self.latency.record(ns, kind, took);
     }
 
@@ -650,7 +672,7 @@ impl Session {
             unacked,
             unbounded,
             names_clients: self.shown.names_clients(),
-            arrived: self.arrived,
+            arrived: self.arrival(),
             ns: self.ns,
             cache: std::mem::take(&mut self.cache),
         };

@@ -71,8 +71,14 @@ impl Session {
         };
     }
 
-    /// Publishes the session's state for other clients' `CLIENT LIST` (once a turn).
-    pub(super) fn publish(&self) {
+    /// Publishes the session's state for other clients' `CLIENT LIST`: after a turn
+    /// that dispatched commands, or now (`force`, for a listing).
+    pub(super) fn publish(&mut self, force: bool) {
+        if !force && self.shown.cmds == self.shown.published {
+            return;
+        }
+        self.shown.published = self.shown.cmds;
+        let now = self.turn();
         let (subs, multi, flags) = self.link_shown();
         let shown = &self.shown;
         self.entry.update(|s| {
@@ -89,7 +95,7 @@ impl Session {
             if s.cmds != shown.cmds {
                 s.cmds = shown.cmds;
                 s.cmd = shown.cmd.clone();
-                s.last_active = Instant::now();
+                s.last_active = now;
             }
             (s.subs, s.multi, s.flags) = (subs, multi, flags);
             s.redir = shown.redir.map_or(-1, |id| id as i64);
@@ -175,7 +181,7 @@ impl Session {
     /// Writes the lines of the clients `filter` keeps (off the event loop when there
     /// are many clients: copying their states and writing the lines).
     fn answer_list(&mut self, filter: Filter) -> bool {
-        self.publish();
+        self.publish(true);
         let clients = self.ctx.clients.clone();
         let (me, resp3) = (self.id, self.key.resp3);
         let render = move || {
@@ -205,7 +211,7 @@ impl Session {
         if let Err(frame) = self.check_listing(args).await {
             return frame;
         }
-        self.publish();
+        self.publish(true);
         let template = self.ctx.clients.template().unwrap_or_default();
         let fields = listing::fields_of(&template);
         let mut line = Vec::with_capacity(256);
