@@ -162,7 +162,7 @@ impl Session {
             },
             |cmd, frames, finish| conn.request_with(cmd, frames, ReplyTo::Hook(finish)),
         );
-        self.cache = CacheCount::Mget(Box::new(counted));
+        self.cache = CacheCount::Mget(counted.into());
         match served {
             MgetServed::Uncached => return false,
             MgetServed::Hit(reply) => {
@@ -185,7 +185,7 @@ impl Session {
         self.cache = if req.name().eq_ignore_ascii_case(b"MGET") {
             let keys = req.args[1..].iter();
             let ids = keys.map(|k| (policy.lookup(k).map_or(0, |r| r.stats.id), false));
-            CacheCount::Mget(Box::new(ids.collect()))
+            CacheCount::Mget(ids.collect())
         } else if self.ns != 0 && cacheable(&req.args, self.key.resp3).is_some() {
             CacheCount::One(self.ns)
         } else {

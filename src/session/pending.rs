@@ -50,7 +50,7 @@ pub enum CacheCount {
     /// One cacheable read of namespace `.0`, answered by Redis (a fill or a pass-through).
     One(u32),
     /// MGET: per key, its namespace (0: none) and whether L1 answered it.
-    Mget(Box<Vec<(u32, bool)>>),
+    Mget(Box<[(u32, bool)]>),
 }
 
 pub enum Slot {
