@@ -87,6 +87,9 @@ use crate::{
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The origin of the ticks latencies are measured in.
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
 /// Input read ahead while commands wait (a barrier, a full pipeline): enough to see
 /// a client that sent commands and disconnected, bounded so one that keeps sending
 /// is held back by TCP.
@@ -170,10 +173,10 @@ pub struct Session {
     killed: oneshot::Receiver<()>,
     /// When the input being dispatched arrived, and when this turn of the loop began
     /// (the clock is read once a turn).
-    arrived: Instant,
+    arrived: u64,
     /// Input was read since `arrived` was last set: the next command arrived this turn.
     fresh_input: bool,
-    turn: Option<Instant>,
+    turn: Option<(Instant, u64)>,
     /// The namespace of the command being dispatched (0: none), and how its reply
     /// counts as cacheable reads.
     ns: u32,
@@ -258,7 +261,7 @@ impl Session {
             joined: Vec::new(),
             window: FIRST_WINDOW,
             killed,
-            arrived: Instant::now(),
+            arrived: 0,
             fresh_input: false,
             turn: None,
             ns: 0,
@@ -587,23 +590,32 @@ impl Session {
 
     /// This turn's clock, read at most once a turn (and only if needed).
     fn turn(&mut self) -> Instant {
-        *self.turn.get_or_insert_with(Instant::now)
+        self.turn_ticks().0
     }
 
-    /// When the command being dispatched arrived: the turn after the read that brought
-    /// it (or an earlier one's).
-    fn arrival(&mut self) -> Instant {
+    /// This turn's clock, and as nanoseconds since the process started (latencies are
+    /// differences of those: no clock arithmetic per request).
+    fn turn_ticks(&mut self) -> (Instant, u64) {
+        *self.turn.get_or_insert_with(|| {
+            let now = Instant::now();
+            (now, now.duration_since(*EPOCH).as_nanos() as u64)
+        })
+    }
+
+    /// When the command being dispatched arrived (in ticks): the turn after the read
+    /// that brought it (or an earlier one's).
+    fn arrival(&mut self) -> u64 {
         if std::mem::take(&mut self.fresh_input) {
-            self.arrived = self.turn();
+            self.arrived = self.turn_ticks().1;
         }
         self.arrived
     }
 
-    fn record_latency(&mut self, kind: Kind, ns: u32, arrived: Instant) {
+    fn record_latency(&mut self, kind: Kind, ns: u32, arrived: u64) {
         if self.latency.other_than(ns, kind) {
             self.flush_latency();
         }
-        let took = self.turn().saturating_duration_since(arrived);
+        let took = self.turn_ticks().1.saturating_sub(arrived);
         self.latency.record(ns, kind, took);
     }
 

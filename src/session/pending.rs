@@ -35,8 +35,9 @@ pub struct Finish {
     /// It names upstream client ids (CLIENT GETREDIR, TRACKINGINFO): the client gets
     /// respite's own.
     pub names_clients: bool,
-    /// When the command arrived, and its namespace (0: none): its latency.
-    pub arrived: std::time::Instant,
+    /// When the command arrived (nanoseconds since the process started), and its
+    /// namespace (0: none): its latency.
+    pub arrived: u64,
     pub ns: u32,
     /// How its reply counts as cacheable reads.
     pub cache: CacheCount,
