@@ -281,7 +281,9 @@ impl Session {
         loop {
             self.turn = None;
             let hungry = self.settle().await;
-            self.flush_latency();
+            if self.pending.is_empty() || self.latency.is_full() {
+                self.flush_latency(); // once every reply is in, not on every turn
+            }
             self.publish(false);
             if self.queued() > hard_limit {
                 warn!(

@@ -141,6 +141,11 @@ impl LatencyBatch {
         self.n == 0
     }
 
+    /// Holds enough to be added now even if more are coming.
+    pub fn is_full(&self) -> bool {
+        self.n >= 256
+    }
+
     /// Forgets what was recorded (once added).
     pub fn clear(&mut self) {
         self.buckets = [0; BUCKETS];
