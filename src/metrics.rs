@@ -18,6 +18,7 @@
 //! sampled) is not counted here: `observe::poll` keeps the last snapshot and the
 //! scrape renders it ([`SNAPSHOT`]).
 
+pub mod clock;
 mod histogram;
 mod latency;
 mod stats;

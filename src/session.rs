@@ -50,12 +50,9 @@ mod pending;
 mod send;
 mod who;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Instant,
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
 };
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -79,16 +76,13 @@ use crate::{
     config::ServerConfig,
     error::{Error, Reply},
     l1::L1,
-    metrics::{CacheResult, LatencyBatch, Metrics, NamespaceStats, Outcome},
+    metrics::{CacheResult, LatencyBatch, Metrics, NamespaceStats, Outcome, clock},
     policy::Rules,
     protocol::request::{Limits, Request, RequestParser},
     upstream::{Event, Pool, PoolKey, Upstream},
 };
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// The origin of the ticks latencies are measured in.
-static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 /// Input read ahead while commands wait (a barrier, a full pipeline): enough to see
 /// a client that sent commands and disconnected, bounded so one that keeps sending
@@ -174,9 +168,6 @@ pub struct Session {
     /// When the input being dispatched arrived, and when this turn of the loop began
     /// (the clock is read once a turn).
     arrived: u64,
-    /// Input was read since `arrived` was last set: the next command arrived this turn.
-    fresh_input: bool,
-    turn: Option<(Instant, u64)>,
     /// The namespace of the command being dispatched (0: none), and how its reply
     /// counts as cacheable reads.
     ns: u32,
@@ -262,8 +253,6 @@ impl Session {
             window: FIRST_WINDOW,
             killed,
             arrived: 0,
-            fresh_input: false,
-            turn: None,
             ns: 0,
             cache: CacheCount::None,
             latency: LatencyBatch::default(),
@@ -279,7 +268,6 @@ impl Session {
     ) -> std::io::Result<()> {
         let hard_limit = self.ctx.limits.output_buffer_limit.as_u64() as usize;
         loop {
-            self.turn = None;
             let hungry = self.settle().await;
             if self.pending.is_empty() || self.latency.is_full() {
                 self.flush_latency(); // once every reply is in, not on every turn
@@ -327,7 +315,7 @@ impl Session {
                         0 => self.on_disconnect(),
                         n => {
                             self.shown.net_in += n as u64;
-                            self.fresh_input = true;
+                            self.arrived = clock::now_ticks();
                         }
                     }
                 }
@@ -590,26 +578,8 @@ impl Session {
         self.record_latency(self.kind, self.ns, arrived);
     }
 
-    /// This turn's clock, read at most once a turn (and only if needed).
-    fn turn(&mut self) -> Instant {
-        self.turn_ticks().0
-    }
-
-    /// This turn's clock, and as nanoseconds since the process started (latencies are
-    /// differences of those: no clock arithmetic per request).
-    fn turn_ticks(&mut self) -> (Instant, u64) {
-        *self.turn.get_or_insert_with(|| {
-            let now = Instant::now();
-            (now, now.duration_since(*EPOCH).as_nanos() as u64)
-        })
-    }
-
-    /// When the command being dispatched arrived (in ticks): the turn after the read
-    /// that brought it (or an earlier one's).
-    fn arrival(&mut self) -> u64 {
-        if std::mem::take(&mut self.fresh_input) {
-            self.arrived = self.turn_ticks().1;
-        }
+    /// When the command being dispatched arrived (in ticks): the read that brought it.
+    fn arrival(&self) -> u64 {
         self.arrived
     }
 
@@ -617,7 +587,8 @@ impl Session {
         if self.latency.other_than(ns, kind) {
             self.flush_latency();
         }
-        let took = self.turn_ticks().1.saturating_sub(arrived);
+        // The clock as the read that woke this turn left it (see `metrics::clock`).
+        let took = clock::recent_ticks().saturating_sub(arrived);
         self.latency.record(ns, kind, took);
     }
 

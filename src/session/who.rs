@@ -78,7 +78,7 @@ impl Session {
             return;
         }
         self.shown.published = self.shown.cmds;
-        let now = self.turn();
+        let now = crate::metrics::clock::recent();
         let (subs, multi, flags) = self.link_shown();
         let shown = &self.shown;
         self.entry.update(|s| {

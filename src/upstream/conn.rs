@@ -457,6 +457,8 @@ impl<'s> Pipeline<'s> {
 
     fn read_done(&mut self) -> Result<(), Error> {
         self.quiet_since = Instant::now();
+        // The clients woken by these replies measure their latency from this reading.
+        crate::metrics::clock::note(self.quiet_since);
         let dispatched = self.dispatch();
         self.latency.flush(&self.settings.stats.latency);
         if self.events.is_some() {
