@@ -2,8 +2,9 @@
 //! (CLIENT TRACKING … REDIRECT <id>, CLIENT UNBLOCK <id>) and what operators list and
 //! kill (CLIENT LIST, CLIENT KILL).
 //!
-//! Each session publishes its state here once per turn of its loop (one uncontended
-//! lock); a listing copies the states it needs, so it never waits for a session.
+//! Each session publishes its state here after each turn of its loop that dispatched
+//! commands or saw its own connection's events (one uncontended lock); a listing reads
+//! each state under that lock for the time of one line, so it never waits for a session.
 
 use std::{
     net::SocketAddr,
