@@ -57,12 +57,13 @@ impl Filter {
             let name = args[i].to_ascii_lowercase();
             match name.as_slice() {
                 b"id" => {
-                    let ids = args[i + 1..].iter().map_while(|a| parse_u64(a));
-                    f.ids.extend(ids);
-                    i += f.ids.len().max(1) + 1;
+                    let before = f.ids.len();
+                    f.ids
+                        .extend(args[i + 1..].iter().map_while(|a| parse_u64(a)));
+                    i += (f.ids.len() - before).max(1) + 1;
                     continue;
                 }
-                b"type" => f.kind = Type::parse(value),
+                b"type" => f.kind = Some(Type::parse(value)),
                 b"user" => f.user = Some(value.clone()),
                 b"addr" => f.addr = Some(value.clone()),
                 b"laddr" => f.laddr = Some(value.clone()),
@@ -72,13 +73,16 @@ impl Filter {
             }
             i += 2;
         }
+        // Looked up once per client: sorted, so a long list costs a binary search.
+        f.ids.sort_unstable();
+        f.ids.dedup();
         Parsed::Filter(f)
     }
 
     /// True if client `e` (in state `s`) passes every filter; `me` is the caller.
     pub fn matches(&self, e: &ClientEntry, s: &ClientState, me: u64, now: Instant) -> bool {
         let is = |want: &Option<Bytes>, have: &str| want.as_ref().is_none_or(|w| w == have);
-        (self.ids.is_empty() || self.ids.contains(&e.id))
+        (self.ids.is_empty() || self.ids.binary_search(&e.id).is_ok())
             && self.kind.is_none_or(|k| k == Type::of(s))
             && is(&self.user, s.user())
             && is(&self.addr, &e.peer.addr)
@@ -91,11 +95,11 @@ impl Filter {
 }
 
 impl Type {
-    fn parse(value: &[u8]) -> Option<Type> {
+    fn parse(value: &[u8]) -> Type {
         match value.to_ascii_lowercase().as_slice() {
-            b"normal" => Some(Type::Normal),
-            b"pubsub" => Some(Type::Pubsub),
-            _ => Some(Type::Replication),
+            b"normal" => Type::Normal,
+            b"pubsub" => Type::Pubsub,
+            _ => Type::Replication,
         }
     }
 
@@ -236,6 +240,10 @@ mod tests {
         assert_eq!(f.ids, vec![3, 4]);
         assert_eq!(f.kind, Some(Type::Pubsub));
         assert!(!f.skipme);
+        let Parsed::Filter(f) = Filter::parse(&args("ID 2 ID 1 TYPE pubsub"), true) else {
+            panic!("a second ID filter, then TYPE: not parsed");
+        };
+        assert_eq!((f.ids, f.kind), (vec![1, 2], Some(Type::Pubsub)));
         assert_eq!(Filter::parse(&args("ID 3 TYPE"), true), Parsed::Dangling(2));
         assert_eq!(Filter::parse(&args("addr"), true), Parsed::Dangling(0));
         assert!(matches!(
