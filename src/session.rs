@@ -693,8 +693,8 @@ impl Session {
             Ok(frame) => {
                 metrics.request(finish.kind, Outcome::of_redis_reply(&frame));
                 let mut frame = finish.post.apply(frame, &self.ctx.opener);
-                if finish.names_clients {
-                    frame = self.ctx.clients.respite_ids_in(frame);
+                if let Some(id) = self.shown.redir.filter(|_| finish.names_clients) {
+                    frame = listing::with_redirect(frame, id);
                 }
                 self.count_cache(&finish.cache, &frame);
                 self.apply(finish.effect, &frame);

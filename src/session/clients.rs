@@ -254,45 +254,14 @@ impl Clients {
             .unwrap_or(i64::MAX)
     }
 
-    /// Like [`Clients::upstream_id_of`], and the client keeps that connection while
-    /// Redis may send it another client's invalidations.
+    /// Like [`Clients::upstream_id_of`], and a subscribed client keeps that connection
+    /// while Redis may send it another client's invalidations. Only a subscribed one:
+    /// anyone may name any id, and a client kept on its own connection loses L1.
     pub fn redirect_to(&self, id: &[u8]) -> i64 {
-        if let Some(e) = self.entry_of(id) {
+        if let Some(e) = self.entry_of(id).filter(|e| e.state().is_pubsub()) {
             e.redirect_target.store(true, Ordering::Release);
         }
         self.upstream_id_of(id)
-    }
-
-    /// `frame` (CLIENT GETREDIR's integer, or TRACKINGINFO's `redirect` field) with
-    /// the upstream id of a client's own connection replaced by that client's id.
-    pub fn respite_ids_in(&self, frame: Bytes) -> Bytes {
-        const FIELD: &[u8] = b"$8\r\nredirect\r\n:";
-        let at = match frame.windows(FIELD.len()).position(|w| w == FIELD) {
-            Some(i) => i + FIELD.len(),
-            None if frame.starts_with(b":") => 1,
-            None => return frame,
-        };
-        let Some(len) = frame[at..].iter().position(|&b| b == b'\r') else {
-            return frame;
-        };
-        let up: Option<i64> = std::str::from_utf8(&frame[at..at + len])
-            .ok()
-            .and_then(|n| n.parse().ok());
-        let Some(own) = up.filter(|&n| n > 0).and_then(|n| self.respite_id_of(n)) else {
-            return frame;
-        };
-        let mut out = frame[..at].to_vec();
-        out.extend_from_slice(own.to_string().as_bytes());
-        out.extend_from_slice(&frame[at + len..]);
-        Bytes::from(out)
-    }
-
-    /// The client whose own connection has upstream id `up`.
-    fn respite_id_of(&self, up: i64) -> Option<u64> {
-        self.by_id
-            .iter()
-            .find(|e| e.upstream_id() == up)
-            .map(|e| e.id)
     }
 
     fn entry_of(&self, id: &[u8]) -> Option<Arc<ClientEntry>> {
@@ -307,7 +276,8 @@ impl Clients {
 
     /// Keeps one of the upstream's `CLIENT LIST` lines as the model of respite's.
     pub fn learn_template(&self, line: &str) {
-        if line.starts_with("id=") {
+        let known = self.template.load();
+        if line.starts_with("id=") && known.as_deref().is_none_or(|t| t != line) {
             self.template.store(Some(Arc::new(line.to_string())));
         }
     }

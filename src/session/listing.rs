@@ -207,6 +207,28 @@ fn cmd_name(out: &mut Vec<u8>, cmd: &LastCmd) {
     }
 }
 
+/// `frame` (CLIENT GETREDIR's integer, or TRACKINGINFO's `redirect` field) with the
+/// upstream id Redis redirects to replaced by `id`, respite's id of that client.
+pub fn with_redirect(frame: Bytes, id: u64) -> Bytes {
+    const FIELD: &[u8] = b"$8\r\nredirect\r\n:";
+    let at = match frame.windows(FIELD.len()).position(|w| w == FIELD) {
+        Some(i) => i + FIELD.len(),
+        None if frame.starts_with(b":") => 1,
+        None => return frame,
+    };
+    let Some(len) = frame[at..].iter().position(|&b| b == b'\r') else {
+        return frame;
+    };
+    // -1 (no tracking) and 0 (tracking without redirection) stay.
+    if frame.get(at).is_none_or(|&b| b == b'-' || b == b'0') {
+        return frame;
+    }
+    let mut out = frame[..at].to_vec();
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(&frame[at + len..]);
+    Bytes::from(out)
+}
+
 /// `CLIENT LIST`/`CLIENT INFO`'s reply: a bulk string, or in RESP3 a verbatim one.
 pub fn text_reply(text: &[u8], resp3: bool) -> Bytes {
     let (head, len) = if resp3 {
@@ -258,6 +280,20 @@ mod tests {
         let names: Vec<_> = f.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["id", "addr", "name", "flags", "io-thread", "new"]);
         assert!(f[4].numeric && !f[5].numeric && !f[2].numeric);
+    }
+
+    #[test]
+    fn redirect_ids_are_respites() {
+        let b = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert_eq!(with_redirect(b(":12\r\n"), 7), b(":7\r\n"));
+        assert_eq!(with_redirect(b(":-1\r\n"), 7), b(":-1\r\n"));
+        let info = b(
+            "*6\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$8\r\nredirect\r\n:12\r\n$8\r\nprefixes\r\n*0\r\n",
+        );
+        let want = b(
+            "*6\r\n$5\r\nflags\r\n*1\r\n$2\r\non\r\n$8\r\nredirect\r\n:7\r\n$8\r\nprefixes\r\n*0\r\n",
+        );
+        assert_eq!(with_redirect(info, 7), want);
     }
 
     #[test]
