@@ -165,8 +165,7 @@ pub struct Session {
     window: usize,
     /// Fires when another client kills this one (CLIENT KILL).
     killed: oneshot::Receiver<()>,
-    /// When the input being dispatched arrived, and when this turn of the loop began
-    /// (the clock is read once a turn).
+    /// When the input being dispatched arrived (see `metrics::clock`).
     arrived: u64,
     /// The namespace of the command being dispatched (0: none), and how its reply
     /// counts as cacheable reads.
@@ -188,8 +187,8 @@ struct Shown {
     net_in: u64,
     net_out: u64,
     cmds: u64,
-    /// `cmds` when the state was last published.
-    published: u64,
+    /// Something shown changed since the state was last published.
+    stale: bool,
     /// CLIENT TRACKING is on, and the client its invalidations go to.
     tracking: bool,
     redir: Option<u64>,
@@ -411,7 +410,7 @@ impl Session {
 
     /// Stops reading: what was sent is answered, then the connection closes.
     fn close(&mut self) {
-        self.shown.published = u64::MAX;
+        self.shown.stale = true;
         if self.phase == Phase::Open {
             self.phase = Phase::Closing;
         }
@@ -439,7 +438,7 @@ impl Session {
 
     /// An event of the own connection.
     fn on_event(&mut self, event: Option<Event>) {
-        self.shown.published = u64::MAX; // subscriptions, blocking: shown anew
+        self.shown.stale = true; // subscriptions, blocking: shown anew
         match event {
             Some(Event::Reply(reply)) => {
                 if !self.pending.own_reply(reply) {
@@ -574,13 +573,7 @@ impl Session {
     #[inline]
     fn count(&mut self, outcome: Outcome) {
         self.ctx.metrics.request(self.kind, outcome);
-        let arrived = self.arrival();
-        self.record_latency(self.kind, self.ns, arrived);
-    }
-
-    /// When the command being dispatched arrived (in ticks): the read that brought it.
-    fn arrival(&self) -> u64 {
-        self.arrived
+        self.record_latency(self.kind, self.ns, self.arrived);
     }
 
     fn record_latency(&mut self, kind: Kind, ns: u32, arrived: u64) {
@@ -657,7 +650,7 @@ impl Session {
             unacked,
             unbounded,
             names_clients: self.shown.names_clients(),
-            arrived: self.arrival(),
+            arrived: self.arrived,
             ns: self.ns,
             cache: std::mem::take(&mut self.cache),
         };

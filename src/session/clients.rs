@@ -199,6 +199,8 @@ pub struct Clients {
     /// One of the upstream's `CLIENT LIST` lines: its fields and their order.
     template: arc_swap::ArcSwapOption<String>,
     setinfo: AtomicU8,
+    /// Held while a listing is written.
+    pub listing: Mutex<()>,
 }
 
 impl Clients {

@@ -159,7 +159,8 @@ impl Session {
             )
             .to_reply();
         }
-        self.name = (!name.is_empty()).then(|| name.clone());
+        // A copy: a slice would keep the whole input buffer it came in alive.
+        self.name = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
         Bytes::from_static(reply::OK)
     }
 }

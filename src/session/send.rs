@@ -28,7 +28,7 @@ use crate::{
 impl Session {
     /// On the client's own connection: every command while it holds one.
     pub(super) async fn on_own(&mut self, req: Request, class: Classified) -> Flow {
-        let original = (class.sub.map(|s| s.name) == Some("client|tracking")).then(|| req.clone());
+        let tracking = tracking_effect(&req, &class); // with respite's ids, as sent
         let req = self.translate_client_ids(req, &class);
         if matches!(class.route, Route::Reset | Route::Quit) {
             return self.end_own(req, class.route);
@@ -37,7 +37,7 @@ impl Session {
         self.ns = namespace_of(&policy, &req, &class);
         let out = match outgoing(&req, &class, &policy).await {
             // Redis would run them on this connection, about its own clients.
-            Ok(_) if self.link.in_multi() && lists_clients(class.route) => {
+            Ok(_) if self.link.in_multi() && super::who::lists_clients(class.route) => {
                 Outgoing::refused(in_multi_refused(&req).to_reply())
             }
             Ok(out) => out,
@@ -50,7 +50,7 @@ impl Session {
                 return Flow::Continue;
             }
         };
-        let effect = match tracking_effect(&original, &class) {
+        let effect = match tracking {
             Some(tracking) => tracking,
             None => self.invalidate_writes(&req.args, &class),
         };
@@ -254,8 +254,8 @@ fn namespace_of(policy: &Policy, req: &Request, class: &Classified) -> u32 {
 }
 
 /// What `CLIENT TRACKING ON|OFF … [REDIRECT id]` (as the client sent it) changes.
-fn tracking_effect(req: &Option<Request>, class: &Classified) -> Option<Effect> {
-    let args = &req.as_ref()?.args;
+fn tracking_effect(req: &Request, class: &Classified) -> Option<Effect> {
+    let args = &req.args;
     if class.sub.map(|s| s.name) != Some("client|tracking") || args.len() < 3 {
         return None;
     }
@@ -266,14 +266,6 @@ fn tracking_effect(req: &Option<Request>, class: &Classified) -> Option<Effect> 
         .and_then(|id| std::str::from_utf8(id).ok()?.parse().ok());
     let on = args[2].eq_ignore_ascii_case(b"on");
     Some(Effect::Tracking { on, redirect })
-}
-
-/// CLIENT LIST, INFO, KILL: about respite's clients, never about Redis's.
-fn lists_clients(route: Route) -> bool {
-    matches!(
-        route,
-        Route::ClientList | Route::ClientInfo | Route::ClientKill
-    )
 }
 
 fn in_multi_refused(req: &Request) -> crate::error::Error {

@@ -24,9 +24,15 @@ use crate::{
 
 /// The routes [`Session::who`] answers.
 pub(super) fn about_clients(route: Route) -> bool {
+    lists_clients(route) || route == Route::ClientSetInfo
+}
+
+/// CLIENT LIST, INFO, KILL: about respite's clients, never about Redis's (refused
+/// inside MULTI, where Redis would run them about its own).
+pub(super) fn lists_clients(route: Route) -> bool {
     matches!(
         route,
-        Route::ClientList | Route::ClientInfo | Route::ClientKill | Route::ClientSetInfo
+        Route::ClientList | Route::ClientInfo | Route::ClientKill
     )
 }
 
@@ -36,26 +42,16 @@ const LIST_INLINE: usize = 1000;
 impl Session {
     /// `CLIENT LIST|INFO|KILL|SETINFO`; false for any other command.
     pub(super) async fn who(&mut self, req: &Request, class: &Classified) -> bool {
-        let args = &req.args;
+        let (args, n) = (&req.args, req.args.len());
         // Any other arity: Redis answers its own error (and does nothing).
-        let arity_ok = match class.route {
-            Route::ClientList => args.len() >= 2,
-            Route::ClientInfo => args.len() == 2,
-            Route::ClientKill => args.len() >= 3,
-            Route::ClientSetInfo => args.len() == 4,
-            _ => false,
-        };
-        if !arity_ok {
-            return false;
-        }
         let frame = match class.route {
-            Route::ClientList => match self.list(args).await {
+            Route::ClientList if n >= 2 => match self.list(args).await {
                 Ok(filter) => return self.answer_list(filter),
                 Err(frame) => frame,
             },
-            Route::ClientInfo => self.info(args).await,
-            Route::ClientKill => self.kill(args).await,
-            Route::ClientSetInfo => self.set_info(args).await,
+            Route::ClientInfo if n == 2 => self.info(args).await,
+            Route::ClientKill if n >= 3 => self.kill(args).await,
+            Route::ClientSetInfo if n == 4 => self.set_info(args).await,
             _ => return false,
         };
         self.reply(frame);
@@ -65,19 +61,23 @@ impl Session {
     /// Records the command being dispatched, for `CLIENT LIST`.
     pub(super) fn note_command(&mut self, req: &Request, class: &Classified) {
         self.shown.cmds += 1;
+        self.shown.stale = true;
         self.shown.cmd = match class.effective() {
             Some(spec) => LastCmd::Known(spec.name),
-            None => LastCmd::Other(Bytes::copy_from_slice(req.name())),
+            // A name the table does not know: at most 64 bytes of it are kept.
+            None => LastCmd::Other(Bytes::copy_from_slice(
+                &req.name()[..req.name().len().min(64)],
+            )),
         };
     }
 
     /// Publishes the session's state for other clients' `CLIENT LIST`: after a turn
     /// that dispatched commands, or now (`force`, for a listing).
     pub(super) fn publish(&mut self, force: bool) {
-        if !force && self.shown.cmds == self.shown.published {
+        if !force && !self.shown.stale {
             return;
         }
-        self.shown.published = self.shown.cmds;
+        self.shown.stale = false;
         let now = crate::metrics::clock::recent();
         let (subs, multi, flags) = self.link_shown();
         let shown = &self.shown;
@@ -185,6 +185,9 @@ impl Session {
         let clients = self.ctx.clients.clone();
         let (me, resp3) = (self.id, self.key.resp3);
         let render = move || {
+            // One listing written at a time: pipelined CLIENT LISTs of many clients
+            // wait for each other instead of each holding a copy of the text.
+            let _one = clients.listing.lock().expect("listing");
             let template = clients.template().unwrap_or_default();
             let fields = listing::fields_of(&template);
             let now = Instant::now();
@@ -330,7 +333,8 @@ impl Session {
                 lossy(attr)
             )));
         }
-        *slot = (!value.is_empty()).then(|| value.clone());
+        // A copy: a slice would keep the whole input buffer it came in alive.
+        *slot = (!value.is_empty()).then(|| Bytes::copy_from_slice(value));
         Ok(())
     }
 
