@@ -29,15 +29,6 @@ pub struct ClientLatency {
 }
 
 impl ClientLatency {
-    #[inline]
-    pub fn record(&self, kind: Kind, d: Duration) {
-        let us = d.as_micros() as u64;
-        let bucket = CLIENT_BOUNDS_US.partition_point(|&b| b < us);
-        let row = kind as usize * CELLS;
-        self.cells.add(row + bucket, 1);
-        self.cells.add(row + SUM, d.as_nanos() as u64);
-    }
-
     /// Adds what a [`LatencyBatch`] recorded for `kind`.
     pub fn add_batch(&self, kind: Kind, batch: &LatencyBatch) {
         let row = kind as usize * CELLS;
@@ -157,6 +148,15 @@ impl LatencyBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl ClientLatency {
+        /// One latency, added as a batch of its own.
+        fn record(&self, kind: Kind, d: Duration) {
+            let mut batch = LatencyBatch::default();
+            batch.record(1, kind, d.as_nanos() as u64);
+            self.add_batch(kind, &batch);
+        }
+    }
 
     #[test]
     fn buckets_and_quantiles() {
