@@ -67,53 +67,59 @@ fn render(shared: &Status) -> String {
 /// `respite_request_duration_seconds`: one histogram per namespace and kind that has
 /// seen a request.
 fn render_request_durations(shared: &Status, out: &mut String) {
-    use metrics_exporter_prometheus::formatting::{write_help_line, write_type_line};
-    let def = &REQUEST_DURATION;
-    write_help_line(out, def.name, None, None, def.help);
-    write_type_line(out, def.name, None, None, "histogram");
+    histogram_head(&REQUEST_DURATION, out);
+    let bounds: Vec<f64> = CLIENT_BOUNDS_US.iter().map(|&us| us as f64 / 1e6).collect();
     let namespaces = &shared.parts.metrics.namespaces;
     let all = namespaces.all();
-    let every = all.iter().map(|ns| &**ns).chain([namespaces.none()]);
-    for ns in every {
+    for ns in all.iter().map(|ns| &**ns).chain([namespaces.none()]) {
         for kind in Kind::ALL {
             let (buckets, sum) = ns.latency.cumulative(kind);
-            let count = buckets.last().copied().unwrap_or(0);
-            if count == 0 {
-                continue;
+            if buckets.last().is_some_and(|&count| count > 0) {
+                let labels = format!("namespace=\"{}\",kind=\"{}\"", ns.name, kind.as_str());
+                histogram_series(out, REQUEST_DURATION.name, &labels, &bounds, &buckets, sum);
             }
-            let labels = format!("namespace=\"{}\",kind=\"{}\"", ns.name, kind.as_str());
-            for (i, n) in buckets.iter().enumerate() {
-                let le = CLIENT_BOUNDS_US
-                    .get(i)
-                    .map_or("+Inf".to_owned(), |us| (*us as f64 / 1e6).to_string());
-                out.push_str(&format!(
-                    "{}_bucket{{{labels},le=\"{le}\"}} {n}\n",
-                    def.name
-                ));
-            }
-            out.push_str(&format!("{}_sum{{{labels}}} {sum}\n", def.name));
-            out.push_str(&format!("{}_count{{{labels}}} {count}\n", def.name));
         }
     }
     out.push('\n');
 }
 
-/// Appends a histogram in the Prometheus text format. The count is the `+Inf`
-/// bucket, so the two always agree.
+/// Appends a histogram in the Prometheus text format.
 fn render_histogram(h: &LatencyHistogram, def: &Def, out: &mut String) {
+    histogram_head(def, out);
+    let (buckets, sum) = h.cumulative();
+    histogram_series(out, def.name, "", &crate::metrics::BOUNDS, &buckets, sum);
+    out.push('\n');
+}
+
+fn histogram_head(def: &Def, out: &mut String) {
     use metrics_exporter_prometheus::formatting::{write_help_line, write_type_line};
     write_help_line(out, def.name, None, None, def.help);
     write_type_line(out, def.name, None, None, "histogram");
-    let (buckets, sum) = h.cumulative();
+}
+
+/// One histogram's series, `labels` being `k="v",…` or empty. The count is the `+Inf`
+/// bucket, so the two always agree.
+fn histogram_series(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    bounds: &[f64],
+    buckets: &[u64],
+    sum: f64,
+) {
+    let (sep, set) = if labels.is_empty() {
+        ("", String::new())
+    } else {
+        (",", format!("{{{labels}}}"))
+    };
     for (i, n) in buckets.iter().enumerate() {
-        let le = crate::metrics::BOUNDS
-            .get(i)
-            .map_or("+Inf".to_owned(), |b| b.to_string());
-        out.push_str(&format!("{}_bucket{{le=\"{le}\"}} {n}\n", def.name));
+        let le = bounds.get(i).map_or("+Inf".to_owned(), |b| b.to_string());
+        out.push_str(&format!("{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}\n"));
     }
     let count = buckets.last().copied().unwrap_or(0);
-    out.push_str(&format!("{}_sum {sum}\n", def.name));
-    out.push_str(&format!("{}_count {count}\n\n", def.name));
+    out.push_str(&format!(
+        "{name}_sum{set} {sum}\n{name}_count{set} {count}\n"
+    ));
 }
 
 /// Whole-cache figures.
