@@ -16,7 +16,7 @@
 //!
 //! Redis's own state (`respite_upstream_*` from INFO, `respite_namespace_redis_*`
 //! sampled) is not counted here: `observe::poll` keeps the last snapshot and the
-//! scrape renders it ([`SNAPSHOT`]).
+//! scrape renders it ([`Def::polled`]).
 
 pub mod clock;
 mod histogram;
@@ -58,6 +58,11 @@ pub struct Def {
     pub kind: Type,
     pub help: &'static str,
     pub labels: &'static [&'static str],
+    /// Redis's own state, written at each scrape from the poller's last snapshot
+    /// (`observe/snapshot.rs`), not through the recorder: its series come and go (a
+    /// policy label, a db, a namespace removed by a reload) and Redis's totals restart
+    /// from 0 when it does, which a recorder's monotonic counters could not show.
+    pub polled: bool,
 }
 
 const fn def(
@@ -71,6 +76,20 @@ const fn def(
         kind,
         help,
         labels,
+        polled: false,
+    }
+}
+
+/// A metric of Redis's own state (see [`Def::polled`]).
+const fn polled(
+    name: &'static str,
+    kind: Type,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> Def {
+    Def {
+        polled: true,
+        ..def(name, kind, labels, help)
     }
 }
 
@@ -247,79 +266,79 @@ pub const CONFIG_LAST_RELOAD_OK: Def = def(
     "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
 );
 
-pub const UPSTREAM_INFO_UP: Def = def(
+pub const UPSTREAM_INFO_UP: Def = polled(
     "respite_upstream_info_up",
     Gauge,
     &[],
     "1 if Redis answered the last poll of its INFO (every metrics.upstream_poll, on a connection of its own), 0 if it did not; absent with metrics.upstream_poll = off.",
 );
-pub const UPSTREAM_INFO_AGE: Def = def(
+pub const UPSTREAM_INFO_AGE: Def = polled(
     "respite_upstream_info_age_seconds",
     Gauge,
     &[],
     "Seconds since Redis last answered the INFO poll: how old the other respite_upstream_* figures from INFO are (absent until the first answer).",
 );
-pub const UPSTREAM_USED_MEMORY: Def = def(
+pub const UPSTREAM_USED_MEMORY: Def = polled(
     "respite_upstream_used_memory_bytes",
     Gauge,
     &[],
     "Redis's used_memory (INFO memory): bytes its allocator holds for data and overhead.",
 );
-pub const UPSTREAM_MAXMEMORY: Def = def(
+pub const UPSTREAM_MAXMEMORY: Def = polled(
     "respite_upstream_maxmemory_bytes",
     Gauge,
     &[],
     "Redis's maxmemory (INFO memory); 0 is no limit.",
 );
-pub const UPSTREAM_MAXMEMORY_POLICY: Def = def(
+pub const UPSTREAM_MAXMEMORY_POLICY: Def = polled(
     "respite_upstream_maxmemory_policy",
     Gauge,
     &["policy"],
     "Always 1; the policy label is Redis's maxmemory-policy (noeviction, allkeys-lru, volatile-ttl, ...).",
 );
-pub const UPSTREAM_EVICTED: Def = def(
+pub const UPSTREAM_EVICTED: Def = polled(
     "respite_upstream_evicted_keys_total",
     Counter,
     &[],
     "Keys Redis evicted to stay within maxmemory (INFO stats evicted_keys, Redis's own total: it restarts from 0 when Redis restarts or on CONFIG RESETSTAT).",
 );
-pub const UPSTREAM_EXPIRED: Def = def(
+pub const UPSTREAM_EXPIRED: Def = polled(
     "respite_upstream_expired_keys_total",
     Counter,
     &[],
     "Keys Redis deleted because their TTL passed (INFO stats expired_keys, Redis's own total).",
 );
-pub const UPSTREAM_KEYSPACE_HITS: Def = def(
+pub const UPSTREAM_KEYSPACE_HITS: Def = polled(
     "respite_upstream_keyspace_hits_total",
     Counter,
     &[],
     "Key lookups that found the key, for every client of Redis, respite included (INFO stats keyspace_hits, Redis's own total).",
 );
-pub const UPSTREAM_KEYSPACE_MISSES: Def = def(
+pub const UPSTREAM_KEYSPACE_MISSES: Def = polled(
     "respite_upstream_keyspace_misses_total",
     Counter,
     &[],
     "Key lookups that did not find the key, for every client of Redis (INFO stats keyspace_misses, Redis's own total).",
 );
-pub const UPSTREAM_KEYS: Def = def(
+pub const UPSTREAM_KEYS: Def = polled(
     "respite_upstream_keys",
     Gauge,
     &["db"],
     "Keys in each Redis db (INFO keyspace); a db without keys is absent.",
 );
-pub const UPSTREAM_CLIENTS: Def = def(
+pub const UPSTREAM_CLIENTS: Def = polled(
     "respite_upstream_connected_clients",
     Gauge,
     &[],
     "Client connections Redis has (INFO clients connected_clients), respite's own included.",
 );
-pub const NAMESPACE_REDIS_KEYS: Def = def(
+pub const NAMESPACE_REDIS_KEYS: Def = polled(
     "respite_namespace_redis_keys",
     Gauge,
     &["namespace"],
     "Keys of each namespace in Redis (the upstream URL's db), estimated every metrics.namespace_sizes: counted when a bounded SCAN covers the whole db, else extrapolated from the part it covered.",
 );
-pub const NAMESPACE_REDIS_BYTES: Def = def(
+pub const NAMESPACE_REDIS_BYTES: Def = polled(
     "respite_namespace_redis_bytes",
     Gauge,
     &["namespace"],
@@ -358,26 +377,6 @@ pub const ALL: &[Def] = &[
     COMPRESS_DECODE_ERRORS,
     CONFIG_RELOADS,
     CONFIG_LAST_RELOAD_OK,
-    UPSTREAM_INFO_UP,
-    UPSTREAM_INFO_AGE,
-    UPSTREAM_USED_MEMORY,
-    UPSTREAM_MAXMEMORY,
-    UPSTREAM_MAXMEMORY_POLICY,
-    UPSTREAM_EVICTED,
-    UPSTREAM_EXPIRED,
-    UPSTREAM_KEYSPACE_HITS,
-    UPSTREAM_KEYSPACE_MISSES,
-    UPSTREAM_KEYS,
-    UPSTREAM_CLIENTS,
-    NAMESPACE_REDIS_KEYS,
-    NAMESPACE_REDIS_BYTES,
-];
-
-/// The metrics rendered from a snapshot at each scrape instead of through the
-/// recorder: their series come and go (a policy label, a db, a namespace removed by a
-/// reload) and Redis's totals restart from 0 when it does, which a recorder's
-/// counters (monotonic) and series (kept forever) could not show.
-pub const SNAPSHOT: &[Def] = &[
     UPSTREAM_INFO_UP,
     UPSTREAM_INFO_AGE,
     UPSTREAM_USED_MEMORY,

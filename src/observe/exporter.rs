@@ -4,7 +4,7 @@
 use metrics::{Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::metrics::{ALL, Def, SNAPSHOT, Type};
+use crate::metrics::{ALL, Def, Type};
 
 static METADATA: Metadata<'static> = Metadata::new("respite", Level::INFO, Some("respite"));
 
@@ -18,10 +18,7 @@ impl Exporter {
     pub fn new() -> Self {
         let recorder = PrometheusBuilder::new().build_recorder();
         // The snapshot's families are written by `snapshot.rs`, not by the recorder.
-        for d in ALL
-            .iter()
-            .filter(|d| !SNAPSHOT.iter().any(|s| s.name == d.name))
-        {
+        for d in ALL.iter().filter(|d| !d.polled) {
             let help = d.help.into();
             match d.kind {
                 Type::Counter => recorder.describe_counter(d.name.into(), None, help),

@@ -1,4 +1,4 @@
-//! The metrics of Redis's own state (`metrics::SNAPSHOT`), written at each scrape from
+//! The metrics of Redis's own state (`metrics::Def::polled`), written at each scrape from
 //! the last poll and samples ([`RedisState`](super::poll::RedisState)) straight into
 //! the text format: only the series that exist now (the current maxmemory policy, the
 //! dbs that have keys, the namespaces of the rules in force), and Redis's totals as
