@@ -60,16 +60,12 @@ impl Drop for Reaped {
 
 /// The child's exit status, if it exits within `within`.
 fn exits_within(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut status = None;
+    support::wait_until(within, || {
+        status = child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    status
 }
 
 /// The next block of lines (up to an empty line), None at the end of the output.
