@@ -7,10 +7,9 @@ mod support;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -688,33 +687,11 @@ fn list_metrics_names_each_once_and_the_readme_documents_them() {
 fn binary_logs_json_and_changes_level_at_runtime() {
     let redis = RedisServer::start();
     let port = support::redis::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstream]\nurl = \"{}\"\n\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\nformat = \"json\"\n",
-            redis.url()
-        ),
-    )
-    .unwrap();
-    let mut child = respite()
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
+    let binary = support::binary::Binary::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstream]\nurl = \"{}\"\n\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\nformat = \"json\"\n",
+        redis.url()
+    ));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut client = None;
     assert!(wait_until(READY, || {
@@ -725,7 +702,7 @@ fn binary_logs_json_and_changes_level_at_runtime() {
     let m: SocketAddr = support::l1::stat(&mut client, "metrics_listen")
         .parse()
         .unwrap();
-    let logged = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
+    let logged = |needle: &str| binary.logged(needle);
 
     assert!(wait_until(READY, || logged("respite listening")));
     assert_eq!(get(m, "/loglevel").body, "info\n");
@@ -739,12 +716,12 @@ fn binary_logs_json_and_changes_level_at_runtime() {
     assert!(
         wait_until(READY, || logged("configuration reloaded")),
         "info event not logged: {:?}",
-        lines.lock().unwrap()
+        binary.lines()
     );
     assert!(
         !logged("\"connected\""),
         "debug event logged at info: {:?}",
-        lines.lock().unwrap()
+        binary.lines()
     );
 
     let r = http(
@@ -757,7 +734,7 @@ fn binary_logs_json_and_changes_level_at_runtime() {
     assert!(
         wait_until(READY, || logged("\"connected\"")),
         "debug event not logged after PUT /loglevel: {:?}",
-        lines.lock().unwrap()
+        binary.lines()
     );
     let r = http(
         m,
@@ -766,12 +743,7 @@ fn binary_logs_json_and_changes_level_at_runtime() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert_eq!(get(m, "/loglevel").body, "respite=debug\n");
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    reader.join().unwrap();
-    let lines = lines.lock().unwrap();
+    let lines = binary.stop();
     assert!(!lines.is_empty());
     for line in lines.iter() {
         let v: serde_json::Value = serde_json::from_str(line)

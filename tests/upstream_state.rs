@@ -7,10 +7,8 @@ mod support;
 
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::{Command, Stdio},
-    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -374,41 +372,14 @@ fn what_redis_refuses_is_left_out_and_the_rest_goes_on() {
 /// lines; returns them.
 fn binary_logs(redis: &RedisServer, mut done: impl FnMut(&[String]) -> bool) -> Vec<String> {
     let port = support::redis::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstream]\nurl = \"{}\"\n\n\
-             [metrics]\nupstream_poll = \"100ms\"\nnamespace_sizes = \"off\"\n\n\
-             [log]\nlevel = \"info\"\nformat = \"json\"\n",
-            redis.url()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_respite"))
-        .arg("--config")
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let finished = wait_until(WAIT, || done(&lines.lock().unwrap()));
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    reader.join().unwrap();
-    let lines = lines.lock().unwrap().clone();
+    let binary = support::binary::Binary::start(&format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstream]\nurl = \"{}\"\n\n\
+         [metrics]\nupstream_poll = \"100ms\"\nnamespace_sizes = \"off\"\n\n\
+         [log]\nlevel = \"info\"\nformat = \"json\"\n",
+        redis.url()
+    ));
+    let finished = wait_until(WAIT, || done(&binary.lines()));
+    let lines = binary.stop();
     assert!(finished, "never done: {lines:#?}");
     lines
 }

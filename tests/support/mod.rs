@@ -17,6 +17,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
+pub mod binary;
 pub mod client;
 pub mod fault;
 pub mod l1;
