@@ -1,7 +1,11 @@
 //! `proxy.toml`: serde structs with defaults, parsing separate from reading the file,
 //! and `validate()` that names the key (and line) at fault.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use bytesize::ByteSize;
 
@@ -65,6 +69,15 @@ pub struct ServerConfig {
     /// one), leaving the rest to Redis and the application, which usually share the
     /// machine.
     pub threads: usize,
+    /// A second address for clients, speaking TLS (needs `tls_cert` and `tls_key`).
+    pub tls_listen: Option<String>,
+    /// PEM certificate chain the TLS listener presents.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: when set, TLS clients must present a certificate one of
+    /// them signed (mutual TLS).
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -91,6 +104,10 @@ impl Default for ServerConfig {
             output_buffer_limit: ByteSize::mib(256),
             shutdown_grace: Duration::from_secs(10),
             threads: 0,
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -119,6 +136,15 @@ pub struct UpstreamConfig {
     pub min_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// PEM CA certificates that sign Redis's certificate (`rediss://`); without it,
+    /// the system's.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate chain presented to Redis (when it sets `tls-auth-clients`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// The name Redis's certificate must carry, if not the URL's host.
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -131,6 +157,10 @@ impl Default for UpstreamConfig {
             liveness_timeout: Duration::from_secs(6),
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
         }
     }
 }
@@ -421,6 +451,7 @@ impl Config {
             ));
         }
         self.validate_intervals(text)?;
+        self.validate_tls(text)?;
         self.validate_admin(text)?;
         self.validate_namespaces(text)
     }
@@ -455,6 +486,45 @@ impl Config {
                     ),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// What the TLS keys say of each other (the files are read by `tls`, when the
+    /// listener or the upstream connections are set up, and by `respite check`).
+    fn validate_tls(&self, text: &str) -> Result<(), ConfigError> {
+        let invalid = |section: &str, key: &str, reason: &str| ConfigError::Invalid {
+            key: format!("{section}.{key}"),
+            line: find_line(text, section, key),
+            reason: reason.into(),
+        };
+        let server = &self.server;
+        if let Some(listen) = &server.tls_listen {
+            if listen.parse::<SocketAddr>().is_err() {
+                return Err(invalid("server", "tls_listen", "is not host:port"));
+            }
+            if server.tls_cert.is_none() || server.tls_key.is_none() {
+                return Err(invalid(
+                    "server",
+                    "tls_listen",
+                    "needs tls_cert and tls_key",
+                ));
+            }
+        }
+        if server.tls_cert.is_some() != server.tls_key.is_some() {
+            return Err(invalid(
+                "server",
+                "tls_cert",
+                "tls_cert and tls_key go together",
+            ));
+        }
+        let up = &self.upstream;
+        if up.tls_cert.is_some() != up.tls_key.is_some() {
+            return Err(invalid(
+                "upstream",
+                "tls_cert",
+                "tls_cert and tls_key go together",
+            ));
         }
         Ok(())
     }

@@ -43,6 +43,7 @@ pub mod reload;
 pub mod rewrite;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod ttl;
 pub mod upstream;
 

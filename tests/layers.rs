@@ -12,7 +12,7 @@ use std::{
 
 /// Top-level modules, bottom layer first; a module may import its own layer and below.
 const LAYERS: &[&[&str]] = &[
-    &["error", "protocol", "command", "config", "logging"],
+    &["error", "protocol", "command", "config", "logging", "tls"],
     &["metrics"],
     &["compress", "policy", "ttl"],
     &["upstream", "l1"],

@@ -27,6 +27,7 @@ pub mod redis;
 pub mod resp;
 pub mod script;
 pub mod server;
+pub mod tls;
 
 use std::time::{Duration, Instant};
 
