@@ -170,6 +170,11 @@ impl Default for UpstreamConfig {
 pub struct L1Config {
     pub max_memory: ByteSize,
     pub coherence: Coherence,
+    /// How often `ACL LIST` is compared with its last answer, on the poll's connection
+    /// (see `observe::poll`): the entries of a user whose rules changed directly on
+    /// Redis go. Zero (`"off"`) never.
+    #[serde(deserialize_with = "interval")]
+    pub acl_check: Duration,
 }
 
 impl Default for L1Config {
@@ -177,6 +182,7 @@ impl Default for L1Config {
         Self {
             max_memory: ByteSize::mib(256),
             coherence: Coherence::Tracking,
+            acl_check: Duration::from_secs(1),
         }
     }
 }
@@ -213,7 +219,8 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Shortest and longest interval of `upstream_poll` and `namespace_sizes` (when on).
+/// Shortest and longest interval of `upstream_poll`, `namespace_sizes` and
+/// `acl_check` (when on).
 pub const INTERVALS: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(24 * 3600));
 
@@ -468,17 +475,19 @@ impl Config {
         Ok(())
     }
 
-    /// `[metrics] upstream_poll` and `namespace_sizes`: off, or within [`INTERVALS`].
+    /// `[metrics] upstream_poll` and `namespace_sizes`, `[l1] acl_check`: off, or
+    /// within [`INTERVALS`].
     fn validate_intervals(&self, text: &str) -> Result<(), ConfigError> {
         let (min, max) = INTERVALS;
-        for (key, value) in [
-            ("upstream_poll", self.metrics.upstream_poll),
-            ("namespace_sizes", self.metrics.namespace_sizes),
+        for (section, key, value) in [
+            ("metrics", "upstream_poll", self.metrics.upstream_poll),
+            ("metrics", "namespace_sizes", self.metrics.namespace_sizes),
+            ("l1", "acl_check", self.l1.acl_check),
         ] {
             if !value.is_zero() && !(min..=max).contains(&value) {
                 return Err(ConfigError::Invalid {
-                    key: format!("metrics.{key}"),
-                    line: find_line(text, "metrics", key),
+                    key: format!("{section}.{key}"),
+                    line: find_line(text, section, key),
                     reason: format!(
                         "must be \"off\" or between {} and {}",
                         show_interval(min),
@@ -693,6 +702,26 @@ mod tests {
             .to_string();
         assert!(err.contains("metrics.namespace_sizes"), "{err}");
         assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn acl_check_is_an_interval() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.l1.acl_check, Duration::from_secs(1));
+        let text = "[l1]\nacl_check = \"off\"\n";
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap();
+        assert_eq!(c.l1.acl_check, Duration::ZERO);
+        let text = "[l1]\nmax_memory = \"1MiB\"\nacl_check = \"1ms\"\n";
+        let err = Config::parse(text)
+            .unwrap()
+            .validate(text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("l1.acl_check") && err.contains("line 3"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -88,6 +88,16 @@ impl Error {
         matches!(self, Self::Unavailable(_))
     }
 
+    /// True when Redis could not be reached or did not answer (an outage): not when
+    /// it answered with a refusal (`WRONGPASS` to a connection's AUTH, say).
+    /// `stale_if_error` serves cached values in place of these only.
+    pub fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::ConnectionLost | Self::Timeout(_)
+        )
+    }
+
     /// A short label for logs and metrics (one of [`KINDS`]).
     pub fn as_str(&self) -> &'static str {
         KINDS[self.index()]
@@ -159,6 +169,9 @@ mod tests {
             assert_eq!(e.index(), i);
         }
         assert!(Error::unavailable("x").retryable() && !Error::ConnectionLost.retryable());
+        assert!(Error::ConnectionLost.is_outage() && Error::Timeout(Duration::ZERO).is_outage());
+        let refused = Error::Redis(Bytes::from_static(b"-WRONGPASS invalid\r\n"));
+        assert!(!refused.is_outage() && !Error::refused("x").is_outage());
         assert_eq!(Error::refused("x").cause(), Cause::Client);
     }
 }

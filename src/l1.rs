@@ -10,7 +10,14 @@
 //! counters of the same kind cover whole flushes: `epoch` (FLUSHALL, RESPITE FLUSHL1)
 //! and one per db (FLUSHDB, SWAPDB). A third, `trust`, moves when the tracking
 //! connection is lost: older entries are no longer fresh, but may still be served
-//! under `stale_if_error` while Redis is unreachable.
+//! under `stale_if_error` while Redis is unreachable (never when Redis refuses: an
+//! error that is not an outage is the client's answer).
+//!
+//! Entries are per ACL user (`scope.rs`): each user has an id of its own and an
+//! epoch that its ACL changes move (ACL SETUSER / DELUSER / LOAD through this proxy,
+//! at send and again when Redis answers; a change of its `ACL LIST` line seen by the
+//! ACL check in `observe::poll`; a connection of that user whose AUTH Redis now
+//! refuses), so a hit never gives a user what Redis would refuse it now.
 //!
 //! moka decides what stays (TinyLFU admission, eviction by weight, per-entry expiry);
 //! hits are read from a DashMap index of the same entries, which moka's eviction
@@ -24,10 +31,12 @@ mod fresh;
 mod key;
 mod read;
 mod reads;
+mod scope;
 mod store;
 
 pub use fresh::{describes_missing_key, fresh_for};
 pub use key::{EntryKey, Snapshot};
 pub use read::{Filling, Keep, Load, MgetKey, MgetServed, Served};
 pub use reads::{CacheableRead, cacheable, get_signature, signature};
+pub use scope::{OWN, user_of};
 pub use store::{Cached, L1, Lookup, Stats};

@@ -124,6 +124,10 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
         show(config.metrics.upstream_poll),
         show(config.metrics.namespace_sizes)
     );
+    println!(
+        "l1        ACL changes on Redis checked every {}",
+        show(config.l1.acl_check)
+    );
     if policy.rules().is_empty() {
         println!("no namespace rules: every key passes through unchanged");
     }

@@ -191,7 +191,7 @@ pub const INVALIDATIONS: Def = def(
     "respite_invalidations_total",
     Counter,
     &["source"],
-    "L1 invalidations by source: keys reported by Redis tracking (tracking), written through this proxy (local_write) or deleted by pattern (pattern); whole flushes (FLUSHALL, FLUSHDB, SWAPDB, RESPITE FLUSHL1, a flush reported by tracking) count one each (flush).",
+    "L1 invalidations by source: keys reported by Redis tracking (tracking), written through this proxy (local_write) or deleted by pattern (pattern); whole flushes (FLUSHALL, FLUSHDB, SWAPDB, RESPITE FLUSHL1, a flush reported by tracking) count one each (flush); a user's entries dropped after an ACL change of that user count one per user, ACL LOAD one (acl).",
 );
 pub const TRACKING_UP: Def = def(
     "respite_tracking_up",

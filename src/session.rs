@@ -36,7 +36,8 @@
 //!   only within the budget, so Redis holds what it does not read.
 //! - Stall a shared connection: anything that may run long, block, or produce replies
 //!   nobody asked for runs on a connection of its own.
-//! - See another's data: L1 entries are scoped by db and user.
+//! - See another's data: L1 entries are scoped by db and user, and a user's go when
+//!   its ACL changes (`cache.rs` for ACL commands sent through the proxy).
 
 mod cache;
 mod clients;
@@ -140,6 +141,8 @@ pub struct Session {
     /// What other sessions see of this one.
     entry: Arc<clients::ClientEntry>,
     key: PoolKey,
+    /// The credentials the L1 scope was looked up for, and that scope.
+    scope: (Option<Arc<crate::upstream::Credentials>>, u64),
     pool: Arc<Pool>,
     /// The pool must be looked up again (the key changed on the own connection).
     repool: bool,
@@ -233,6 +236,7 @@ impl Session {
         Session {
             id,
             entry,
+            scope: (key.creds.clone(), crate::l1::OWN),
             key,
             pool: ctx.upstream.initial_pool(),
             repool: false,

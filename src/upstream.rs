@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 
 pub use conn::{Conn, EVENT_BACKLOG, Event, Reply, ReplyTo};
 pub use key::PoolKey;
+pub use settings::OnRefused;
 
 pub use crate::config::{Credentials, UpstreamAddr};
 use crate::{config::UpstreamConfig, error::Error, metrics::UpstreamStats};
@@ -76,6 +77,7 @@ pub struct Upstream {
     idle: Mutex<HashMap<LoopKey, Vec<Dedicated>>>,
     /// Latency, errors and reconnects of every connection.
     stats: Arc<UpstreamStats>,
+    on_refused: std::sync::OnceLock<OnRefused>,
 }
 
 impl Upstream {
@@ -93,6 +95,7 @@ impl Upstream {
             pools: Mutex::default(),
             idle: Mutex::default(),
             stats: Arc::default(),
+            on_refused: std::sync::OnceLock::new(),
         }))
     }
 
@@ -107,6 +110,12 @@ impl Upstream {
 
     pub fn credentials_of_url(&self) -> Option<Arc<Credentials>> {
         self.addr.creds.clone()
+    }
+
+    /// Whom to tell when Redis refuses to set up again a pool connection that was up
+    /// (a failed re-AUTH: the user's ACL changed). Set once, before clients connect.
+    pub fn on_refused(&self, hook: OnRefused) {
+        let _ = self.on_refused.set(hook);
     }
 
     /// Starts this event loop's initial pool so the first client finds it connected.
@@ -171,6 +180,7 @@ impl Upstream {
             reconnect,
             stats: self.stats.clone(),
             liveness: self.liveness.clone(),
+            on_refused: self.on_refused.get().cloned(),
         }
     }
 

@@ -92,6 +92,10 @@ fn check_prints_effective_settings() {
         stdout.contains("Redis INFO polled every 5s, namespace sizes sampled every 1m"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("ACL changes on Redis checked every 1s"),
+        "{stdout}"
+    );
     // The effective rules, defaults filled in, in words.
     assert!(
         stdout.contains("rule 1 `quran` match `quran:*`: ttl 7days added to writes that set none"),

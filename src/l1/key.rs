@@ -9,8 +9,9 @@ use bytes::Bytes;
 #[derive(Debug, Clone)]
 pub struct EntryKey {
     pub db: u32,
-    /// The ACL user the reading connection is authenticated as (0: the proxy's own),
-    /// so one user never reads another's cached replies.
+    /// The ACL user the reading connection is authenticated as (`scope::OWN`: the
+    /// URL's), an id no other user has (see `scope.rs`), so one user never reads
+    /// another's cached replies.
     pub scope: u64,
     pub key: Bytes,
     /// Protocol, command name and the arguments other than the key.
@@ -50,6 +51,7 @@ impl PartialEq for EntryKey {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash
             && self.db == other.db
+            && self.scope == other.scope
             && self.key == other.key
             && self.sig == other.sig
     }
@@ -76,13 +78,35 @@ pub struct Snapshot {
     pub(super) epoch: u64,
     pub(super) db_epoch: u64,
     pub(super) trust: u64,
+    /// The epoch of the entry's scope (its user's ACL changes).
+    pub(super) scope_epoch: u64,
 }
 
 impl Snapshot {
-    /// The key, its db and the whole cache are as they were at `self` (trust aside).
+    /// The key, its db, its user's ACL and the whole cache are as they were at
+    /// `self` (trust aside).
     pub(super) fn same_data(&self, now: &Snapshot) -> bool {
         self.generation == now.generation
             && self.epoch == now.epoch
             && self.db_epoch == now.db_epoch
+            && self.scope_epoch == now.scope_epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two users' entries for the same read are different entries even when their
+    /// hashes are equal (a collision): the scope is compared, not only hashed.
+    #[test]
+    fn scope_is_part_of_equality() {
+        let a = EntryKey::new(0, 1, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
+        let mut b = EntryKey::new(0, 2, Bytes::from_static(b"k"), Bytes::from_static(b"get"));
+        assert_ne!(a, b);
+        b.hash = a.hash; // as if the scopes collided in the hash
+        assert_ne!(a, b);
+        b.scope = 1;
+        assert_eq!(a, b);
     }
 }

@@ -73,7 +73,8 @@ impl L1 {
     /// Serves `ek` from L1, or waits for its fill: joins the one in flight, or calls
     /// `send(cmd, frames, filling)`, which must send `cmd` (producing `frames` reply
     /// frames) and finish `filling` with the reply. `down`: Redis is known to be
-    /// unreachable (an expired entry may then be served under `stale_if_error`).
+    /// unreachable (an expired entry may then be served under `stale_if_error`); not
+    /// when it is up but refuses the connection (a failed AUTH).
     pub fn read_through(
         self: &Arc<Self>,
         ek: EntryKey,
@@ -125,8 +126,12 @@ impl Filling {
         // finds either the entry or the fill, never neither (which would read again).
         let out = match reply {
             Ok(frames) => Ok(store(&l1, &key, keep, restore.as_ref(), &frames)),
+            // Only an outage: a refusal (a user whose AUTH Redis now refuses) is the
+            // answer, never a reason to serve what was cached for that user.
             Err(e) => match l1.get(&key.ek) {
-                Lookup::Stale(b) | Lookup::Hit(b) if keep.stale_if_error.is_some() => {
+                Lookup::Stale(b) | Lookup::Hit(b)
+                    if keep.stale_if_error.is_some() && e.is_outage() =>
+                {
                     l1.served_stale(&key.ek);
                     Ok(Bytes::copy_from_slice(&b))
                 }
@@ -357,6 +362,50 @@ mod tests {
             l1.read_through(ek(b"k"), KEEP, false, load(), |_, _, _| panic!("a hit")),
             Served::Hit(b) if &b[..] == b"$1\r\nv\r\n"
         ));
+    }
+
+    /// A read whose upstream failed: an outage serves the expired entry under
+    /// `stale_if_error`, a refusal (a failed re-AUTH) is the answer.
+    #[test]
+    fn only_an_outage_serves_stale() {
+        use crate::error::Error;
+        let keep = Keep {
+            l1_ttl: Duration::from_millis(1),
+            stale_if_error: Some(Duration::from_secs(60)),
+        };
+        let l1 = L1::new(1 << 20, true);
+        let e = ek(b"k");
+        assert!(l1.insert(
+            e.clone(),
+            l1.snapshot(&e),
+            Bytes::from_static(b"$1\r\nv\r\n"),
+            keep.l1_ttl,
+            Duration::from_secs(60),
+        ));
+        std::thread::sleep(Duration::from_millis(5));
+        let refused = Bytes::from_static(b"-WRONGPASS invalid username-password pair\r\n");
+        for (error, stale) in [
+            (Error::unavailable("down"), true),
+            (Error::Redis(refused.clone()), false),
+        ] {
+            let mut sent = None;
+            let load = Load {
+                cmd: b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+                restore: None,
+            };
+            let Served::Pending(mut rx) =
+                l1.read_through(e.clone(), keep, false, load, |_, _, f| sent = Some(f))
+            else {
+                panic!("an expired entry is not served while Redis is up")
+            };
+            sent.unwrap().finish(Err(error));
+            let got = rx.try_recv().unwrap();
+            if stale {
+                assert_eq!(&got.unwrap()[..], b"$1\r\nv\r\n");
+            } else {
+                assert_eq!(got.unwrap_err().to_reply(), refused);
+            }
+        }
     }
 
     #[test]

@@ -15,10 +15,11 @@ use bytes::Bytes;
 use super::{
     fill::{self, FillKey, Join},
     key::{EntryKey, HASHER, Snapshot},
+    scope::{Scopes, user_of},
 };
 use crate::{
     config::Credentials,
-    metrics::{Invalidations, Namespaces},
+    metrics::{InvalidationSource, Invalidations, Namespaces},
     protocol::same,
 };
 
@@ -85,14 +86,15 @@ mod at {
     pub const EPOCH: usize = 24;
     pub const DB_EPOCH: usize = 32;
     pub const TRUST: usize = 40;
-    pub const FRESH_UNTIL: usize = 48;
-    pub const KEEP_UNTIL: usize = 56;
-    pub const KEEP: usize = 64;
-    pub const DB: usize = 72;
-    pub const KEY_LEN: usize = 76;
-    pub const SIG_LEN: usize = 80;
-    pub const NS: usize = 84;
-    pub const SIZE: usize = 88;
+    pub const SCOPE_EPOCH: usize = 48;
+    pub const FRESH_UNTIL: usize = 56;
+    pub const KEEP_UNTIL: usize = 64;
+    pub const KEEP: usize = 72;
+    pub const DB: usize = 80;
+    pub const KEY_LEN: usize = 84;
+    pub const SIG_LEN: usize = 88;
+    pub const NS: usize = 92;
+    pub const SIZE: usize = 96;
 }
 
 /// Entry times are stored as nanoseconds since this instant.
@@ -120,6 +122,7 @@ impl Entry {
             made.epoch,
             made.db_epoch,
             made.trust,
+            made.scope_epoch,
             now + fresh_for.as_nanos() as u64,
             now + keep.as_nanos() as u64,
             keep.as_nanos() as u64,
@@ -149,6 +152,7 @@ impl Entry {
             epoch: self.word(at::EPOCH),
             db_epoch: self.word(at::DB_EPOCH),
             trust: self.word(at::TRUST),
+            scope_epoch: self.word(at::SCOPE_EPOCH),
         }
     }
 
@@ -167,6 +171,10 @@ impl Entry {
 
     fn key(&self) -> &[u8] {
         &self.0[at::SIZE..self.key_end()]
+    }
+
+    fn scope(&self) -> u64 {
+        self.word(at::SCOPE)
     }
 
     fn reply(&self) -> &[u8] {
@@ -218,6 +226,8 @@ pub struct L1 {
     epoch: AtomicU64,
     db_epochs: Box<[AtomicU64]>,
     trust: AtomicU64,
+    /// Scope ids per ACL user, and their epochs.
+    scopes: Scopes,
     /// False while coherence cannot be guaranteed (tracking down): nothing is stored.
     fills_enabled: AtomicBool,
     max_bytes: u64,
@@ -229,14 +239,16 @@ pub struct L1 {
 
 impl L1 {
     pub fn new(max_bytes: u64, fills_enabled: bool) -> Arc<Self> {
-        Self::with_namespaces(max_bytes, fills_enabled, Arc::default())
+        Self::with_namespaces(max_bytes, fills_enabled, Arc::default(), None)
     }
 
-    /// An L1 that counts its entries into `namespaces` (those of the policy's rules).
+    /// An L1 that counts its entries into `namespaces` (those of the policy's rules);
+    /// `own`: the credentials of the upstream URL (whose user's scope is `scope::OWN`).
     pub fn with_namespaces(
         max_bytes: u64,
         fills_enabled: bool,
         namespaces: Arc<Namespaces>,
+        own: Option<&Credentials>,
     ) -> Arc<Self> {
         // More shards than DashMap's default (4 per CPU): readers on different threads
         // then rarely take the same shard lock's cache line.
@@ -270,6 +282,7 @@ impl L1 {
             epoch: AtomicU64::new(0),
             db_epochs: (0..DB_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             trust: AtomicU64::new(0),
+            scopes: Scopes::new(user_of(own)),
             fills_enabled: AtomicBool::new(fills_enabled),
             max_bytes,
             fills: fill::Inflight::default(),
@@ -288,15 +301,16 @@ impl L1 {
 
     /// The counters now; take it before sending the read that will fill `key`.
     pub fn snapshot(&self, ek: &EntryKey) -> Snapshot {
-        self.snapshot_hashed(ek.db, ek.key_hash)
+        self.snapshot_hashed(ek.db, ek.scope, ek.key_hash)
     }
 
-    fn snapshot_hashed(&self, db: u32, key_hash: u64) -> Snapshot {
+    fn snapshot_hashed(&self, db: u32, scope: u64, key_hash: u64) -> Snapshot {
         Snapshot {
             generation: self.stripe(key_hash).load(Ordering::Acquire),
             epoch: self.epoch.load(Ordering::Acquire),
             db_epoch: self.db_slot(db).load(Ordering::Acquire),
             trust: self.trust.load(Ordering::Acquire),
+            scope_epoch: self.scopes.epoch(scope),
         }
     }
 
@@ -360,14 +374,27 @@ impl L1 {
     }
 
     /// The scope of connections authenticated with `creds` (see [`EntryKey::scope`]):
-    /// 0 for the proxy's own (no AUTH, or the URL's credentials `own`), else one per
-    /// user.
-    pub fn scope(creds: Option<&Credentials>, own: Option<&Credentials>) -> u64 {
-        match creds {
-            None => 0,
-            Some(c) if Some(c) == own => 0,
-            Some(c) => HASHER.hash_one(c.user.as_deref().unwrap_or("default")) | 1,
+    /// `scope::OWN` for the URL's user, else the user's own id. Takes a lock for
+    /// another user than the URL's: a session asks once per user it authenticates as.
+    pub fn scope_of(&self, creds: Option<&Credentials>) -> u64 {
+        self.scopes.id(user_of(creds))
+    }
+
+    /// The ACL of `users` changed (or may have): their entries are no longer served
+    /// and no fill in flight for them is stored. Users never seen have nothing cached.
+    pub fn drop_users<'a>(&self, users: impl IntoIterator<Item = &'a str>) {
+        for user in users {
+            if let Some(id) = self.scopes.find(user) {
+                self.scopes.bump(id);
+                self.stats.invalidations.add(InvalidationSource::Acl, 1);
+            }
         }
+    }
+
+    /// Every user's ACL may have changed (ACL LOAD): nothing cached is served.
+    pub fn drop_all_users(&self) {
+        self.flush_all();
+        self.stats.invalidations.add(InvalidationSource::Acl, 1);
     }
 
     /// A key changed (a write through the proxy, or an invalidation from Redis), in
@@ -458,7 +485,8 @@ impl L1 {
 
     /// False once the entry's key, db or the whole cache was invalidated.
     fn still_valid(&self, entry: &Entry) -> bool {
-        let now = self.snapshot_hashed(entry.half(at::DB), HASHER.hash_one(entry.key()));
+        let key_hash = HASHER.hash_one(entry.key());
+        let now = self.snapshot_hashed(entry.half(at::DB), entry.scope(), key_hash);
         entry.made().same_data(&now)
     }
 
@@ -612,6 +640,53 @@ mod tests {
         assert!(put(&l1, ek("j"), b"v", HOUR, HOUR));
     }
 
+    fn creds(user: &str) -> Credentials {
+        Credentials {
+            user: Some(user.into()),
+            pass: "pw".into(),
+        }
+    }
+
+    /// `key` as read by `user`.
+    fn ek_of(l1: &L1, user: &str, key: &'static str) -> EntryKey {
+        let scope = l1.scope_of(Some(&creds(user)));
+        EntryKey::new(0, scope, Bytes::from(key), Bytes::from_static(b"get"))
+    }
+
+    #[test]
+    fn an_acl_change_drops_that_users_entries_and_fills_only() {
+        let own = creds("app");
+        let l1 = L1::with_namespaces(1 << 20, true, Arc::default(), Some(&own));
+        assert_eq!(l1.scope_of(Some(&own)), super::super::OWN);
+        let (a, b, app) = (
+            ek_of(&l1, "alice", "k"),
+            ek_of(&l1, "bob", "k"),
+            ek_of(&l1, "app", "k"),
+        );
+        assert!(a.scope != b.scope && a.scope != app.scope);
+        for e in [&a, &b, &app] {
+            assert!(put(&l1, e.clone(), b"v", HOUR, HOUR));
+        }
+        // alice's read is in flight when her ACL changes.
+        let a2 = ek_of(&l1, "alice", "k2");
+        let made = l1.snapshot(&a2);
+        l1.drop_users(["alice", "nobody"]);
+        assert!(matches!(l1.get(&a), Lookup::Miss), "not even stale");
+        assert!(matches!(l1.get(&b), Lookup::Hit(_)));
+        assert!(matches!(l1.get(&app), Lookup::Hit(_)));
+        assert!(!l1.insert(a2.clone(), made, Bytes::from_static(b"old"), HOUR, HOUR));
+        assert!(
+            put(&l1, a2, b"new", HOUR, HOUR),
+            "a fill read after it is stored"
+        );
+        assert_eq!(l1.stats.invalidations.get(InvalidationSource::Acl), 1);
+        // The URL's user is a user too; ACL LOAD drops everyone's.
+        l1.drop_users(["app"]);
+        assert!(matches!(l1.get(&app), Lookup::Miss));
+        l1.drop_all_users();
+        assert!(matches!(l1.get(&b), Lookup::Miss));
+    }
+
     #[test]
     fn bounded_in_bytes() {
         let l1 = L1::new(100_000, true);
@@ -659,7 +734,7 @@ mod tests {
         use std::sync::atomic::Ordering::Relaxed;
         let namespaces = Arc::new(Namespaces::default());
         let ns = namespaces.get_or_register(&Arc::from("n"));
-        let l1 = L1::with_namespaces(100_000, true, namespaces.clone());
+        let l1 = L1::with_namespaces(100_000, true, namespaces.clone(), None);
         fill_many(&l1, 1000, ns.id);
         // Every entry moka refused or evicted was counted out again.
         let (bytes, entries) = (l1.bytes(), l1.entries());

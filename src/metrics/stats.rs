@@ -174,14 +174,18 @@ pub enum InvalidationSource {
     Pattern,
     /// Whole flushes (one per FLUSHALL, FLUSHDB, SWAPDB, RESPITE FLUSHL1).
     Flush,
+    /// A user's entries, after an ACL change of that user (one per user; one for
+    /// ACL LOAD, which drops every user's).
+    Acl,
 }
 
 impl InvalidationSource {
-    pub const ALL: [InvalidationSource; 4] = [
+    pub const ALL: [InvalidationSource; 5] = [
         InvalidationSource::Tracking,
         InvalidationSource::LocalWrite,
         InvalidationSource::Pattern,
         InvalidationSource::Flush,
+        InvalidationSource::Acl,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -190,6 +194,7 @@ impl InvalidationSource {
             InvalidationSource::LocalWrite => "local_write",
             InvalidationSource::Pattern => "pattern",
             InvalidationSource::Flush => "flush",
+            InvalidationSource::Acl => "acl",
         }
     }
 }

@@ -15,7 +15,12 @@
 //! After the first answered poll, [`info::warnings`] logs what in Redis's memory
 //! settings can hurt a cache: no maxmemory, a policy that evicts keys without a TTL,
 //! or one that fails writes.
+//!
+//! The same connection runs the ACL check every `[l1] acl_check` ([`acl`]): `ACL
+//! LIST` compared with its last answer, so L1 drops the entries of a user whose rules
+//! changed directly on Redis.
 
+mod acl;
 pub mod info;
 mod side;
 pub mod sizes;
@@ -29,43 +34,47 @@ use std::{
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::{config::Config, policy::Rules, upstream::Upstream};
+use crate::{config::Config, l1::L1, policy::Rules, upstream::Upstream};
 use side::Side;
 use sizes::Sampler;
 pub use state::{RedisState, Size};
 
-/// Starts the poll and the sampler (those whose interval is not zero) until `stop`
-/// changes; their answers are in the returned state.
+/// Starts the poll, the sampler and the ACL check (those whose interval is not zero)
+/// until `stop` changes; the poll's and the sampler's answers are in the returned
+/// state, the ACL check drops entries of `l1`.
 pub fn spawn(
     config: &Config,
-    upstream: Arc<Upstream>,
-    policy: Arc<Rules>,
+    upstream: &Arc<Upstream>,
+    policy: &Arc<Rules>,
+    l1: &Arc<L1>,
     mut stop: watch::Receiver<bool>,
 ) -> Arc<RedisState> {
     let state = Arc::new(RedisState::default());
     let (poll_every, sample_every) = (config.metrics.upstream_poll, config.metrics.namespace_sizes);
-    if poll_every.is_zero() && sample_every.is_zero() {
+    let acl_every = config.l1.acl_check;
+    if poll_every.is_zero() && sample_every.is_zero() && acl_every.is_zero() {
         return state;
     }
     state
         .polling
         .store(!poll_every.is_zero(), Ordering::Relaxed);
     let sampler = Sampler {
-        policy,
+        policy: policy.clone(),
         batch: config.admin.batch,
         pause: config.admin.pause.max(sizes::MIN_PAUSE),
     };
-    let st = state.clone();
+    let (st, l1, upstream) = (state.clone(), l1.clone(), upstream.clone());
     tokio::spawn(async move {
         let side = Side::new(upstream);
-        let both = async {
+        let all = async {
             tokio::join!(
                 poll(&side, &st, poll_every),
                 sizes::run(&side, &st, &sampler, sample_every),
+                acl::run(&side, &l1, acl_every),
             )
         };
         tokio::select! {
-            _ = both => {}
+            _ = all => {}
             _ = stop.changed() => {}
         }
     });

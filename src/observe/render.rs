@@ -194,7 +194,7 @@ mod tests {
         let metrics = Arc::new(Metrics::default());
         let mut policy = Policy::compile(&config.namespaces).unwrap();
         policy.attach_stats(&metrics.namespaces);
-        let l1 = L1::with_namespaces(1 << 20, true, metrics.namespaces.clone());
+        let l1 = L1::with_namespaces(1 << 20, true, metrics.namespaces.clone(), None);
         Status::new(crate::observe::Parts {
             upstream: Upstream::new(&config.upstream).unwrap(),
             policy: Arc::new(ArcSwap::from_pointee(policy)),

@@ -324,10 +324,7 @@ pub async fn run(
     let conn = w.upstream.dedicated(&scan_key).await?;
     let reader = Reader {
         key: key.clone(),
-        scope: L1::scope(
-            key.creds.as_deref(),
-            w.upstream.credentials_of_url().as_deref(),
-        ),
+        scope: w.l1.scope_of(key.creds.as_deref()),
         pool: w.upstream.pool(key).await?,
     };
     let n = warm(w, &conn.conn, &reader, job, progress).await?;

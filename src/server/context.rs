@@ -11,7 +11,7 @@ use crate::{
     compress::Opener,
     config::{Coherence, Config},
     invalidation::{LinkState, broadcast, tracking},
-    l1::L1,
+    l1::{L1, user_of},
     metrics::Metrics,
     observe::{Parts, Status, poll},
     ops::{
@@ -41,14 +41,21 @@ pub fn build(
     let metrics = Arc::new(Metrics::default());
     let upstream = Upstream::new(&config.upstream)?;
     policy.attach_stats(&metrics.namespaces);
-    upstream.warm_up();
     let tracked = config.l1.coherence == Coherence::Tracking;
     // Always there, even with no cached namespace yet: a reload may add one.
     let l1 = L1::with_namespaces(
         config.l1.max_memory.as_u64(),
         !tracked,
         metrics.namespaces.clone(),
+        upstream.credentials_of_url().as_deref(),
     );
+    // Before the first connection: a user whose AUTH Redis refuses after it worked
+    // had an ACL change, and its cached replies go.
+    let dropped = l1.clone();
+    upstream.on_refused(Arc::new(move |key| {
+        dropped.drop_users([user_of(key.creds.as_deref())]);
+    }));
+    upstream.warm_up();
     let (prefixes, prefixes_rx) = watch::channel(policy.tracking_prefixes());
     let policy: Arc<Rules> = Arc::new(ArcSwap::from_pointee(policy));
     let tracking =
@@ -57,7 +64,7 @@ pub fn build(
     let operations = Arc::new(Operations::default());
     let warming = Arc::new(AtomicUsize::new(0));
     let opener = Opener::new(config.server.max_bulk_len.as_u64() as usize, Arc::default());
-    let redis = poll::spawn(&config, upstream.clone(), policy.clone(), stop.clone());
+    let redis = poll::spawn(&config, &upstream, &policy, &l1, stop.clone());
     let status = Arc::new(Status::new(Parts {
         metrics: metrics.clone(),
         upstream: upstream.clone(),

@@ -2,6 +2,8 @@
 //! upstream read per entry and generation, shared by concurrent misses), and moving
 //! generations for every write the client sends.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use super::{Session, effect::Effect, pending::CacheCount};
@@ -9,7 +11,7 @@ use crate::{
     command::{Classified, learned},
     compress::{Opener, Restore},
     error::Reply,
-    l1::{self, EntryKey, Keep, L1, Load, MgetKey, MgetServed, Served, cacheable},
+    l1::{self, EntryKey, Keep, Load, MgetKey, MgetServed, Served, cacheable},
     metrics::{CacheResult, InvalidationSource, NamespaceStats, Outcome},
     policy::{Compress, Policy},
     protocol::{
@@ -57,16 +59,19 @@ impl Session {
             restore,
         };
         let conn = self.pool.conn(self.id);
-        let served =
-            self.ctx
-                .l1
-                .read_through(ek, keep, conn.is_down(), load, |cmd, frames, filling| {
-                    conn.request_with(
-                        cmd,
-                        frames,
-                        ReplyTo::Hook(Box::new(move |r| filling.finish(r))),
-                    );
-                });
+        let served = self.ctx.l1.read_through(
+            ek,
+            keep,
+            conn.is_unreachable(),
+            load,
+            |cmd, frames, filling| {
+                conn.request_with(
+                    cmd,
+                    frames,
+                    ReplyTo::Hook(Box::new(move |r| filling.finish(r))),
+                );
+            },
+        );
         self.on_served(served, ns, key);
         true
     }
@@ -193,11 +198,18 @@ impl Session {
         };
     }
 
-    /// Whose cached replies this client may read: the proxy's own connections' (no
-    /// AUTH, or the URL's credentials) or those of the user it authenticated as.
-    pub(super) fn l1_scope(&self) -> u64 {
-        let own = self.ctx.upstream.credentials_of_url();
-        L1::scope(self.key.creds.as_deref(), own.as_deref())
+    /// Whose cached replies this client may read: those of the user it is
+    /// authenticated as (looked up once per change of credentials).
+    pub(super) fn l1_scope(&mut self) -> u64 {
+        let creds = &self.key.creds;
+        let same = match (&self.scope.0, creds) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            self.scope = (creds.clone(), self.ctx.l1.scope_of(creds.as_deref()));
+        }
+        self.scope.1
     }
 
     /// Asks Redis what command `args[0]` is, the first time it is seen.
@@ -231,6 +243,10 @@ impl Session {
             l1.stats.invalidations.add(InvalidationSource::Flush, 1);
             return Effect::FlushDbs(vec![self.key.db]);
         };
+        if let Some(acl) = acl_change(spec.name, args) {
+            acl.apply_l1(l1); // fills in flight for those users are not stored
+            return acl;
+        }
         let counted = &l1.stats.invalidations;
         let flushed = match spec.name {
             "flushall" => {
@@ -267,5 +283,16 @@ impl Session {
         keys.iter().for_each(|k| l1.invalidate_key(k));
         counted.add(InvalidationSource::LocalWrite, keys.len() as u64);
         Effect::Invalidate(keys)
+    }
+}
+
+/// What an ACL command changes: the users whose cached replies Redis may refuse them
+/// from now on (every user's for ACL LOAD). None for other commands.
+fn acl_change(name: &str, args: &[Bytes]) -> Option<Effect> {
+    let users = || args.get(2..).unwrap_or_default().to_vec();
+    match name {
+        "acl|setuser" | "acl|deluser" => Some(Effect::AclUsers(users())),
+        "acl|load" => Some(Effect::AclAll),
+        _ => None,
     }
 }

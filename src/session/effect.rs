@@ -33,6 +33,11 @@ pub enum Effect {
     Invalidate(Vec<Bytes>),
     FlushDbs(Vec<u32>),
     FlushAll,
+    /// ACL SETUSER / DELUSER of these users: their cached replies go (at send, and
+    /// again once Redis answered, so no fill read before the change is stored).
+    AclUsers(Vec<Bytes>),
+    /// ACL LOAD: every user's cached replies go.
+    AclAll,
     Many(Vec<Effect>),
 }
 
@@ -43,6 +48,11 @@ impl Effect {
             Effect::Invalidate(keys) => keys.iter().for_each(|k| l1.invalidate_key(k)),
             Effect::FlushDbs(dbs) => dbs.iter().for_each(|&db| l1.flush_db(db)),
             Effect::FlushAll => l1.flush_all(),
+            Effect::AclUsers(users) => {
+                let names: Vec<_> = users.iter().map(|u| String::from_utf8_lossy(u)).collect();
+                l1.drop_users(names.iter().map(|n| &**n));
+            }
+            Effect::AclAll => l1.drop_all_users(),
             Effect::Many(effects) => effects.iter().for_each(|e| e.apply_l1(l1)),
             Effect::None
             | Effect::Select(_)

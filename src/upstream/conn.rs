@@ -143,6 +143,12 @@ impl Conn {
         self.state.phase.load(Ordering::Acquire) == DOWN || self.tx.is_closed()
     }
 
+    /// Down because Redis cannot be reached, not because it refuses the connection's
+    /// setup (AUTH, SELECT): only then may cached values stand in for its replies.
+    pub fn is_unreachable(&self) -> bool {
+        self.is_down() && self.down_error().is_outage()
+    }
+
     /// The connection's id in Redis (`CLIENT ID`), once connected.
     pub fn client_id(&self) -> i64 {
         self.state.client_id.load(Ordering::Acquire)
@@ -173,9 +179,12 @@ async fn run(
     let mut first = Some(first);
     let mut backoff = settings.min_backoff;
     let mut was_up = false;
+    // Redis refused this connection's setup since it was last up (reported once).
+    let mut refused = false;
     loop {
         let failure = match handshake::connect(&settings).await {
             Ok((stream, client_id)) => {
+                refused = false;
                 state.client_id.store(client_id, Ordering::Release);
                 state.phase.store(UP, Ordering::Release);
                 if let Some(f) = first.take() {
@@ -198,6 +207,13 @@ async fn run(
         // A dedicated connection's end (QUIT, a client that left) is routine.
         let serving = first.is_none() && was_up && settings.reconnect;
         record_failure(&settings, &state, &failure, serving);
+        if was_up && !refused && matches!(failure, Error::Redis(_)) {
+            // Credentials that worked are refused now: the user's ACL changed.
+            refused = true;
+            if let Some(hook) = &settings.on_refused {
+                hook(&settings.key);
+            }
+        }
         if let Some(f) = first.take() {
             let _ = f.send(Err(failure.clone()));
         }

@@ -20,4 +20,10 @@ pub struct Settings {
     pub reconnect: bool,
     pub stats: Arc<UpstreamStats>,
     pub liveness: Arc<Liveness>,
+    /// Told when Redis refuses the setup (AUTH, SELECT) of a connection that was up.
+    pub on_refused: Option<OnRefused>,
 }
+
+/// Called with the key of a connection that was up and whose setup Redis now refuses
+/// (its user's password, permissions or existence changed).
+pub type OnRefused = Arc<dyn Fn(&PoolKey) + Send + Sync>;

@@ -1,4 +1,4 @@
-//! The poll's and the sampler's connection to Redis: opened with the upstream's
+//! The poll's, the sampler's and the ACL check's connection to Redis: opened with the upstream's
 //! handshake for the URL's db and credentials (RESP2), named [`CLIENT_NAME`], one
 //! exchange at a time, dropped after any failure and reopened by the next call.
 
@@ -65,14 +65,14 @@ impl Side {
         match result {
             Ok(replies) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
-                    info!("connection for Redis's INFO and namespace sizes is back");
+                    info!("connection for Redis's INFO, namespace sizes and ACL check is back");
                 }
                 Some(replies)
             }
             Err(error) => {
                 *link = None;
                 if !self.failing.swap(true, Ordering::Relaxed) {
-                    warn!(%error, "connection for Redis's INFO and namespace sizes failed; trying again at the next poll");
+                    warn!(%error, "connection for Redis's INFO, namespace sizes and ACL check failed; trying again at the next poll");
                 }
                 None
             }
