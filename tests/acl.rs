@@ -265,10 +265,13 @@ fn a_fill_in_flight_when_the_acl_changes_is_not_stored() {
     let mut admin = proxy.client();
     let mut alice = as_user(&proxy, "alice");
     admin.assert_cmd("PING", b"+PONG\r\n"); // the admin's pool is connected
+    let mut d = setup.direct(None);
+    let gets = calls(&mut d, "get");
 
     fault.delay(Duration::from_millis(300));
     alice.send(&["GET", "doc:2"]);
-    assert!(fault.wait_seen(b"doc:2", Duration::from_secs(2)));
+    // Redis has read it; its reply takes another 300 ms to reach the proxy.
+    assert!(wait_until(Duration::from_secs(2), || calls(&mut d, "get") > gets));
     admin.assert_cmd("ACL SETUSER alice resetkeys ~other:*", b"+OK\r\n");
     alice.assert_reply(&bulk("w")); // read by Redis before the change
     fault.delay(Duration::ZERO);
@@ -348,7 +351,10 @@ fn rejected_calls(direct: &mut Client, command: &str) -> u64 {
     reply
         .lines()
         .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').find_map(|f| f.strip_prefix("rejected_calls=")))
+        .and_then(|rest| {
+            rest.split(',')
+                .find_map(|f| f.strip_prefix("rejected_calls="))
+        })
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
@@ -359,7 +365,10 @@ fn rejected_calls(direct: &mut Client, command: &str) -> u64 {
 fn a_url_user_without_acl_list_is_warned_about_once() {
     let setup = Setup::start();
     let mut d = setup.direct(None);
-    d.assert_cmd("ACL SETUSER app on >apppw ~* &* +@all -acl|list", b"+OK\r\n");
+    d.assert_cmd(
+        "ACL SETUSER app on >apppw ~* &* +@all -acl|list",
+        b"+OK\r\n",
+    );
     let port = support::redis::free_port();
     let url = format!("redis://app:apppw@127.0.0.1:{}", setup.redis.port());
     let binary = support::binary::Binary::start(&format!(
@@ -378,5 +387,8 @@ fn a_url_user_without_acl_list_is_warned_about_once() {
     let lines = binary.stop();
     assert_eq!(warned(&lines), 1, "{lines:#?}");
     let line = lines.iter().find(|l| l.contains("ACL LIST")).unwrap();
-    assert!(line.contains("NOPERM") && line.contains("acl_check"), "{line}");
+    assert!(
+        line.contains("NOPERM") && line.contains("acl_check"),
+        "{line}"
+    );
 }
