@@ -4,15 +4,24 @@
 //! upstream reply, so the client's later replies stay in order and every other
 //! client keeps being served meanwhile.
 //!
-//! Access: `[admin] enabled = false` refuses every subcommand but HELP with
-//! `-NOPERM`; with `[admin] password` set, a connection must first send
-//! `RESPITE AUTH <password>`.
+//! Access ([`Access`], decided once at start): `[admin] enabled = false` refuses every
+//! subcommand but HELP with `-NOPERM`; with `[admin] password` set, a connection must
+//! first send `RESPITE AUTH <password>` (failures are counted and rate-limited per
+//! source address, [`throttle`]); without one, the subcommands are allowed only when
+//! every client listener is on loopback.
 
-use std::{future::Future, sync::Arc, sync::atomic::Ordering::Relaxed};
+mod throttle;
+
+use std::{
+    future::Future,
+    sync::Arc,
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
-use tracing::{Instrument, info};
+use tracing::{Instrument, info, warn};
 
 use crate::{
     config::AdminConfig,
@@ -33,30 +42,65 @@ use crate::{
 /// Largest `COUNT` DELPATTERN and WARM take.
 const MAX_COUNT: usize = 100_000;
 
+/// Who may run the subcommands other than HELP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `[admin] enabled = false`: nobody.
+    Disabled,
+    /// `[admin] password` is set: a connection that sent `RESPITE AUTH <password>`.
+    Password,
+    /// No password, and clients can only connect from this host: every client.
+    Loopback,
+    /// No password, and a client listener reachable from other hosts: nobody.
+    Exposed,
+}
+
+impl Access {
+    /// The access `admin` gives when clients connect on `listeners` (`host:port`).
+    pub fn of(admin: &AdminConfig, listeners: &[&str]) -> Access {
+        if !admin.enabled {
+            Access::Disabled
+        } else if admin.password.is_some() {
+            Access::Password
+        } else if crate::config::loopback_only(listeners.iter().copied()) {
+            Access::Loopback
+        } else {
+            Access::Exposed
+        }
+    }
+}
+
+/// The refusal while [`Access::Exposed`]: what to configure.
+const EXPOSED: &str = "NOPERM respite admin commands are refused: clients can connect from other hosts ([server] listen is not 127.0.0.0/8 or ::1) and no [admin] password is set. Set [admin] password (then send RESPITE AUTH <password>), or listen on loopback only";
+
 /// Answers `RESPITE …` for every session.
 pub struct Admin {
     pub config: AdminConfig,
+    pub access: Access,
     pub status: Arc<Status>,
     pub reloader: Arc<Reloader>,
     pub warmer: Arc<Warmer>,
+    throttle: throttle::AuthThrottle,
 }
 
 impl AdminCommands for Admin {
     fn call(&self, req: &Request, caller: &AdminCaller) -> AdminAnswer {
         let sub = req.args.get(1).map(|s| s.to_ascii_uppercase());
         let n = req.args.len();
+        let locked = self.access == Access::Password && !caller.authenticated;
         let reply = match sub.as_deref() {
             None => Err(Error::refused(
                 "wrong number of arguments for 'respite' command",
             )),
             Some(b"HELP") => Ok(help()),
-            Some(_) if !self.config.enabled => Err(Error::refused(
+            Some(_) if self.access == Access::Disabled => Err(Error::refused(
                 "NOPERM respite admin commands are disabled ([admin] enabled = false)",
             )),
-            Some(b"AUTH") if n == 3 => return self.auth(&req.args[2]),
-            Some(_) if !caller.authenticated && self.config.password.is_some() => Err(
-                Error::refused("NOPERM respite admin commands need RESPITE AUTH <password> first"),
-            ),
+            Some(b"AUTH") if n == 3 => return self.auth(&req.args[2], caller),
+            Some(_) if self.access == Access::Exposed => Err(Error::refused(EXPOSED)),
+            Some(_) if locked => Err(Error::refused(
+                "NOPERM respite admin commands need RESPITE AUTH <password> first",
+            )),
             Some(b"STATS") if n == 2 => Ok(pairs(&self.status.stats_fields(), caller.key.resp3)),
             Some(b"PROGRESS") if n == 2 => Ok(self.progress(caller.key.resp3)),
             Some(b"FLUSHL1") if n <= 3 => self.flush_l1(req.args.get(2)),
@@ -86,18 +130,54 @@ impl AdminCommands for Admin {
 }
 
 impl Admin {
-    fn auth(&self, given: &[u8]) -> AdminAnswer {
+    /// The admin commands as `config` allows them to clients on `listeners`; says in
+    /// the log when they are refused for want of a password.
+    pub fn new(
+        config: AdminConfig,
+        listeners: &[&str],
+        status: Arc<Status>,
+        reloader: Arc<Reloader>,
+        warmer: Arc<Warmer>,
+    ) -> Admin {
+        let access = Access::of(&config, listeners);
+        if access == Access::Exposed {
+            warn!(
+                listen = listeners.join(", "),
+                "RESPITE admin commands are refused: clients can connect from other hosts and no [admin] password is set (set one, or listen on loopback only)"
+            );
+        }
+        Admin {
+            config,
+            access,
+            status,
+            reloader,
+            warmer,
+            throttle: throttle::AuthThrottle::default(),
+        }
+    }
+
+    /// `RESPITE AUTH <password>`: compared in constant time, unless the caller's
+    /// address failed too often lately (then refused without comparing).
+    fn auth(&self, given: &[u8], caller: &AdminCaller) -> AdminAnswer {
+        let refuse = |e: Error| AdminAnswer::Reply(Err(e));
         let Some(password) = &self.config.password else {
-            return AdminAnswer::Reply(Err(Error::refused(
+            return refuse(Error::refused(
                 "ERR RESPITE AUTH <password> called without any [admin] password configured",
-            )));
+            ));
         };
+        let counts = &self.status.parts.metrics.admin_auth;
+        let now = Instant::now();
+        if let Err(wait) = self.throttle.check(caller.ip, now) {
+            counts.rate_limited.fetch_add(1, Relaxed);
+            return refuse(throttled(wait));
+        }
         if constant_time_eq(password.as_bytes(), given) {
+            self.throttle.succeeded(caller.ip);
             AdminAnswer::Authenticated
         } else {
-            AdminAnswer::Reply(Err(Error::refused(
-                "WRONGPASS invalid respite admin password",
-            )))
+            self.throttle.failed(caller.ip, now);
+            counts.wrong_password.fetch_add(1, Relaxed);
+            refuse(Error::refused("WRONGPASS invalid respite admin password"))
         }
     }
 
@@ -203,6 +283,16 @@ impl Admin {
     }
 }
 
+/// The refusal of an AUTH from an address that failed too often.
+fn throttled(wait: Duration) -> Error {
+    Error::refused(format!(
+        "ERR too many failed RESPITE AUTH attempts from this address ({} within {}s): try again in {}s",
+        throttle::MAX_FAILURES,
+        throttle::WINDOW.as_secs(),
+        wait.as_secs() + 1
+    ))
+}
+
 /// Runs `op` as a task whose reply the client gets later; the task stops if the client
 /// goes away first (Ctrl-C in the CLI stops a delete).
 fn spawn_op(op: impl Future<Output = Reply> + Send + 'static) -> AdminAnswer {
@@ -282,7 +372,8 @@ fn help() -> Bytes {
     let lines = [
         "RESPITE <subcommand> [<arg> ...]. Subcommands are:",
         "AUTH <password>",
-        "    Allow this connection the other subcommands ([admin] password).",
+        "    Allow this connection the other subcommands ([admin] password). Without a",
+        "    password they are allowed only when clients connect on loopback only.",
         "STATS",
         "    Upstream, L1 (overall and per namespace), clients, uptime, as field/value pairs.",
         "PROGRESS",
@@ -322,6 +413,22 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secre"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn access_follows_enabled_password_and_listeners() {
+        let admin = |enabled, password: Option<&str>| AdminConfig {
+            enabled,
+            password: password.map(str::to_owned),
+            ..AdminConfig::default()
+        };
+        let (local, open) = (&["127.0.0.1:6380"][..], &["0.0.0.0:6380"][..]);
+        assert_eq!(Access::of(&admin(true, None), local), Access::Loopback);
+        assert_eq!(Access::of(&admin(true, None), open), Access::Exposed);
+        assert_eq!(Access::of(&admin(true, Some("p")), open), Access::Password);
+        assert_eq!(Access::of(&admin(false, Some("p")), local), Access::Disabled);
+        let two = ["[::1]:6380", "10.1.2.3:6381"];
+        assert_eq!(Access::of(&admin(true, None), &two), Access::Exposed);
     }
 
     #[test]

@@ -46,6 +46,13 @@ pub struct ServerConfig {
     pub listen: String,
     /// Connections beyond this get `-ERR max number of clients reached`.
     pub max_clients: usize,
+    /// Connections from one source address beyond this get the same refusal; 0: no
+    /// limit per address.
+    pub max_clients_per_ip: usize,
+    /// A client idle this long is closed, as with Redis's `timeout` (not while it
+    /// waits in a blocking command, is subscribed or runs MONITOR); 0 (`"off"`): never.
+    #[serde(deserialize_with = "interval")]
+    pub timeout: Duration,
     /// Largest bulk string a client may send (Redis: proto-max-bulk-len).
     pub max_bulk_len: ByteSize,
     /// Largest number of arguments in one command.
@@ -81,6 +88,14 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Every address clients connect to (what decides whether the proxy is reachable
+    /// beyond this host, see [`loopback_only`]).
+    pub fn client_listeners(&self) -> Vec<&str> {
+        std::iter::once(self.listen.as_str())
+            .chain(self.tls_listen.as_deref())
+            .collect()
+    }
+
     /// The number of event loops to run.
     pub fn event_loops(&self) -> usize {
         if self.threads > 0 {
@@ -96,6 +111,8 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:6380".into(),
             max_clients: 10_000,
+            max_clients_per_ip: 0,
+            timeout: Duration::ZERO,
             max_bulk_len: ByteSize::mib(512),
             max_args: 1024 * 1024,
             max_inline_len: ByteSize::kib(64),
@@ -207,6 +224,8 @@ pub struct MetricsConfig {
     /// MEMORY USAGE, see `observe::poll`); zero (`"off"`) never.
     #[serde(deserialize_with = "interval")]
     pub namespace_sizes: Duration,
+    /// `PUT /loglevel` changes the log level; false: refused with 403.
+    pub allow_loglevel: bool,
 }
 
 impl Default for MetricsConfig {
@@ -215,6 +234,7 @@ impl Default for MetricsConfig {
             listen: None,
             upstream_poll: Duration::from_secs(5),
             namespace_sizes: Duration::from_secs(60),
+            allow_loglevel: false,
         }
     }
 }
@@ -245,6 +265,16 @@ fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
             ))
         }),
     }
+}
+
+/// True when every address in `listeners` (`host:port`) is a loopback one (127.0.0.0/8
+/// or `::1`): only processes on this host can connect. An address that does not parse
+/// counts as reachable from elsewhere.
+pub fn loopback_only<'a>(listeners: impl IntoIterator<Item = &'a str>) -> bool {
+    listeners.into_iter().all(|l| {
+        l.parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().to_canonical().is_loopback())
+    })
 }
 
 /// An interval as `respite check` shows it: `5s`, or `off`.
@@ -417,6 +447,14 @@ impl Config {
             if value == 0 {
                 return Err(invalid("server", key, "must be at least 1".into()));
             }
+        }
+        let timeout = self.server.timeout;
+        if !timeout.is_zero() && timeout < Duration::from_secs(1) {
+            return Err(invalid(
+                "server",
+                "timeout",
+                "must be \"off\" (0) or at least 1s".into(),
+            ));
         }
         if self.server.threads > 256 {
             return Err(invalid(
@@ -722,6 +760,38 @@ mod tests {
             err.contains("l1.acl_check") && err.contains("line 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn loopback_listeners() {
+        assert!(loopback_only(["127.0.0.1:6380"]));
+        assert!(loopback_only(["127.3.2.1:1", "[::1]:6380"]));
+        assert!(loopback_only(["[::ffff:127.0.0.1]:6380"]));
+        assert!(!loopback_only(["0.0.0.0:6380"]));
+        assert!(!loopback_only(["[::]:6380"]));
+        assert!(!loopback_only(["127.0.0.1:6380", "10.0.0.1:6380"]));
+        assert!(!loopback_only(["localhost:6380"]));
+        let mut server = ServerConfig::default();
+        assert!(loopback_only(server.client_listeners()));
+        server.tls_listen = Some("0.0.0.0:6390".into());
+        assert!(!loopback_only(server.client_listeners()));
+    }
+
+    #[test]
+    fn client_limits_and_timeout() {
+        let c = Config::parse("").unwrap();
+        assert_eq!((c.server.max_clients_per_ip, c.server.timeout), (0, Duration::ZERO));
+        let text = "[server]\nmax_clients_per_ip = 10\ntimeout = \"5m\"\n";
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap();
+        assert_eq!(c.server.timeout, Duration::from_secs(300));
+        assert_eq!(c.server.max_clients_per_ip, 10);
+        let text = "[server]\ntimeout = 0\n";
+        assert_eq!(Config::parse(text).unwrap().server.timeout, Duration::ZERO);
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\ntimeout = \"10ms\"\n";
+        let err = Config::parse(text).unwrap().validate(text).unwrap_err();
+        assert!(err.to_string().contains("`server.timeout` (line 3)"), "{err}");
+        assert!(Config::parse("[server]\ntimeout = 5\n").is_err(), "no unit");
     }
 
     #[test]

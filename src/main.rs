@@ -108,6 +108,7 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
             "s"
         }
     );
+    print_clients(config);
     println!(
         "upstream  {} (pool_size {})",
         respite::config::redact(&config.upstream.url),
@@ -128,6 +129,15 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
         "l1        ACL changes on Redis checked every {}",
         show(config.l1.acl_check)
     );
+    if config.metrics.listen.is_some() {
+        let put = if config.metrics.allow_loglevel {
+            "allowed"
+        } else {
+            "refused (allow_loglevel = false)"
+        };
+        println!("          PUT /loglevel {put}");
+    }
+    print_admin(config);
     if policy.rules().is_empty() {
         println!("no namespace rules: every key passes through unchanged");
     }
@@ -140,6 +150,38 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
             rule.describe()
         );
     }
+}
+
+/// `[server]`'s limits on clients.
+fn print_clients(config: &Config) {
+    let server = &config.server;
+    let per_ip = match server.max_clients_per_ip {
+        0 => "no limit per address".to_owned(),
+        n => format!("at most {n} per address"),
+    };
+    let timeout = match respite::config::show_interval(server.timeout).as_str() {
+        "off" => "never closed when idle".to_owned(),
+        t => format!("closed after {t} idle"),
+    };
+    println!(
+        "clients   at most {}, {per_ip}; {timeout}",
+        server.max_clients
+    );
+}
+
+/// Who may run the RESPITE admin commands (the password is never printed).
+fn print_admin(config: &Config) {
+    use respite::admin::Access;
+    let access = Access::of(&config.admin, &config.server.client_listeners());
+    let text = match access {
+        Access::Disabled => "disabled ([admin] enabled = false)",
+        Access::Password => "after RESPITE AUTH ([admin] password is set)",
+        Access::Loopback => "allowed without a password (clients connect on loopback only)",
+        Access::Exposed => {
+            "REFUSED: clients can connect from other hosts and no [admin] password is set"
+        }
+    };
+    println!("admin     RESPITE commands {text}");
 }
 
 fn serve(config: Config, policy: Policy) -> anyhow::Result<()> {

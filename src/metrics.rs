@@ -29,7 +29,7 @@ use std::sync::Arc;
 pub use histogram::{BOUNDS, LatencyHistogram, LocalHistogram};
 pub use latency::{CLIENT_BOUNDS_US, ClientLatency, LatencyBatch};
 pub use stats::{
-    CacheResult, ClientGuard, Clients, InvalidationSource, Invalidations, NO_NAMESPACE,
+    AdminAuth, CacheResult, ClientGuard, Clients, InvalidationSource, Invalidations, NO_NAMESPACE,
     NamespaceStats, Namespaces, Outcome, Reloads, Requests, UPSTREAM_ERROR_REASONS, UpstreamStats,
 };
 
@@ -123,7 +123,7 @@ pub const CLIENTS_REJECTED: Def = def(
     "respite_clients_rejected_total",
     Counter,
     &[],
-    "Client connections refused because server.max_clients were open.",
+    "Client connections refused because server.max_clients were open, or server.max_clients_per_ip from the same address.",
 );
 pub const CLIENTS_OVER_LIMIT: Def = def(
     "respite_clients_output_limit_closed_total",
@@ -265,6 +265,12 @@ pub const CONFIG_LAST_RELOAD_OK: Def = def(
     &[],
     "1 if the last configuration reload succeeded (or none was tried), 0 if it failed.",
 );
+pub const ADMIN_AUTH_FAILURES: Def = def(
+    "respite_admin_auth_failures_total",
+    Counter,
+    &["reason"],
+    "RESPITE AUTH attempts refused: reason=wrong_password (the password did not match [admin] password), rate_limited (refused without comparing: the source address failed too often in the last minute).",
+);
 
 pub const UPSTREAM_INFO_UP: Def = polled(
     "respite_upstream_info_up",
@@ -377,6 +383,7 @@ pub const ALL: &[Def] = &[
     COMPRESS_DECODE_ERRORS,
     CONFIG_RELOADS,
     CONFIG_LAST_RELOAD_OK,
+    ADMIN_AUTH_FAILURES,
     UPSTREAM_INFO_UP,
     UPSTREAM_INFO_AGE,
     UPSTREAM_USED_MEMORY,
@@ -399,6 +406,7 @@ pub struct Metrics {
     pub requests: Requests,
     pub clients: Arc<Clients>,
     pub reloads: Reloads,
+    pub admin_auth: AdminAuth,
     /// Per-namespace stats by name; rules of every policy (reloads too) attach to them.
     pub namespaces: Arc<Namespaces>,
 }

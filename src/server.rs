@@ -1,7 +1,9 @@
-//! Accept loop: connection limit, back-off on accept errors, graceful shutdown; clients
-//! handed to event loops ([`workers`]).
+//! Accept loop: connection limits (`max_clients`, `max_clients_per_ip`), back-off on
+//! accept errors, graceful shutdown; clients handed to event loops ([`workers`]); the
+//! idle-client sweep of `[server] timeout`.
 
 mod context;
+mod per_ip;
 mod workers;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -48,13 +50,22 @@ pub async fn run_with(
     let (stop_tx, stop_rx) = watch::channel(false);
     let built = context::build(config.clone(), policy, &stop_rx).map_err(std::io::Error::other)?;
     let endpoint = metrics_listener
-        .map(|l| http::Endpoint::start(l, built.status.clone(), stop_rx.clone()))
+        .map(|l| {
+            let status = built.status.clone();
+            http::Endpoint::start(l, status, &config.metrics, stop_rx.clone())
+        })
         .transpose()?;
     let upstream = built.upstream;
+    let limits = &config.server;
+    if !limits.timeout.is_zero() {
+        let clients = built.session.clients.clone();
+        tokio::spawn(sweep_idle(clients, limits.timeout, stop_rx.clone()));
+    }
     let mut acceptor = Acceptor {
-        workers: workers::Workers::start(config.server.event_loops(), &upstream)?,
+        workers: workers::Workers::start(limits.event_loops(), &upstream)?,
         ctx: built.session,
-        limit: Arc::new(Semaphore::new(config.server.max_clients)),
+        limit: Arc::new(Semaphore::new(limits.max_clients)),
+        per_ip: (limits.max_clients_per_ip > 0).then(|| per_ip::PerIp::new(limits.max_clients_per_ip)),
         stop: stop_rx,
         sessions: JoinSet::new(),
     };
@@ -91,18 +102,25 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Hands accepted clients to a session task on an event loop, within `max_clients`.
+/// Hands accepted clients to a session task on an event loop, within `max_clients`
+/// and `max_clients_per_ip`.
 struct Acceptor {
     ctx: Arc<session::Context>,
     workers: workers::Workers,
     limit: Arc<Semaphore>,
+    per_ip: Option<per_ip::PerIp>,
     stop: watch::Receiver<bool>,
     sessions: JoinSet<()>,
 }
 
 impl Acceptor {
     fn admit(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
-        let Ok(permit) = self.limit.clone().try_acquire_owned() else {
+        let permit = self.limit.clone().try_acquire_owned().ok();
+        let from_ip = match &self.per_ip {
+            Some(per_ip) => per_ip.admit(peer.ip()).map(Some),
+            None => Some(None),
+        };
+        let (Some(permit), Some(from_ip)) = (permit, from_ip) else {
             self.ctx.metrics.clients.reject();
             tokio::spawn(reject(stream));
             return;
@@ -110,7 +128,7 @@ impl Acceptor {
         let _ = stream.set_nodelay(true);
         let (ctx, stop) = (self.ctx.clone(), self.stop.clone());
         let span = info_span!("client", %peer);
-        let held = (ctx.metrics.clients.connect(), permit);
+        let held = (ctx.metrics.clients.connect(), permit, from_ip);
         match self.workers.next() {
             None => {
                 let task = client(ctx, Accepted::Here(stream), stop, held);
@@ -169,6 +187,25 @@ async fn client(
         session::serve(ctx, stream, stop).await;
     }
     drop(held);
+}
+
+/// `[server] timeout`: once a second, the clients idle longer are asked to close (see
+/// `session::Clients::nudge_idle`), until the proxy stops.
+async fn sweep_idle(
+    clients: Arc<session::Clients>,
+    timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                clients.nudge_idle(timeout, std::time::Instant::now());
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn reject(mut stream: TcpStream) {

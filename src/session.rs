@@ -60,11 +60,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::{oneshot, watch},
+    sync::watch,
 };
 use tracing::{debug, warn};
 
-use clients::LastCmd;
+use clients::{LastCmd, Signal};
 pub use clients::{Clients, Peer};
 pub use control::{AdminAnswer, AdminCaller, AdminCommands};
 use effect::{Effect, Unacked};
@@ -166,8 +166,9 @@ pub struct Session {
     joined: Vec<Bytes>,
     /// Replies allowed outstanding (see [`Session::window`]).
     window: usize,
-    /// Fires when another client kills this one (CLIENT KILL).
-    killed: oneshot::Receiver<()>,
+    /// Changes when another client kills this one (CLIENT KILL) or the idle sweep
+    /// finds it idle.
+    signal: watch::Receiver<Signal>,
     /// When the input being dispatched arrived (see `metrics::clock`).
     arrived: u64,
     /// The namespace of the command being dispatched (0: none), and how its reply
@@ -195,6 +196,13 @@ struct Shown {
     /// CLIENT TRACKING is on, and the client its invalidations go to.
     tracking: bool,
     redir: Option<u64>,
+    /// Something happened that counts as activity (`idle` of CLIENT LIST, `[server]
+    /// timeout`) besides a command: an event of its own connection, replies that were
+    /// outstanding when the idle sweep looked, input read while it looked.
+    active: bool,
+    /// The idle sweep found it waiting for replies: it is active again once they are
+    /// all in.
+    touch_when_drained: bool,
 }
 
 impl Shown {
@@ -232,7 +240,7 @@ impl Session {
         };
         let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
         let key = ctx.upstream.initial_key();
-        let (entry, killed) = ctx.clients.add(id, peer, key.clone());
+        let (entry, signal) = ctx.clients.add(id, peer, key.clone());
         Session {
             id,
             entry,
@@ -254,8 +262,8 @@ impl Session {
             kind: Kind::Unknown,
             joined: Vec::new(),
             window: FIRST_WINDOW,
-            killed,
-            arrived: 0,
+            signal,
+            arrived: clock::now_ticks(),
             ns: 0,
             cache: CacheCount::None,
             latency: LatencyBatch::default(),
@@ -274,6 +282,10 @@ impl Session {
             let hungry = self.settle().await;
             if self.pending.is_empty() || self.latency.is_full() {
                 self.flush_latency(); // once every reply is in, not on every turn
+            }
+            if self.shown.touch_when_drained && self.pending.is_empty() {
+                self.shown.touch_when_drained = false;
+                self.touch();
             }
             self.publish(false);
             if self.queued() > hard_limit {
@@ -322,7 +334,7 @@ impl Session {
                         }
                     }
                 }
-                _ = &mut self.killed, if self.phase != Phase::Gone => self.on_disconnect(),
+                Ok(()) = self.signal.changed(), if self.phase != Phase::Gone => self.on_signal(),
                 _ = stop.changed(), if self.phase == Phase::Open => self.on_stop(),
             }
         }
@@ -431,6 +443,41 @@ impl Session {
         self.leave();
     }
 
+    /// Another client killed this one, or the idle sweep found it idle.
+    fn on_signal(&mut self) {
+        let signal = *self.signal.borrow_and_update();
+        match signal {
+            Signal::Kill => self.on_disconnect(),
+            Signal::Idle { cmds } => self.on_idle(cmds),
+            Signal::None => {}
+        }
+    }
+
+    /// The idle sweep saw this client idle past `[server] timeout` after its `cmds`-th
+    /// command. Closed as Redis closes an idle client (no reply), unless it ran a
+    /// command since, read input lately (a command on its way) or still waits for
+    /// replies (then it is idle from when they are in).
+    fn on_idle(&mut self, cmds: u64) {
+        if cmds != self.shown.cmds {
+            return;
+        }
+        let quiet = clock::now_ticks().saturating_sub(self.arrived);
+        if quiet <= self.ctx.limits.timeout.as_nanos() as u64 {
+            self.touch();
+        } else if !self.pending.is_empty() {
+            self.shown.touch_when_drained = true;
+        } else {
+            debug!(client_id = self.id, "closing an idle client (server.timeout)");
+            self.on_disconnect();
+        }
+    }
+
+    /// Counts as activity now, for CLIENT LIST's `idle` and `[server] timeout`.
+    fn touch(&mut self) {
+        self.shown.active = true;
+        self.shown.stale = true;
+    }
+
     /// The proxy is stopping: answer what was sent, but do not wait for blocking
     /// commands.
     fn on_stop(&mut self) {
@@ -442,7 +489,8 @@ impl Session {
 
     /// An event of the own connection.
     fn on_event(&mut self, event: Option<Event>) {
-        self.shown.stale = true; // subscriptions, blocking: shown anew
+        self.touch(); // subscriptions, blocking: shown anew
+
         match event {
             Some(Event::Reply(reply)) => {
                 if !self.pending.own_reply(reply) {

@@ -130,6 +130,25 @@ impl Drop for ClientGuard {
     }
 }
 
+/// Failed `RESPITE AUTH` attempts, by reason.
+#[derive(Default)]
+pub struct AdminAuth {
+    /// The password did not match.
+    pub wrong_password: AtomicU64,
+    /// Refused unread: the source address failed too often lately.
+    pub rate_limited: AtomicU64,
+}
+
+impl AdminAuth {
+    /// Label values of `respite_admin_auth_failures_total`'s `reason`, with counts.
+    pub fn failures(&self) -> [(&'static str, u64); 2] {
+        [
+            ("wrong_password", self.wrong_password.load(Relaxed)),
+            ("rate_limited", self.rate_limited.load(Relaxed)),
+        ]
+    }
+}
+
 /// Configuration reloads by outcome. Call [`Reloads::record`] once per reload attempt.
 pub struct Reloads {
     ok: AtomicU64,

@@ -4,21 +4,35 @@
 //! - `GET /healthz`: 200 `ok` while the process runs.
 //! - `GET /readyz`: 200 `ready`, or 503 `not ready: <reason>` (see
 //!   [`Status::readiness`]; also while shutting down).
-//! - `GET /loglevel`, `PUT /loglevel` (body: a `RUST_LOG`-style filter): the log
-//!   level in force, changed at runtime.
+//! - `GET /loglevel`: the log level in force; `PUT /loglevel` (body: a
+//!   `RUST_LOG`-style filter) changes it, only with `[metrics] allow_loglevel = true`
+//!   (403 otherwise).
 //!
 //! A deliberately small HTTP/1.1 responder: one request per connection
-//! (`Connection: close`), the request head bounded to 8 KiB, a body to 1 KiB, the
-//! whole exchange to 5 s, at most 32 connections at once. Anything it does not
-//! understand gets a 4xx, never a panic.
+//! (`Connection: close`), the request head bounded to 8 KiB and to 2 s, a body to
+//! 1 KiB, the whole exchange to 5 s, at most 32 connections at once. Anything it does
+//! not understand gets a 4xx, never a panic.
+//!
+//! Probes get through clients that hold connections open (slowloris: a partial request
+//! head, trickled): when all 32 are taken, a new connection closes the oldest one still
+//! reading its request head (or, if none is, the oldest one), so a probe that sends
+//! its request at once is always served.
 
-use std::{io, sync::Arc, time::Duration};
+use std::{
+    collections::VecDeque,
+    io,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
-    sync::{Semaphore, oneshot, watch},
-    task::{JoinHandle, JoinSet},
+    sync::{oneshot, watch},
+    task::{AbortHandle, JoinHandle, JoinSet},
 };
 use tracing::{debug, info, warn};
 
@@ -27,8 +41,9 @@ use crate::{config::MetricsConfig, logging};
 
 const MAX_HEAD: usize = 8 * 1024;
 const MAX_BODY: usize = 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_CONNECTIONS: usize = 32;
+pub const MAX_CONNECTIONS: usize = 32;
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Binds `[metrics] listen`, if set (port 0 picks a free port).
@@ -50,17 +65,24 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// Serves on `listener`. After `stop` turns true `/readyz` answers 503 while the
-    /// proxy drains; `/metrics` keeps answering until `close`.
+    /// proxy drains; `/metrics` keeps answering until `close`. `PUT /loglevel` is
+    /// refused unless `config.allow_loglevel`.
     pub fn start(
         listener: TcpListener,
         shared: Arc<Status>,
+        config: &MetricsConfig,
         stop: watch::Receiver<bool>,
     ) -> io::Result<Endpoint> {
         let addr = listener.local_addr()?;
         let _ = shared.endpoint.set(addr);
         info!(metrics = %addr, "metrics endpoint listening");
         let (close, closed) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, shared, stop, closed));
+        let server = Server {
+            shared,
+            stop,
+            allow_loglevel: config.allow_loglevel,
+        };
+        let task = tokio::spawn(serve(listener, server, closed));
         Ok(Endpoint { close, task })
     }
 
@@ -71,48 +93,95 @@ impl Endpoint {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
+/// What every exchange needs.
+struct Server {
     shared: Arc<Status>,
     stop: watch::Receiver<bool>,
-    mut closed: oneshot::Receiver<()>,
-) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    allow_loglevel: bool,
+}
+
+async fn serve(listener: TcpListener, server: Server, mut closed: oneshot::Receiver<()>) {
+    let server = Arc::new(server);
+    let mut slots = Slots::default();
     let mut exchanges = JoinSet::new();
     loop {
         tokio::select! {
             _ = &mut closed => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        continue; // over the limit: the connection is closed
-                    };
-                    let shared = shared.clone();
-                    let stopping = *stop.borrow();
-                    exchanges.spawn(async move {
-                        let exchange = exchange(stream, &shared, stopping);
-                        if tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.is_err() {
-                            debug!("metrics request timed out");
-                        }
-                        drop(permit);
-                    });
+                    slots.make_room();
+                    let reading = Arc::new(AtomicBool::new(true));
+                    let task = exchanges.spawn(timed(stream, server.clone(), reading.clone()));
+                    slots.open.push_back(Open { task, reading });
                 }
                 Err(e) => {
                     warn!(error = %e, "metrics accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            Some(_) = exchanges.join_next(), if !exchanges.is_empty() => {}
+            Some(done) = exchanges.join_next_with_id(), if !exchanges.is_empty() => {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                slots.open.retain(|o| o.task.id() != id);
+            }
         }
     }
     exchanges.shutdown().await;
 }
 
-/// One request and its response.
-async fn exchange(mut stream: TcpStream, shared: &Status, stopping: bool) -> io::Result<()> {
+/// One exchange within [`EXCHANGE_TIMEOUT`]; `reading` is cleared once the request is in.
+async fn timed(stream: TcpStream, server: Arc<Server>, reading: Arc<AtomicBool>) {
+    let stopping = *server.stop.borrow();
+    let exchange = exchange(stream, &server, stopping, &reading);
+    if tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.is_err() {
+        debug!("metrics request timed out");
+    }
+}
+
+/// A connection being served.
+struct Open {
+    task: AbortHandle,
+    /// It is still reading its request.
+    reading: Arc<AtomicBool>,
+}
+
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Slots {
+    open: VecDeque<Open>,
+}
+
+impl Slots {
+    /// Makes room for one more connection: when [`MAX_CONNECTIONS`] are open, closes
+    /// the oldest still reading its request (a slowloris holds its slot that way), or
+    /// else the oldest.
+    fn make_room(&mut self) {
+        if self.open.len() < MAX_CONNECTIONS {
+            return;
+        }
+        let victim = self.open.iter().position(|o| o.reading.load(Relaxed));
+        if let Some(o) = self.open.remove(victim.unwrap_or(0)) {
+            debug!("metrics endpoint full: closing its oldest connection");
+            o.task.abort();
+        }
+    }
+}
+
+/// One request and its response; the request (its head within [`HEAD_TIMEOUT`]) is in
+/// when `reading` is cleared.
+async fn exchange(
+    mut stream: TcpStream,
+    server: &Server,
+    stopping: bool,
+    reading: &AtomicBool,
+) -> io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
-    let response = match read_request(&mut stream, &mut buf).await? {
-        Ok(req) => route(&req, shared, stopping),
+    let request = read_request(&mut stream, &mut buf).await?;
+    reading.store(false, Relaxed);
+    let response = match request {
+        Ok(req) => route(&req, server, stopping),
         Err(status) => Response::text(status, status_text(status)),
     };
     stream.write_all(&response.encode()).await?;
@@ -132,19 +201,10 @@ async fn read_request(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
 ) -> io::Result<Result<Request, u16>> {
-    let head_len = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() >= MAX_HEAD {
-            return Ok(Err(431));
-        }
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Err(400));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let head_len = match tokio::time::timeout(HEAD_TIMEOUT, read_head(stream, buf)).await {
+        Ok(Ok(len)) => len,
+        Ok(Err(status)) => return Ok(Err(status)),
+        Err(_) => return Ok(Err(408)),
     };
     let head = match parse_head(&buf[..head_len]) {
         Ok(h) => h,
@@ -168,6 +228,23 @@ async fn read_request(
         path: head.path,
         body,
     }))
+}
+
+/// Reads until the end of the request head; its length, or the status refusing it.
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, u16> {
+    loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            return Ok(i + 4);
+        }
+        if buf.len() >= MAX_HEAD {
+            return Err(431);
+        }
+        let mut chunk = [0u8; 1024];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(400),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -207,7 +284,8 @@ fn parse_head(head: &[u8]) -> Result<Head, u16> {
     })
 }
 
-fn route(req: &Request, shared: &Status, stopping: bool) -> Response {
+fn route(req: &Request, server: &Server, stopping: bool) -> Response {
+    let shared = &*server.shared;
     let head = req.method == "HEAD";
     let get = req.method == "GET" || head;
     let response = match (req.path.as_str(), get, req.method.as_str()) {
@@ -227,6 +305,10 @@ fn route(req: &Request, shared: &Status, stopping: bool) -> Response {
             Some(level) => Response::text(200, &level),
             None => Response::text(501, &logging::LevelError::NotInstalled.to_string()),
         },
+        ("/loglevel", false, "PUT") if !server.allow_loglevel => Response::text(
+            403,
+            "changing the log level over HTTP is off: set [metrics] allow_loglevel = true",
+        ),
         ("/loglevel", false, "PUT") => {
             let filter = String::from_utf8_lossy(&req.body);
             match logging::set_level(&filter) {
@@ -295,8 +377,10 @@ fn status_text(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",

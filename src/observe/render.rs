@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::status::Status;
 use crate::metrics::{
-    BUILD_INFO, CACHE_REQUESTS, CLIENT_BOUNDS_US, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS,
+    ADMIN_AUTH_FAILURES, BUILD_INFO, CACHE_REQUESTS, CLIENT_BOUNDS_US, CLIENTS_CONNECTED, CLIENTS_CONNECTIONS,
     CLIENTS_MAX, CLIENTS_OVER_LIMIT, CLIENTS_REJECTED, COMPRESS_DECODE_ERRORS, COMPRESS_IN,
     COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, CacheResult, Def, INVALIDATIONS,
     InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS, L1_FILLS_DROPPED,
@@ -56,6 +56,9 @@ fn render(shared: &Status) -> String {
     x.counter(&CONFIG_RELOADS, &[("outcome", "error")], error);
     let last_ok = f64::from(u8::from(m.reloads.last_ok()));
     x.gauge(&CONFIG_LAST_RELOAD_OK, &[], last_ok);
+    for (reason, n) in m.admin_auth.failures() {
+        x.counter(&ADMIN_AUTH_FAILURES, &[("reason", reason)], n);
+    }
 
     let mut out = x.handle.render();
     render_histogram(&upstream.latency, &UPSTREAM_LATENCY, &mut out);

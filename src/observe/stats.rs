@@ -27,6 +27,9 @@ impl Status {
         let (reloads_ok, reloads_failed) = self.parts.metrics.reloads.counts();
         field("config_reloads_ok", reloads_ok.to_string());
         field("config_reloads_failed", reloads_failed.to_string());
+        for (reason, n) in self.parts.metrics.admin_auth.failures() {
+            field(&format!("admin_auth_{reason}"), n.to_string());
+        }
         let channel = LinkState::describe(self.parts.channel.as_deref());
         field("invalidation_channel", channel.into());
         field(

@@ -103,12 +103,13 @@ pub fn build(
     if config.source.is_some() {
         reload::spawn_watchers(reloader.clone(), stop.clone());
     }
-    let admin = Arc::new(Admin {
-        config: config.admin.clone(),
-        status: status.clone(),
+    let admin = Arc::new(Admin::new(
+        config.admin.clone(),
+        &config.server.client_listeners(),
+        status.clone(),
         reloader,
         warmer,
-    });
+    ));
     let session = Arc::new(session::Context {
         limits: config.server.clone(),
         upstream: upstream.clone(),

@@ -5,24 +5,30 @@
 //! Each session publishes its state here after each turn of its loop that dispatched
 //! commands or saw its own connection's events (one uncontended lock); a listing reads
 //! each state under that lock for the time of one line, so it never waits for a session.
+//!
+//! `[server] timeout` is kept the way Redis's clientsCron does, off every client's
+//! path: once a second [`Clients::nudge_idle`] looks at the published states and
+//! signals the clients that look idle longer than the timeout (not blocked, subscribed
+//! or monitoring); each checks its own state before it closes ([`Signal::Idle`]).
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 use crate::upstream::PoolKey;
 
 /// Where a client is connected from and to.
 pub struct Peer {
+    pub ip: Option<IpAddr>,
     pub addr: String,
     pub laddr: String,
     pub fd: i64,
@@ -32,6 +38,7 @@ impl Peer {
     pub fn new(addr: Option<SocketAddr>, laddr: Option<SocketAddr>, fd: i64) -> Self {
         let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         Peer {
+            ip: addr.map(|a| a.ip()),
             addr: show(addr),
             laddr: show(laddr),
             fd,
@@ -140,6 +147,17 @@ impl ClientState {
     }
 }
 
+/// What a session is asked to do by others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    None,
+    /// It looked idle past `[server] timeout` since it ran its `cmds`-th command: it
+    /// closes if it ran none since, read nothing for that long and owes no reply.
+    Idle { cmds: u64 },
+    /// `CLIENT KILL`: close now.
+    Kill,
+}
+
 /// One client, as other sessions see it.
 pub struct ClientEntry {
     pub id: u64,
@@ -150,7 +168,7 @@ pub struct ClientEntry {
     /// Another client's `CLIENT TRACKING … REDIRECT` names this one: its own
     /// connection is kept (Redis sends the invalidations there).
     redirect_target: AtomicBool,
-    kill: Mutex<Option<oneshot::Sender<()>>>,
+    signal: watch::Sender<Signal>,
     state: Mutex<ClientState>,
 }
 
@@ -179,8 +197,23 @@ impl ClientEntry {
     /// Asks the session to close the connection (`CLIENT KILL`). False if it was
     /// already asked.
     pub fn kill(&self) -> bool {
-        let sender = self.kill.lock().expect("client kill").take();
-        sender.is_some_and(|s| s.send(()).is_ok())
+        let asked = self.signal.send_if_modified(|s| {
+            let first = *s != Signal::Kill;
+            *s = Signal::Kill;
+            first
+        });
+        asked && self.signal.receiver_count() > 0
+    }
+
+    /// Asks the session to close if it is still idle (see [`Signal::Idle`]).
+    fn nudge_idle(&self, cmds: u64) {
+        self.signal.send_if_modified(|s| {
+            let alive = *s != Signal::Kill;
+            if alive {
+                *s = Signal::Idle { cmds };
+            }
+            alive
+        });
     }
 }
 
@@ -205,14 +238,14 @@ pub struct Clients {
 
 impl Clients {
     /// Registers client `id`; it is listed until [`Clients::remove`]. The receiver
-    /// fires when another client kills it.
+    /// changes when another client kills it or the idle sweep nudges it.
     pub fn add(
         &self,
         id: u64,
         peer: Peer,
         key: PoolKey,
-    ) -> (Arc<ClientEntry>, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
+    ) -> (Arc<ClientEntry>, watch::Receiver<Signal>) {
+        let (tx, rx) = watch::channel(Signal::None);
         let born = Instant::now();
         let entry = Arc::new(ClientEntry {
             id,
@@ -220,7 +253,7 @@ impl Clients {
             peer,
             upstream_id: AtomicI64::new(0),
             redirect_target: AtomicBool::new(false),
-            kill: Mutex::new(Some(tx)),
+            signal: tx,
             state: Mutex::new(ClientState::new(key, born)),
         });
         self.by_id.insert(id, entry.clone());
@@ -244,6 +277,26 @@ impl Clients {
         for e in all {
             f(&e, &e.state.lock().expect("client state"));
         }
+    }
+
+    /// Nudges every client whose published state says it has been idle longer than
+    /// `timeout` at `now` and is not blocked, subscribed or monitoring (Redis's
+    /// clientsCronHandleTimeout); how many.
+    pub fn nudge_idle(&self, timeout: Duration, now: Instant) -> usize {
+        let exempt = flag::BLOCKED | flag::PUBSUB | flag::MONITOR;
+        let mut nudged = 0;
+        for e in self.by_id.iter() {
+            let idle = {
+                let s = e.state.lock().expect("client state");
+                let over = now.saturating_duration_since(s.last_active) > timeout;
+                (over && s.flags & exempt == 0).then_some(s.cmds)
+            };
+            if let Some(cmds) = idle {
+                e.nudge_idle(cmds);
+                nudged += 1;
+            }
+        }
+        nudged
     }
 
     /// The upstream connection id that stands for respite client `id` in commands

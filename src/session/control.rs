@@ -18,6 +18,8 @@ pub trait AdminCommands: Send + Sync {
 pub struct AdminCaller<'a> {
     pub key: &'a PoolKey,
     pub client_name: Option<&'a Bytes>,
+    /// Where it connects from (unknown: `None`).
+    pub ip: Option<std::net::IpAddr>,
     /// It sent a valid `RESPITE AUTH`.
     pub authenticated: bool,
 }

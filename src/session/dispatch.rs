@@ -24,6 +24,7 @@ impl Session {
     pub(super) async fn dispatch(&mut self, req: Request) -> Flow {
         if req.name().eq_ignore_ascii_case(b"RESPITE") {
             self.kind = Kind::Admin;
+            self.note_admin();
             self.respite(&req);
             return Flow::Continue;
         }
@@ -132,6 +133,7 @@ impl Session {
         let caller = AdminCaller {
             key: &self.key,
             client_name: self.name.as_ref(),
+            ip: self.entry.peer.ip,
             authenticated: self.admin_ok,
         };
         match self.ctx.admin.call(req, &caller) {

@@ -71,6 +71,14 @@ impl Session {
         };
     }
 
+    /// Records a `RESPITE …` command (`cmd=respite`), for `CLIENT LIST` and the idle
+    /// timeout.
+    pub(super) fn note_admin(&mut self) {
+        self.shown.cmds += 1;
+        self.shown.stale = true;
+        self.shown.cmd = LastCmd::Known("respite");
+    }
+
     /// Publishes the session's state for other clients' `CLIENT LIST`: after a turn
     /// that dispatched commands, or now (`force`, for a listing).
     pub(super) fn publish(&mut self, force: bool) {
@@ -79,6 +87,7 @@ impl Session {
         }
         self.shown.stale = false;
         let now = crate::metrics::clock::recent();
+        let active = std::mem::take(&mut self.shown.active);
         let (subs, multi, flags) = self.link_shown();
         let shown = &self.shown;
         self.entry.update(|s| {
@@ -95,6 +104,9 @@ impl Session {
             if s.cmds != shown.cmds {
                 s.cmds = shown.cmds;
                 s.cmd = shown.cmd.clone();
+                s.last_active = now;
+            }
+            if active {
                 s.last_active = now;
             }
             (s.subs, s.multi, s.flags) = (subs, multi, flags);
