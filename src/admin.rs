@@ -426,7 +426,10 @@ mod tests {
         assert_eq!(Access::of(&admin(true, None), local), Access::Loopback);
         assert_eq!(Access::of(&admin(true, None), open), Access::Exposed);
         assert_eq!(Access::of(&admin(true, Some("p")), open), Access::Password);
-        assert_eq!(Access::of(&admin(false, Some("p")), local), Access::Disabled);
+        assert_eq!(
+            Access::of(&admin(false, Some("p")), local),
+            Access::Disabled
+        );
         let two = ["[::1]:6380", "10.1.2.3:6381"];
         assert_eq!(Access::of(&admin(true, None), &two), Access::Exposed);
     }

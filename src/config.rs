@@ -780,7 +780,10 @@ mod tests {
     #[test]
     fn client_limits_and_timeout() {
         let c = Config::parse("").unwrap();
-        assert_eq!((c.server.max_clients_per_ip, c.server.timeout), (0, Duration::ZERO));
+        assert_eq!(
+            (c.server.max_clients_per_ip, c.server.timeout),
+            (0, Duration::ZERO)
+        );
         let text = "[server]\nmax_clients_per_ip = 10\ntimeout = \"5m\"\n";
         let c = Config::parse(text).unwrap();
         c.validate(text).unwrap();
@@ -790,7 +793,10 @@ mod tests {
         assert_eq!(Config::parse(text).unwrap().server.timeout, Duration::ZERO);
         let text = "[server]\nlisten = \"127.0.0.1:1\"\ntimeout = \"10ms\"\n";
         let err = Config::parse(text).unwrap().validate(text).unwrap_err();
-        assert!(err.to_string().contains("`server.timeout` (line 3)"), "{err}");
+        assert!(
+            err.to_string().contains("`server.timeout` (line 3)"),
+            "{err}"
+        );
         assert!(Config::parse("[server]\ntimeout = 5\n").is_err(), "no unit");
     }
 

@@ -65,7 +65,8 @@ pub async fn run_with(
         workers: workers::Workers::start(limits.event_loops(), &upstream)?,
         ctx: built.session,
         limit: Arc::new(Semaphore::new(limits.max_clients)),
-        per_ip: (limits.max_clients_per_ip > 0).then(|| per_ip::PerIp::new(limits.max_clients_per_ip)),
+        per_ip: (limits.max_clients_per_ip > 0)
+            .then(|| per_ip::PerIp::new(limits.max_clients_per_ip)),
         stop: stop_rx,
         sessions: JoinSet::new(),
     };

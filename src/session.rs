@@ -64,8 +64,8 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use clients::{LastCmd, Signal};
 pub use clients::{Clients, Peer};
+use clients::{LastCmd, Signal};
 pub use control::{AdminAnswer, AdminCaller, AdminCommands};
 use effect::{Effect, Unacked};
 use link::Link;
@@ -467,7 +467,10 @@ impl Session {
         } else if !self.pending.is_empty() {
             self.shown.touch_when_drained = true;
         } else {
-            debug!(client_id = self.id, "closing an idle client (server.timeout)");
+            debug!(
+                client_id = self.id,
+                "closing an idle client (server.timeout)"
+            );
             self.on_disconnect();
         }
     }

@@ -626,12 +626,13 @@ fn http_responder_refuses_what_it_does_not_serve() {
     assert_eq!(http(m, huge.as_bytes()).status, 431);
     let r = http(m, b"PUT /loglevel HTTP/1.1\r\nContent-Length: 5000\r\n\r\n");
     assert_eq!(r.status, 413);
-    // The in-process proxy does not own the log subscriber.
+    // Changing the log level over HTTP is off unless allowed.
     let r = http(
         m,
         b"PUT /loglevel HTTP/1.1\r\nContent-Length: 5\r\n\r\ndebug",
     );
-    assert_eq!(r.status, 501, "{}", r.body);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("allow_loglevel = true"), "{}", r.body);
     // A connection that sends nothing does not hold up the others.
     let _silent = TcpStream::connect(m).unwrap();
     let _half = {
@@ -689,7 +690,8 @@ fn binary_logs_json_and_changes_level_at_runtime() {
     let port = support::redis::free_port();
     let binary = support::binary::Binary::start(&format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[upstream]\nurl = \"{}\"\n\n\
-         [metrics]\nlisten = \"127.0.0.1:0\"\n\n[log]\nlevel = \"info\"\nformat = \"json\"\n",
+         [metrics]\nlisten = \"127.0.0.1:0\"\nallow_loglevel = true\n\n\
+         [log]\nlevel = \"info\"\nformat = \"json\"\n",
         redis.url()
     ));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -120,7 +120,10 @@ mod tests {
         let wait = t.check(ip("10.0.0.1"), start + Duration::from_secs(1));
         assert_eq!(wait, Err(WINDOW - Duration::from_secs(1)));
         assert!(t.check(ip("10.0.0.2"), start).is_ok(), "another address");
-        assert!(t.check(ip("10.0.0.1"), start + WINDOW).is_ok(), "window over");
+        assert!(
+            t.check(ip("10.0.0.1"), start + WINDOW).is_ok(),
+            "window over"
+        );
         // A new window starts with the next failure.
         t.failed(ip("10.0.0.1"), start + WINDOW);
         assert!(t.check(ip("10.0.0.1"), start + WINDOW).is_ok());
@@ -163,6 +166,11 @@ mod tests {
         }
         assert!(t.table.lock().unwrap().len() <= 100);
         // The newest addresses were kept.
-        assert!(t.table.lock().unwrap().contains_key(&IpAddr::V4(Ipv4Addr::from(999))));
+        assert!(
+            t.table
+                .lock()
+                .unwrap()
+                .contains_key(&IpAddr::V4(Ipv4Addr::from(999)))
+        );
     }
 }

@@ -135,7 +135,10 @@ async fn serve(listener: TcpListener, server: Server, mut closed: oneshot::Recei
 async fn timed(stream: TcpStream, server: Arc<Server>, reading: Arc<AtomicBool>) {
     let stopping = *server.stop.borrow();
     let exchange = exchange(stream, &server, stopping, &reading);
-    if tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await.is_err() {
+    if tokio::time::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .is_err()
+    {
         debug!("metrics request timed out");
     }
 }

@@ -153,7 +153,9 @@ pub enum Signal {
     None,
     /// It looked idle past `[server] timeout` since it ran its `cmds`-th command: it
     /// closes if it ran none since, read nothing for that long and owes no reply.
-    Idle { cmds: u64 },
+    Idle {
+        cmds: u64,
+    },
     /// `CLIENT KILL`: close now.
     Kill,
 }

@@ -49,6 +49,19 @@ impl Client {
 
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Client> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Self::over(stream, addr)
+    }
+
+    /// Connects from `source` (e.g. another loopback address, `127.0.0.2`).
+    pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<Client> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        Self::over(socket.into(), addr)
+    }
+
+    fn over(stream: TcpStream, addr: SocketAddr) -> std::io::Result<Client> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_write_timeout(Some(READ_TIMEOUT))?;
