@@ -14,7 +14,7 @@ use serde::Deserialize;
 pub use url::{Credentials, UpstreamAddr, redact};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -39,7 +39,23 @@ pub struct Config {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Debug output leaves the file's text out (it holds the passwords).
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("server", &self.server)
+            .field("upstream", &self.upstream)
+            .field("l1", &self.l1)
+            .field("metrics", &self.metrics)
+            .field("log", &self.log)
+            .field("admin", &self.admin)
+            .field("namespaces", &self.namespaces)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address clients connect to.
@@ -129,7 +145,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// `redis://[user:pass@]host:port[/db]`.
@@ -164,6 +180,25 @@ pub struct UpstreamConfig {
     pub tls_server_name: Option<String>,
 }
 
+/// Debug output never shows the URL's password (see [`redact`]).
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("url", &redact(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("liveness_timeout", &self.liveness_timeout)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_server_name", &self.tls_server_name)
+            .finish()
+    }
+}
+
 impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
@@ -182,7 +217,7 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct L1Config {
     pub max_memory: ByteSize,
@@ -211,7 +246,7 @@ pub enum Coherence {
     TtlOnly,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address of the `/metrics`, `/healthz`, `/readyz` endpoint; none when unset.
@@ -286,7 +321,7 @@ pub fn show_interval(d: Duration) -> String {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `respite=debug`; `RUST_LOG` wins.
@@ -312,7 +347,7 @@ pub enum LogFormat {
 }
 
 /// `[admin]`: the `RESPITE …` commands (see `admin.rs`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// False: every `RESPITE` subcommand but HELP is refused with `-NOPERM`.
@@ -330,6 +365,20 @@ pub struct AdminConfig {
     /// Pub/sub channel DELPATTERN publishes deleted keys on, and that respites with
     /// `coherence = "ttl-only"` listen to; empty: neither.
     pub invalidation_channel: String,
+}
+
+/// Debug output never shows the password.
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = self.password.as_ref().map(|_| "<hidden>");
+        f.debug_struct("AdminConfig")
+            .field("enabled", &self.enabled)
+            .field("password", &password)
+            .field("batch", &self.batch)
+            .field("pause", &self.pause)
+            .field("invalidation_channel", &self.invalidation_channel)
+            .finish()
+    }
 }
 
 impl Default for AdminConfig {
@@ -409,8 +458,8 @@ impl Config {
 
     /// Parses TOML text without validating.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse(e.to_string().trim_end().to_owned()))?;
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(parse_error(text, &e)))?;
         config.text = text.to_owned();
         Ok(config)
     }
@@ -611,6 +660,24 @@ impl ConfigError {
     }
 }
 
+/// A TOML error as "line L, column C (`key`): message": the key at fault but not the
+/// excerpt of the file that `toml` shows (its value may be a password).
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let Some(span) = e.span() else {
+        return format!("TOML parse error: {message}");
+    };
+    let before = &text[..span.start.min(text.len())];
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let (line, column) = (before.matches('\n').count() + 1, before.len() - start + 1);
+    let at = text[start..].lines().next().unwrap_or_default();
+    let key = match at.split_once('=') {
+        Some((key, _)) => format!(" (`{}`)", key.trim()),
+        None => String::new(),
+    };
+    format!("TOML parse error at line {line}, column {column}{key}: {message}")
+}
+
 /// The 1-based line of `key = …` in the `rule`-th `[[namespace]]` (from 0), or of
 /// that rule's header.
 fn find_rule_line(text: &str, rule: usize, key: &str) -> Option<usize> {
@@ -760,6 +827,30 @@ mod tests {
             err.contains("l1.acl_check") && err.contains("line 3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        let text =
+            "[upstream]\nurl = \"redis://u:up-secret@h:1\"\n[admin]\npassword = \"adm-secret\"\n";
+        let shown = format!("{:?}", Config::parse(text).unwrap());
+        assert!(shown.contains("redis://u:***@h:1"), "{shown}");
+        assert!(
+            !shown.contains("up-secret") && !shown.contains("adm-secret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn parse_errors_do_not_quote_the_file() {
+        let text = "[admin]\nbatch = 1\npassword = \"s3cret\n";
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let text = "[upstream]\nurl = \"redis://:s3cret@h\"\nbogus = 1\n";
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.contains("bogus") && err.contains("line 3"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -127,15 +127,13 @@ impl Reloader {
 
 /// The sections of `new` that differ from `old` and cannot change while running.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
-    let differs =
-        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     [
-        ("[server]", differs(&old.server, &new.server)),
-        ("[upstream]", differs(&old.upstream, &new.upstream)),
-        ("[l1]", differs(&old.l1, &new.l1)),
-        ("[admin]", differs(&old.admin, &new.admin)),
-        ("[metrics]", differs(&old.metrics, &new.metrics)),
-        ("[log]", differs(&old.log, &new.log)),
+        ("[server]", old.server != new.server),
+        ("[upstream]", old.upstream != new.upstream),
+        ("[l1]", old.l1 != new.l1),
+        ("[admin]", old.admin != new.admin),
+        ("[metrics]", old.metrics != new.metrics),
+        ("[log]", old.log != new.log),
     ]
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))

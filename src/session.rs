@@ -60,7 +60,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
-    sync::watch,
+    sync::{mpsc, watch},
 };
 use tracing::{debug, warn};
 
@@ -166,9 +166,9 @@ pub struct Session {
     joined: Vec<Bytes>,
     /// Replies allowed outstanding (see [`Session::window`]).
     window: usize,
-    /// Changes when another client kills this one (CLIENT KILL) or the idle sweep
+    /// Wakes when another client kills this one (CLIENT KILL) or the idle sweep
     /// finds it idle.
-    signal: watch::Receiver<Signal>,
+    signal: mpsc::Receiver<()>,
     /// When the input being dispatched arrived (see `metrics::clock`).
     arrived: u64,
     /// The namespace of the command being dispatched (0: none), and how its reply
@@ -334,7 +334,7 @@ impl Session {
                         }
                     }
                 }
-                Ok(()) = self.signal.changed(), if self.phase != Phase::Gone => self.on_signal(),
+                Some(()) = self.signal.recv(), if self.phase != Phase::Gone => self.on_signal(),
                 _ = stop.changed(), if self.phase == Phase::Open => self.on_stop(),
             }
         }
@@ -445,8 +445,7 @@ impl Session {
 
     /// Another client killed this one, or the idle sweep found it idle.
     fn on_signal(&mut self) {
-        let signal = *self.signal.borrow_and_update();
-        match signal {
+        match self.entry.take_signal() {
             Signal::Kill => self.on_disconnect(),
             Signal::Idle { cmds } => self.on_idle(cmds),
             Signal::None => {}

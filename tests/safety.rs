@@ -60,8 +60,8 @@ fn respite() -> Command {
     Command::new(env!("CARGO_BIN_EXE_respite"))
 }
 
-/// `respite check` of `config`: stdout and stderr.
-fn check(config: &str) -> String {
+/// `respite check` of `config`: whether it passed, stdout and stderr.
+fn try_check(config: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("proxy.toml");
     std::fs::write(&path, config).unwrap();
@@ -71,8 +71,16 @@ fn check(config: &str) -> String {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `respite check` of a valid `config`: stdout and stderr.
+fn check(config: &str) -> String {
+    let (ok, text) = try_check(config);
+    assert!(ok, "{text}");
+    text
 }
 
 /// A client of the binary listening on `port`, once it accepts.
@@ -366,6 +374,12 @@ fn no_secret_in_logs_check_stats_client_list_or_metrics() {
     let m: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
     assert_no_secret("/metrics", &get(m, "/metrics").body);
     assert_no_secret("respite check", &check(&config));
+    // A file that does not parse on the password's line: the error names the line and
+    // key, not what is written there.
+    let broken = config.replace(&format!("\"{ADMIN_PW}\""), &format!("\"{ADMIN_PW}"));
+    let (ok, refused) = try_check(&broken);
+    assert!(!ok && refused.contains("`password`"), "{refused}");
+    assert_no_secret("respite check of a broken file", &refused);
     drop(c);
     // Trace level is on: the client's coming and going is there.
     assert!(wait_until(READY, || binary.logged("disconnected")));

@@ -15,14 +15,14 @@ use std::{
     net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 use crate::upstream::PoolKey;
 
@@ -147,7 +147,7 @@ impl ClientState {
     }
 }
 
-/// What a session is asked to do by others.
+/// What a session is asked to do by others (see [`ClientEntry::take_signal`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     None,
@@ -170,7 +170,12 @@ pub struct ClientEntry {
     /// Another client's `CLIENT TRACKING … REDIRECT` names this one: its own
     /// connection is kept (Redis sends the invalidations there).
     redirect_target: AtomicBool,
-    signal: watch::Sender<Signal>,
+    /// Set by `CLIENT KILL`.
+    killed: AtomicBool,
+    /// The idle sweep's nudge: 1 + the commands it saw the client run (0: none).
+    idle_nudge: AtomicU64,
+    /// Wakes the session to take its signal (a full channel: a wake is pending).
+    wake: mpsc::Sender<()>,
     state: Mutex<ClientState>,
 }
 
@@ -199,23 +204,31 @@ impl ClientEntry {
     /// Asks the session to close the connection (`CLIENT KILL`). False if it was
     /// already asked.
     pub fn kill(&self) -> bool {
-        let asked = self.signal.send_if_modified(|s| {
-            let first = *s != Signal::Kill;
-            *s = Signal::Kill;
-            first
-        });
-        asked && self.signal.receiver_count() > 0
+        if self.killed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        // Full: a wake is pending already. Closed: the session is gone.
+        !matches!(
+            self.wake.try_send(()),
+            Err(mpsc::error::TrySendError::Closed(()))
+        )
     }
 
     /// Asks the session to close if it is still idle (see [`Signal::Idle`]).
     fn nudge_idle(&self, cmds: u64) {
-        self.signal.send_if_modified(|s| {
-            let alive = *s != Signal::Kill;
-            if alive {
-                *s = Signal::Idle { cmds };
-            }
-            alive
-        });
+        self.idle_nudge.store(cmds + 1, Ordering::Release);
+        let _ = self.wake.try_send(());
+    }
+
+    /// What the session was asked since it last looked (once woken).
+    pub fn take_signal(&self) -> Signal {
+        if self.killed.load(Ordering::Acquire) {
+            return Signal::Kill;
+        }
+        match self.idle_nudge.swap(0, Ordering::AcqRel) {
+            0 => Signal::None,
+            n => Signal::Idle { cmds: n - 1 },
+        }
     }
 }
 
@@ -240,14 +253,10 @@ pub struct Clients {
 
 impl Clients {
     /// Registers client `id`; it is listed until [`Clients::remove`]. The receiver
-    /// changes when another client kills it or the idle sweep nudges it.
-    pub fn add(
-        &self,
-        id: u64,
-        peer: Peer,
-        key: PoolKey,
-    ) -> (Arc<ClientEntry>, watch::Receiver<Signal>) {
-        let (tx, rx) = watch::channel(Signal::None);
+    /// wakes when another client kills it or the idle sweep nudges it: then
+    /// [`ClientEntry::take_signal`] says which.
+    pub fn add(&self, id: u64, peer: Peer, key: PoolKey) -> (Arc<ClientEntry>, mpsc::Receiver<()>) {
+        let (tx, rx) = mpsc::channel(1);
         let born = Instant::now();
         let entry = Arc::new(ClientEntry {
             id,
@@ -255,7 +264,9 @@ impl Clients {
             peer,
             upstream_id: AtomicI64::new(0),
             redirect_target: AtomicBool::new(false),
-            signal: tx,
+            killed: AtomicBool::new(false),
+            idle_nudge: AtomicU64::new(0),
+            wake: tx,
             state: Mutex::new(ClientState::new(key, born)),
         });
         self.by_id.insert(id, entry.clone());
