@@ -141,7 +141,9 @@ pub fn reply_scanner(data: &[u8]) {
         return;
     }
     let decoded = match redis_protocol::resp3::decode::complete::decode_range(input) {
-        Ok(Some((frame, len))) => sent_by_redis(&frame).then_some(len),
+        Ok(Some((frame, len))) => {
+            (sent_by_redis(&frame) && read_as_sent(input, len)).then_some(len)
+        }
         _ => match redis_protocol::resp2::decode::decode_range(input) {
             Ok(Some((_, len))) => Some(len),
             _ => None,
@@ -155,6 +157,18 @@ pub fn reply_scanner(data: &[u8]) {
             "redis-protocol decodes a {len}-byte frame"
         );
     }
+}
+
+/// Whether redis-protocol reads the frame of `len` bytes at the front of `input` as
+/// what it says: its maps and sets are hash tables, so a repeated key or member
+/// collapses and the decoder reads past the count the header gave (Redis never
+/// repeats one). Such a frame re-encodes shorter than it was.
+fn read_as_sent(input: &[u8], len: usize) -> bool {
+    use redis_protocol::resp3::types::Resp3Frame;
+    matches!(
+        redis_protocol::resp3::decode::complete::decode(input),
+        Ok(Some((frame, n))) if n == len && Resp3Frame::encode_len(&frame, false) == len
+    )
 }
 
 /// Whether `frame` is one Redis may send: no streamed parts, no HELLO.
