@@ -389,7 +389,8 @@ fn help() -> Bytes {
         "FLUSHL1 [<namespace>]",
         "    Empty this proxy's L1 cache, or only one namespace's entries (Redis is not touched).",
         "RELOAD",
-        "    Reload the configuration file (namespace rules apply to the next command).",
+        "    Reload the configuration file (namespace rules apply to the next command,",
+        "    re-read upstream TLS certificates to new connections).",
         "HELP",
         "    Print this help.",
     ];

@@ -148,7 +148,7 @@ impl Default for ServerConfig {
 #[derive(Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    /// `redis://[user:pass@]host:port[/db]`.
+    /// `redis://[user:pass@]host:port[/db]`, or `rediss://…` for TLS.
     pub url: String,
     /// Shared pipelined connections per event loop and (db, user, protocol).
     pub pool_size: usize,
@@ -622,6 +622,21 @@ impl Config {
                 "tls_cert and tls_key go together",
             ));
         }
+        // A TLS key with a plaintext URL would be ignored: refused, so that a
+        // forgotten `rediss://` cannot silently send everything in clear.
+        let tls_url = UpstreamAddr::parse(&up.url).is_ok_and(|a| a.tls);
+        let set = [
+            ("tls_ca", up.tls_ca.is_some()),
+            ("tls_cert", up.tls_cert.is_some()),
+            ("tls_server_name", up.tls_server_name.is_some()),
+        ];
+        if let Some((key, _)) = set.into_iter().find(|(_, set)| *set && !tls_url) {
+            return Err(invalid(
+                "upstream",
+                key,
+                "applies to rediss:// URLs only (the url is redis://, plaintext)",
+            ));
+        }
         Ok(())
     }
 
@@ -889,6 +904,23 @@ mod tests {
             "{err}"
         );
         assert!(Config::parse("[server]\ntimeout = 5\n").is_err(), "no unit");
+    }
+
+    #[test]
+    fn upstream_tls_keys_need_a_rediss_url() {
+        let text = "[upstream]\nurl = \"rediss://r:6379\"\ntls_ca = \"/ca.pem\"\n";
+        Config::parse(text).unwrap().validate(text).unwrap();
+        let text = "[upstream]\nurl = \"redis://r:6379\"\ntls_ca = \"/ca.pem\"\n";
+        let err = Config::parse(text)
+            .unwrap()
+            .validate(text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("upstream.tls_ca") && err.contains("rediss://"),
+            "{err}"
+        );
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,10 @@ fn main() -> ExitCode {
     };
     match offline {
         Some(Command::Check) => {
+            if let Err(e) = check_upstream_tls(&config) {
+                eprintln!("respite: invalid configuration: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
             print_check(&cli, &config, &policy);
             ExitCode::SUCCESS
         }
@@ -96,6 +100,30 @@ fn load(cli: &Cli) -> anyhow::Result<(Config, Policy)> {
     Ok((config, policy))
 }
 
+/// For a `rediss://` upstream, reads its certificate files as the proxy would (an
+/// error names the file).
+fn check_upstream_tls(config: &Config) -> Result<(), String> {
+    respite::upstream::Endpoint::new(&config.upstream).map(drop)
+}
+
+/// How a `rediss://` upstream is checked and what the proxy presents to it.
+fn upstream_tls(up: &respite::config::UpstreamConfig) -> String {
+    let ca = up
+        .tls_ca
+        .as_ref()
+        .map_or("the system's CAs".to_owned(), |p| {
+            format!("CA {}", p.display())
+        });
+    let name = up
+        .tls_server_name
+        .as_ref()
+        .map_or(String::new(), |n| format!(", server name {n}"));
+    let cert = up.tls_cert.as_ref().map_or(String::new(), |p| {
+        format!(", client certificate {}", p.display())
+    });
+    format!("; TLS, {ca}{name}{cert}")
+}
+
 fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
     println!("{}: ok", cli.config.display());
     println!(
@@ -109,10 +137,13 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
         }
     );
     print_clients(config);
+    let up = &config.upstream;
+    let tls = respite::config::UpstreamAddr::parse(&up.url).is_ok_and(|a| a.tls);
     println!(
-        "upstream  {} (pool_size {})",
-        respite::config::redact(&config.upstream.url),
-        config.upstream.pool_size
+        "upstream  {} (pool_size {}{})",
+        respite::config::redact(&up.url),
+        up.pool_size,
+        if tls { upstream_tls(up) } else { String::new() }
     );
     let show = respite::config::show_interval;
     println!(

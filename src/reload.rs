@@ -7,9 +7,12 @@
 //! whole (each command looks the rules up as it is dispatched, so the next command of
 //! every connection sees them; no connection is dropped), drops the L1 entries of
 //! namespaces whose rule changed, and re-establishes tracking if the set of cached
-//! prefixes changed, and re-applies the log level. Settings that cannot change while
-//! running (listen address, upstream, L1 size, admin, metrics address, threads) are
-//! reported and left as they were.
+//! prefixes changed, and re-applies the log level. For a `rediss://` upstream it
+//! re-reads the certificate files (`[upstream] tls_*`): connections opened after the
+//! reload use them, open ones continue; a file that cannot be read refuses the whole
+//! reload. Settings that cannot change while running (listen address, the rest of
+//! upstream, L1 size, admin, metrics address, threads) are reported and left as they
+//! were.
 
 use std::{
     path::{Path, PathBuf},
@@ -22,10 +25,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::Config,
+    config::{Config, UpstreamConfig},
     l1::L1,
     metrics::Metrics,
     policy::{Policy, Rule, Rules},
+    upstream::Upstream,
 };
 
 /// How long file events are gathered before reloading (editors write in steps); the
@@ -42,6 +46,8 @@ pub struct Reloader {
     pub prefixes: watch::Sender<Option<Vec<Bytes>>>,
     pub l1: Arc<L1>,
     pub metrics: Arc<Metrics>,
+    /// Where a `rediss://` upstream's re-read TLS settings go.
+    pub upstream: Arc<Upstream>,
     /// Held while a reload runs: one at a time, whatever triggered it.
     running: Mutex<()>,
 }
@@ -53,6 +59,7 @@ impl Reloader {
         prefixes: watch::Sender<Option<Vec<Bytes>>>,
         l1: Arc<L1>,
         metrics: Arc<Metrics>,
+        upstream: Arc<Upstream>,
     ) -> Self {
         Self {
             started,
@@ -60,6 +67,7 @@ impl Reloader {
             prefixes,
             l1,
             metrics,
+            upstream,
             running: Mutex::new(()),
         }
     }
@@ -87,6 +95,10 @@ impl Reloader {
     fn apply(&self, path: &Path) -> Result<String, String> {
         let new = Config::load(path).map_err(|e| format!("{e:#}"))?;
         let mut policy = Policy::from_config(&new).map_err(|e| e.to_string())?;
+        let endpoint = self.upstream.endpoint();
+        let tls = endpoint
+            .load_tls(&new.upstream)
+            .map_err(|e| format!("upstream TLS: {e}"))?;
         // Counters carry over to the rule of the same name.
         policy.attach_stats(&self.metrics.namespaces);
         let mut restart = needs_restart(&self.started, &new);
@@ -115,6 +127,10 @@ impl Reloader {
             changed
         });
         let mut summary = format!("{rules} namespace rules, {dropped} L1 entries dropped");
+        if let Some(tls) = tls {
+            endpoint.install(tls);
+            summary.push_str("; upstream TLS certificates re-read");
+        }
         if !restart.is_empty() {
             summary.push_str(&format!(
                 "; changed but needing a restart: {}",
@@ -129,7 +145,7 @@ impl Reloader {
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     [
         ("[server]", old.server != new.server),
-        ("[upstream]", old.upstream != new.upstream),
+        ("[upstream]", but_tls(&old.upstream) != but_tls(&new.upstream)),
         ("[l1]", old.l1 != new.l1),
         ("[admin]", old.admin != new.admin),
         ("[metrics]", old.metrics != new.metrics),
@@ -138,6 +154,17 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))
     .collect()
+}
+
+/// `[upstream]` without its TLS keys, which a reload applies.
+fn but_tls(upstream: &UpstreamConfig) -> UpstreamConfig {
+    UpstreamConfig {
+        tls_ca: None,
+        tls_cert: None,
+        tls_key: None,
+        tls_server_name: None,
+        ..upstream.clone()
+    }
 }
 
 fn same_rules(a: &[Rule], b: &[Rule]) -> bool {

@@ -1,13 +1,15 @@
-//! The Redis side: address, pools of shared pipelined connections keyed by
-//! (db, credentials, protocol), dedicated connections for stateful clients, and
-//! telling a dead Redis from a busy one ([`liveness`]).
+//! The Redis side: address and TLS ([`endpoint`]), pools of shared pipelined
+//! connections keyed by (db, credentials, protocol), dedicated connections for
+//! stateful clients, and telling a dead Redis from a busy one ([`liveness`]).
 
 mod conn;
+pub mod endpoint;
 pub mod expect;
 mod handshake;
 mod key;
 pub mod liveness;
 mod settings;
+mod stream;
 
 use std::{
     collections::HashMap,
@@ -15,11 +17,11 @@ use std::{
     time::Duration,
 };
 
-use tokio::net::TcpStream;
-
 pub use conn::{Conn, EVENT_BACKLOG, Event, Reply, ReplyTo};
+pub use endpoint::Endpoint;
 pub use key::PoolKey;
 pub use settings::OnRefused;
+pub use stream::Stream;
 
 pub use crate::config::{Credentials, UpstreamAddr};
 use crate::{config::UpstreamConfig, error::Error, metrics::UpstreamStats};
@@ -70,7 +72,7 @@ pub struct Dedicated {
 }
 
 pub struct Upstream {
-    addr: Arc<UpstreamAddr>,
+    endpoint: Arc<Endpoint>,
     liveness: Arc<liveness::Liveness>,
     config: UpstreamConfig,
     pools: Mutex<HashMap<LoopKey, Arc<Pool>>>,
@@ -81,16 +83,18 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// From `[upstream]`; for `rediss://`, reads the certificate files (an error names
+    /// the file).
     pub fn new(config: &UpstreamConfig) -> Result<Arc<Self>, String> {
-        let addr = Arc::new(UpstreamAddr::parse(&config.url)?);
+        let endpoint = Arc::new(Endpoint::new(config)?);
         let liveness = liveness::Liveness::new(
-            addr.clone(),
+            endpoint.clone(),
             config.liveness_timeout,
             config.request_timeout,
         );
         Ok(Arc::new(Self {
             liveness: Arc::new(liveness),
-            addr,
+            endpoint,
             config: config.clone(),
             pools: Mutex::default(),
             idle: Mutex::default(),
@@ -102,14 +106,20 @@ impl Upstream {
     /// The key a new client starts with: the db and credentials of the URL, RESP2.
     pub fn initial_key(&self) -> PoolKey {
         PoolKey {
-            db: self.addr.db,
-            creds: self.addr.creds.clone(),
+            db: self.endpoint.addr.db,
+            creds: self.endpoint.addr.creds.clone(),
             resp3: false,
         }
     }
 
     pub fn credentials_of_url(&self) -> Option<Arc<Credentials>> {
-        self.addr.creds.clone()
+        self.endpoint.addr.creds.clone()
+    }
+
+    /// Where Redis is and how connections to it are opened (a reload installs new
+    /// TLS settings there).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Whom to tell when Redis refuses to set up again a pool connection that was up
@@ -171,7 +181,7 @@ impl Upstream {
 
     fn settings(&self, key: &PoolKey, reconnect: bool) -> settings::Settings {
         settings::Settings {
-            addr: self.addr.clone(),
+            endpoint: self.endpoint.clone(),
             key: key.clone(),
             connect_timeout: self.config.connect_timeout,
             request_timeout: self.config.request_timeout,
@@ -223,8 +233,8 @@ impl Upstream {
 
     /// A raw connection set up for `key`, for side connections that read the socket
     /// themselves (tracking, the invalidation listener).
-    pub async fn connect_raw(&self, key: &PoolKey) -> Result<TcpStream, Error> {
-        handshake::connect_raw(&self.addr, key, self.config.connect_timeout).await
+    pub async fn connect_raw(&self, key: &PoolKey) -> Result<Stream, Error> {
+        handshake::connect_raw(&self.endpoint, key, self.config.connect_timeout).await
     }
 
     /// The reconnect backoff range.

@@ -1,13 +1,17 @@
-//! `upstream.url`: where Redis is and how the proxy logs in, parsed once; shown only
-//! with the password hidden.
+//! `upstream.url`: where Redis is, whether the connections to it use TLS
+//! (`rediss://`) and how the proxy logs in, parsed once; shown only with the password
+//! hidden.
 
 use std::{fmt, sync::Arc};
 
-/// Where Redis is, parsed from `redis://[user:pass@]host:port[/db]`.
+/// Where Redis is, parsed from `redis://[user:pass@]host:port[/db]` (`rediss://`: the
+/// same over TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAddr {
     pub host: String,
     pub port: u16,
+    /// `rediss://`: every connection to Redis speaks TLS.
+    pub tls: bool,
     pub creds: Option<Arc<Credentials>>,
     pub db: u32,
 }
@@ -32,11 +36,11 @@ impl UpstreamAddr {
     pub fn parse(s: &str) -> Result<Self, String> {
         let shown = redact(s);
         let url = url::Url::parse(s).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
-        match url.scheme() {
-            "redis" => {}
-            "rediss" => return Err("TLS upstreams (rediss://) are not supported yet".into()),
-            other => return Err(format!("scheme `{other}` is not redis://")),
-        }
+        let tls = match url.scheme() {
+            "redis" => false,
+            "rediss" => true,
+            other => return Err(format!("scheme `{other}` is not redis:// or rediss://")),
+        };
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -61,16 +65,18 @@ impl UpstreamAddr {
         Ok(Self {
             host,
             port: url.port().unwrap_or(6379),
+            tls,
             creds,
             db,
         })
     }
 }
 
-/// The URL as it may be logged or printed: `redis://user:***@host:port/db`.
+/// The URL as it may be logged or printed: `redis://user:***@host:port/db` (or
+/// `rediss://…`).
 impl fmt::Display for UpstreamAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "redis://")?;
+        write!(f, "{}://", if self.tls { "rediss" } else { "redis" })?;
         if let Some(c) = &self.creds {
             write!(f, "{}:***@", c.user.as_deref().unwrap_or(""))?;
         }
@@ -125,9 +131,18 @@ mod tests {
     }
 
     #[test]
+    fn rediss_is_tls() {
+        let a = UpstreamAddr::parse("rediss://app:pw@redis.internal:6380/1").unwrap();
+        assert!(a.tls);
+        assert_eq!((a.host.as_str(), a.port, a.db), ("redis.internal", 6380, 1));
+        assert_eq!(a.to_string(), "rediss://app:***@redis.internal:6380/1");
+        assert!(!UpstreamAddr::parse("redis://h").unwrap().tls);
+        assert_eq!(redact("rediss://u:pw@h:1"), "rediss://u:***@h:1");
+    }
+
+    #[test]
     fn refuses_bad_urls() {
         assert!(UpstreamAddr::parse("http://x").is_err());
-        assert!(UpstreamAddr::parse("rediss://x").is_err());
         assert!(UpstreamAddr::parse("redis://x/abc").is_err());
         assert!(UpstreamAddr::parse("nonsense").is_err());
         let e = UpstreamAddr::parse("redis://u:hunter2@/x").unwrap_err();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
-use tokio::{io::AsyncWriteExt, sync::watch};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{
@@ -119,7 +119,7 @@ async fn listen(
     ]
     .concat()
     .into();
-    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
+    stream.send(&setup).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     match next_frame(&mut stream, &mut buf).await? {
         BytesFrame::SimpleString { data, .. } if &data[..] == b"OK" => {}

@@ -14,11 +14,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::{decode::complete::decode_bytes_mut, types::BytesFrame};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    sync::watch,
-};
+use tokio::{io::AsyncReadExt, sync::watch};
 use tracing::{info, warn};
 
 use super::LinkState;
@@ -26,7 +22,7 @@ use crate::{
     l1::L1,
     metrics::InvalidationSource,
     protocol::request::encode_command,
-    upstream::{PoolKey, Upstream},
+    upstream::{PoolKey, Stream, Upstream},
 };
 
 /// Name of the tracking connection in `CLIENT LIST`.
@@ -112,7 +108,7 @@ async fn track(
     let mut stream = upstream.connect_raw(key).await.map_err(|e| e.to_string())?;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let setup = setup_commands(prefixes);
-    stream.write_all(&setup).await.map_err(|e| e.to_string())?;
+    stream.send(&setup).await.map_err(|e| e.to_string())?;
     for _ in 0..2 {
         match next_frame(&mut stream, &mut buf).await? {
             BytesFrame::SimpleString { data, .. } if &data[..] == b"OK" => {}
@@ -137,7 +133,7 @@ async fn track(
 /// `on_message` gets every frame and says whether it was a message (anything else is
 /// the reply to a PING).
 pub(crate) async fn watch_connection(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     mut on_message: impl FnMut(BytesFrame) -> bool,
 ) -> Result<(), String> {
@@ -160,7 +156,7 @@ pub(crate) async fn watch_connection(
                 if awaiting_pong {
                     return Err(format!("no reply to PING within {PING_EVERY:?}"));
                 }
-                stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
+                stream.send(b"*1\r\n$4\r\nPING\r\n").await.map_err(|e| e.to_string())?;
                 awaiting_pong = true;
             }
         }
@@ -216,7 +212,7 @@ fn apply(l1: &L1, push: Vec<BytesFrame>) {
 /// The next RESP frame from a side connection (tracking, the invalidation channel),
 /// reading more into `buf` as needed.
 pub(crate) async fn next_frame(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<BytesFrame, String> {
     loop {

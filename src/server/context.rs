@@ -99,6 +99,7 @@ pub fn build(
         prefixes,
         l1.clone(),
         metrics.clone(),
+        upstream.clone(),
     ));
     if config.source.is_some() {
         reload::spawn_watchers(reloader.clone(), stop.clone());

@@ -28,7 +28,6 @@ use bytes::{Bytes, BytesMut};
 use rand::Rng;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
     sync::{mpsc, oneshot},
 };
 use tracing::{debug, info, warn};
@@ -37,6 +36,7 @@ use super::{
     expect::{Expect, Subscriptions},
     handshake,
     settings::Settings,
+    stream::{Stream, WriteHalf},
 };
 pub use crate::error::Reply;
 use crate::{error::Error, metrics::LocalHistogram, protocol::reply::ReplyScanner};
@@ -75,6 +75,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Events a dedicated connection hands over before it stops reading its socket.
 pub const EVENT_BACKLOG: usize = 32;
 
+#[derive(Default)]
 struct State {
     phase: AtomicU8,
     last_error: Mutex<Option<Error>>,
@@ -344,7 +345,7 @@ impl<'s> Pipeline<'s> {
     /// (`Ok`). Requests in flight then fail: they may or may not have been applied.
     async fn serve(
         &mut self,
-        mut stream: TcpStream,
+        mut stream: Stream,
         rx: &mut mpsc::UnboundedReceiver<Job>,
     ) -> Result<(), Error> {
         let result = self.pump(&mut stream, rx).await;
@@ -362,11 +363,14 @@ impl<'s> Pipeline<'s> {
 
     async fn pump(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut Stream,
         rx: &mut mpsc::UnboundedReceiver<Job>,
     ) -> Result<(), Error> {
         let mut batch = Vec::with_capacity(64);
         let (mut rd, mut wr) = stream.split();
+        // TLS holds written bytes until they fit the socket: flushed once `wbuf` is
+        // empty (a plaintext socket never needs it).
+        let mut unflushed = false;
         let mut check: Option<Check> = None;
         let quiet = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(quiet);
@@ -388,8 +392,8 @@ impl<'s> Pipeline<'s> {
                     }
                     self.take_batch(&mut batch, rx).await;
                 }
-                written = wr.write_buf(&mut self.wbuf), if !self.wbuf.is_empty() => {
-                    written.map_err(lost)?;
+                written = write_some(&mut wr, &mut self.wbuf), if !self.wbuf.is_empty() || unflushed => {
+                    unflushed = written.map_err(lost)?;
                 }
                 read = rd.read_buf(&mut self.rbuf), if !backlog => {
                     if read.map_err(lost)? == 0 {
@@ -573,6 +577,17 @@ impl<'s> Pipeline<'s> {
     }
 }
 
+/// Writes some of `wbuf` or, once it is empty, flushes what TLS still holds. True if
+/// a flush is owed after this.
+async fn write_some(wr: &mut WriteHalf<'_>, wbuf: &mut BytesMut) -> std::io::Result<bool> {
+    if wbuf.is_empty() {
+        wr.flush().await?;
+        return Ok(false);
+    }
+    wr.write_buf(wbuf).await?;
+    Ok(wr.buffers())
+}
+
 async fn reserve(events: &Option<mpsc::Sender<Event>>) -> Option<mpsc::Permit<'_, Event>> {
     match events {
         Some(tx) => tx.reserve().await.ok(),
@@ -604,3 +619,6 @@ fn unmatched_push(frame: &[u8]) {
 fn lost(e: std::io::Error) -> Error {
     Error::unavailable(format!("connection lost: {e}"))
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,6 @@
-//! Opening one upstream connection: TCP connect, then AUTH / HELLO / SELECT so the
-//! connection matches its pool key.
+//! Opening one upstream connection: TCP connect (and TLS handshake, for `rediss://`:
+//! [`super::endpoint`]), then AUTH / HELLO / SELECT so the connection matches its pool
+//! key, all within `connect_timeout`.
 //!
 //! Redis lets a connection SELECT a db and then AUTH as a user who may not SELECT:
 //! it stays in that db. A client that did so through the proxy moves to the pool of
@@ -11,13 +12,10 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use tokio::{io::AsyncReadExt, net::TcpStream};
 
-use super::{key::PoolKey, settings::Settings};
-use crate::config::{Credentials, UpstreamAddr};
+use super::{endpoint::Endpoint, key::PoolKey, settings::Settings, stream::Stream};
+use crate::config::Credentials;
 use crate::error::Error;
 use crate::protocol::{
     reply::{ReplyScanner, integer_value, is_error},
@@ -27,18 +25,21 @@ use crate::protocol::{
 /// Connects a pipelined connection for `settings.key`: also learns its `CLIENT ID`,
 /// and lets the kernel fail it when Redis stops acknowledging data for
 /// `request_timeout` (a partition, a dead host).
-pub async fn connect(settings: &Settings) -> Result<(TcpStream, i64), Error> {
+pub async fn connect(settings: &Settings) -> Result<(Stream, i64), Error> {
     let timeout = settings.connect_timeout;
     let setup = async {
-        let mut stream = open(&settings.addr).await?;
-        dead_peer_timeouts(&stream, settings.request_timeout);
-        prepare(&mut stream, settings.addr.creds.as_deref(), &settings.key).await?;
-        // A user may not be allowed CLIENT ID: then the id stays unknown.
-        let id = run(&mut stream, &[vec![b("CLIENT"), b("ID")]])
-            .await
-            .ok()
-            .and_then(|r| r.first().and_then(|r| integer_value(r)))
-            .unwrap_or(0);
+        let endpoint = &settings.endpoint;
+        let mut stream = endpoint.open().await?;
+        dead_peer_timeouts(stream.tcp(), settings.request_timeout);
+        prepare(&mut stream, endpoint.addr.creds.as_deref(), &settings.key).await?;
+        // A user may not be allowed CLIENT ID: then the id stays unknown. Any other
+        // failure (a TLS server refusing the client's certificate says so only now)
+        // fails the connection.
+        let id = match run(&mut stream, &[vec![b("CLIENT"), b("ID")]]).await {
+            Ok(r) => r.first().and_then(|r| integer_value(r)).unwrap_or(0),
+            Err(Error::Redis(_)) => 0,
+            Err(e) => return Err(e),
+        };
         Ok((stream, id))
     };
     tokio::time::timeout(timeout, setup)
@@ -49,26 +50,18 @@ pub async fn connect(settings: &Settings) -> Result<(TcpStream, i64), Error> {
 /// Connects and prepares a connection for `key`, within `timeout` overall (for side
 /// connections that read the socket themselves).
 pub async fn connect_raw(
-    addr: &UpstreamAddr,
+    endpoint: &Endpoint,
     key: &PoolKey,
     timeout: Duration,
-) -> Result<TcpStream, Error> {
+) -> Result<Stream, Error> {
     let setup = async {
-        let mut stream = open(addr).await?;
-        prepare(&mut stream, addr.creds.as_deref(), key).await?;
+        let mut stream = endpoint.open().await?;
+        prepare(&mut stream, endpoint.addr.creds.as_deref(), key).await?;
         Ok(stream)
     };
     tokio::time::timeout(timeout, setup)
         .await
         .map_err(|_| Error::unavailable(format!("connect timeout after {timeout:?}")))?
-}
-
-async fn open(addr: &UpstreamAddr) -> Result<TcpStream, Error> {
-    let stream = TcpStream::connect((addr.host.as_str(), addr.port))
-        .await
-        .map_err(|e| Error::unavailable(format!("{}:{}: {e}", addr.host, addr.port)))?;
-    stream.set_nodelay(true).ok();
-    Ok(stream)
 }
 
 /// Keepalive probes on an idle connection, and `TCP_USER_TIMEOUT` on one with
@@ -86,7 +79,7 @@ fn dead_peer_timeouts(stream: &TcpStream, timeout: Duration) {
 /// Brings a fresh connection to the state of `key` (see the module docs); `url`: the
 /// credentials of the upstream URL.
 async fn prepare(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     url: Option<&Credentials>,
     key: &PoolKey,
 ) -> Result<(), Error> {
@@ -104,7 +97,7 @@ async fn prepare(
 /// Sends `commands` pipelined and reads every reply; the first error reply refuses
 /// the connection (the replies after it are read all the same, so the connection is
 /// in step for what is sent next).
-async fn run(stream: &mut TcpStream, commands: &[Vec<Bytes>]) -> Result<Vec<Bytes>, Error> {
+async fn run(stream: &mut Stream, commands: &[Vec<Bytes>]) -> Result<Vec<Bytes>, Error> {
     if commands.is_empty() {
         return Ok(Vec::new());
     }
@@ -112,7 +105,7 @@ async fn run(stream: &mut TcpStream, commands: &[Vec<Bytes>]) -> Result<Vec<Byte
     for c in commands {
         out.extend_from_slice(&encode_command(c));
     }
-    stream.write_all(&out).await.map_err(io_lost)?;
+    stream.send(&out).await.map_err(io_lost)?;
     let mut buf = BytesMut::with_capacity(4096);
     let mut scanner = ReplyScanner::default();
     let mut replies = Vec::with_capacity(commands.len());

@@ -21,16 +21,14 @@ use std::{
 };
 
 use bytes::BytesMut;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    sync::watch,
-};
+use tokio::{io::AsyncReadExt, sync::watch};
 
-use crate::{config::UpstreamAddr, protocol::reply::ReplyScanner};
+use super::endpoint::Endpoint;
+use crate::protocol::reply::ReplyScanner;
 
 pub struct Liveness {
-    addr: Arc<UpstreamAddr>,
+    /// Where Redis is; a `rediss://` one is checked over TLS like every connection.
+    endpoint: Arc<Endpoint>,
     /// How long a check may take.
     timeout: Duration,
     /// A check answered at this instant: reused for `fresh`.
@@ -41,9 +39,9 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    pub fn new(addr: Arc<UpstreamAddr>, timeout: Duration, fresh: Duration) -> Self {
+    pub fn new(endpoint: Arc<Endpoint>, timeout: Duration, fresh: Duration) -> Self {
         Self {
-            addr,
+            endpoint,
             timeout,
             last_alive: Mutex::default(),
             fresh,
@@ -74,7 +72,7 @@ impl Liveness {
         *running = Some(rx.clone());
         let this = self.clone();
         tokio::spawn(async move {
-            let alive = tokio::time::timeout(this.timeout, ping(&this.addr))
+            let alive = tokio::time::timeout(this.timeout, ping(&this.endpoint))
                 .await
                 .unwrap_or(false);
             if alive {
@@ -87,11 +85,11 @@ impl Liveness {
 }
 
 /// Connects and sends PING: true once any complete reply arrives.
-async fn ping(addr: &UpstreamAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect((addr.host.as_str(), addr.port)).await else {
+async fn ping(endpoint: &Endpoint) -> bool {
+    let Ok(mut stream) = endpoint.open().await else {
         return false;
     };
-    if stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
+    if stream.send(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
         return false;
     }
     let mut buf = BytesMut::with_capacity(256);

@@ -3,13 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{key::PoolKey, liveness::Liveness};
-use crate::{config::UpstreamAddr, metrics::UpstreamStats};
+use super::{endpoint::Endpoint, key::PoolKey, liveness::Liveness};
+use crate::metrics::UpstreamStats;
 
 /// How the task behaves when its socket fails, and when it is silent.
 #[derive(Clone)]
 pub struct Settings {
-    pub addr: Arc<UpstreamAddr>,
+    pub endpoint: Arc<Endpoint>,
     pub key: PoolKey,
     pub connect_timeout: Duration,
     /// Silence with requests waiting, before asking `liveness`.

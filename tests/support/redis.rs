@@ -19,6 +19,8 @@ const START_DEADLINE: Duration = Duration::from_secs(10);
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// The port Redis also speaks TLS on (`start_tls`).
+    tls_port: Option<u16>,
     args: Vec<String>,
     dir: tempfile::TempDir,
 }
@@ -30,9 +32,22 @@ impl RedisServer {
 
     /// Starts with extra `--option value` arguments.
     pub fn start_with(args: &[&str]) -> RedisServer {
+        Self::start_inner(args, false)
+    }
+
+    /// Starts speaking TLS on a second port ([`RedisServer::tls_port`]) besides its
+    /// plain one (kept for direct checks). `args` name the certificate files
+    /// (`--tls-cert-file`, `--tls-key-file`, `--tls-ca-cert-file`) and more options;
+    /// a restart reads the files again.
+    pub fn start_tls(args: &[&str]) -> RedisServer {
+        Self::start_inner(args, true)
+    }
+
+    fn start_inner(args: &[&str], tls: bool) -> RedisServer {
         let mut server = RedisServer {
             child: None,
             port: 0,
+            tls_port: None,
             args: args.iter().map(|s| s.to_string()).collect(),
             dir: tempfile::tempdir().expect("tempdir for redis"),
         };
@@ -41,15 +56,28 @@ impl RedisServer {
         let mut last_error = String::new();
         for _ in 0..5 {
             server.port = super::ports::reserve();
+            server.tls_port = tls.then(super::ports::reserve);
             match server.spawn() {
                 Ok(()) => return server,
                 Err(e) => {
-                    super::ports::release(server.port);
+                    server.release_ports();
                     last_error = e;
                 }
             }
         }
         panic!("could not start {}: {last_error}", binary().display());
+    }
+
+    fn release_ports(&self) {
+        super::ports::release(self.port);
+        if let Some(port) = self.tls_port {
+            super::ports::release(port);
+        }
+    }
+
+    /// The TLS port of a server started with `start_tls`.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("started with start_tls")
     }
 
     pub fn port(&self) -> u16 {
@@ -132,6 +160,12 @@ impl RedisServer {
             .arg("--logfile")
             .arg(&log)
             .args(&self.args)
+            .args(
+                self.tls_port
+                    .map(|p| ["--tls-port".to_owned(), p.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -165,7 +199,7 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
-        super::ports::release(self.port);
+        self.release_ports();
     }
 }
 

@@ -12,11 +12,12 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp3::types::BytesFrame;
-use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tracing::{info, warn};
 
 use crate::{
-    invalidation::tracking::next_frame, protocol::request::encode_command, upstream::Upstream,
+    invalidation::tracking::next_frame,
+    protocol::request::encode_command,
+    upstream::{Stream, Upstream},
 };
 
 /// Its name in `CLIENT LIST`.
@@ -32,7 +33,7 @@ pub struct Side {
 }
 
 struct Link {
-    stream: TcpStream,
+    stream: Stream,
     buf: BytesMut,
 }
 
@@ -122,10 +123,7 @@ impl Link {
         for c in commands {
             out.extend_from_slice(&encode_command(c));
         }
-        self.stream
-            .write_all(&out)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.stream.send(&out).await.map_err(|e| e.to_string())?;
         let mut replies = Vec::with_capacity(commands.len());
         for _ in commands {
             replies.push(next_frame(&mut self.stream, &mut self.buf).await?);
