@@ -58,10 +58,17 @@ fn main() -> ExitCode {
         }
     };
     match offline {
-        Some(Command::Check) => {
-            print_check(&cli, &config, &policy);
-            ExitCode::SUCCESS
-        }
+        // The TLS files are read too, as the listener will read them.
+        Some(Command::Check) => match respite::tls::listener(&config.server) {
+            Ok(_) => {
+                print_check(&cli, &config, &policy);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("respite: invalid TLS configuration: server TLS: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
         Some(Command::Explain { keys }) => {
             for key in keys {
                 println!("{key}: {}", policy.explain(key.as_bytes()));
@@ -109,6 +116,7 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
         }
     );
     print_clients(config);
+    print_tls(&config.server);
     println!(
         "upstream  {} (pool_size {})",
         respite::config::redact(&config.upstream.url),
@@ -182,6 +190,20 @@ fn print_admin(config: &Config) {
         }
     };
     println!("admin     RESPITE commands {text}");
+}
+
+fn print_tls(server: &respite::config::ServerConfig) {
+    let (Some(listen), Some(cert)) = (&server.tls_listen, &server.tls_cert) else {
+        return;
+    };
+    let clients = match &server.tls_client_ca {
+        Some(ca) => format!("client certificates signed by {} required", ca.display()),
+        None => "no client certificates".to_owned(),
+    };
+    println!(
+        "tls       {listen} (certificate {}, {clients})",
+        cert.display()
+    );
 }
 
 fn serve(config: Config, policy: Policy) -> anyhow::Result<()> {

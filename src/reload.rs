@@ -7,9 +7,12 @@
 //! whole (each command looks the rules up as it is dispatched, so the next command of
 //! every connection sees them; no connection is dropped), drops the L1 entries of
 //! namespaces whose rule changed, and re-establishes tracking if the set of cached
-//! prefixes changed, and re-applies the log level. Settings that cannot change while
-//! running (listen address, upstream, L1 size, admin, metrics address, threads) are
-//! reported and left as they were.
+//! prefixes changed, re-applies the log level, and re-reads the TLS listener's
+//! certificate, key and client CA files (new TLS clients get them; connections
+//! already open keep theirs). Files that cannot be read refuse the reload like an
+//! invalid file. Settings that cannot change while running (listen addresses,
+//! upstream, L1 size, admin, metrics address, threads) are reported and left as they
+//! were.
 
 use std::{
     path::{Path, PathBuf},
@@ -22,10 +25,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::Config,
+    config::{Config, ServerConfig},
     l1::L1,
     metrics::Metrics,
     policy::{Policy, Rule, Rules},
+    tls,
 };
 
 /// How long file events are gathered before reloading (editors write in steps); the
@@ -42,6 +46,8 @@ pub struct Reloader {
     pub prefixes: watch::Sender<Option<Vec<Bytes>>>,
     pub l1: Arc<L1>,
     pub metrics: Arc<Metrics>,
+    /// The TLS listener's configuration, if it runs.
+    pub tls: Option<tls::Live>,
     /// Held while a reload runs: one at a time, whatever triggered it.
     running: Mutex<()>,
 }
@@ -53,6 +59,7 @@ impl Reloader {
         prefixes: watch::Sender<Option<Vec<Bytes>>>,
         l1: Arc<L1>,
         metrics: Arc<Metrics>,
+        tls: Option<tls::Live>,
     ) -> Self {
         Self {
             started,
@@ -60,6 +67,7 @@ impl Reloader {
             prefixes,
             l1,
             metrics,
+            tls,
             running: Mutex::new(()),
         }
     }
@@ -89,6 +97,7 @@ impl Reloader {
         let mut policy = Policy::from_config(&new).map_err(|e| e.to_string())?;
         // Counters carry over to the rule of the same name.
         policy.attach_stats(&self.metrics.namespaces);
+        let certificates = self.certificates(&new)?;
         let mut restart = needs_restart(&self.started, &new);
         if crate::logging::apply_config(&new.log).is_ok() {
             restart.retain(|s| *s != "[log]"); // the level changes now (format: restart)
@@ -115,6 +124,10 @@ impl Reloader {
             changed
         });
         let mut summary = format!("{rules} namespace rules, {dropped} L1 entries dropped");
+        if let (Some(live), Some(certificates)) = (&self.tls, certificates) {
+            live.store(certificates);
+            summary.push_str("; TLS certificates re-read");
+        }
         if !restart.is_empty() {
             summary.push_str(&format!(
                 "; changed but needing a restart: {}",
@@ -125,10 +138,21 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// The TLS listener's configuration from `new`'s files, if the listener runs and
+    /// stays where it is (a new `tls_listen` needs a restart).
+    fn certificates(&self, new: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        if self.tls.is_none() || new.server.tls_listen != self.started.server.tls_listen {
+            return Ok(None);
+        }
+        tls::listener(&new.server).map_err(|e| format!("server TLS: {e}"))
+    }
+}
+
 /// The sections of `new` that differ from `old` and cannot change while running.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     [
-        ("[server]", old.server != new.server),
+        ("[server]", fixed(&old.server) != fixed(&new.server)),
         ("[upstream]", old.upstream != new.upstream),
         ("[l1]", old.l1 != new.l1),
         ("[admin]", old.admin != new.admin),
@@ -138,6 +162,16 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     .into_iter()
     .filter_map(|(section, changed)| changed.then_some(section))
     .collect()
+}
+
+/// What of `[server]` needs a restart: all but the TLS files (re-read by a reload).
+fn fixed(server: &ServerConfig) -> ServerConfig {
+    ServerConfig {
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+        ..server.clone()
+    }
 }
 
 fn same_rules(a: &[Rule], b: &[Rule]) -> bool {
