@@ -8,12 +8,15 @@
 #
 #   benches/cpu_per_op.sh 6379 6380                 # P=16 N=1000000 benches/cpu_per_op.sh …
 #   UPSTREAM=6379 benches/cpu_per_op.sh 6380 22121  # also Redis's CPU behind each proxy
+#   TLS_CACERT=ca.pem benches/cpu_per_op.sh 6380 tls:6381  # tls:PORT: redis-benchmark
+#                                                   # --tls --cacert $TLS_CACERT
 #
 # Needs perf (Debian: linux-perf) and redis-benchmark.
 set -euo pipefail
 N=${N:-150000}
 P=${P:-1}
 UPSTREAM=${UPSTREAM:-}
+TLS_CACERT=${TLS_CACERT:-}
 
 pid_of() {
     ss -ltnpH "sport = :$1" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
@@ -25,7 +28,13 @@ per_request() {
         /context-switches|sys_enter/ {gsub(",","",$1); sub("syscalls:sys_enter_","",$2); printf "%s %.2f ", $2, $1 / n}' "$1"
 }
 
-for port in "$@"; do
+for target in "$@"; do
+    port=${target#tls:}
+    tls=()
+    if [[ "$target" == tls:* ]]; then
+        [[ -n "$TLS_CACERT" ]] || { echo "$target needs TLS_CACERT=<CA file>" >&2; exit 1; }
+        tls=(--tls --cacert "$TLS_CACERT")
+    fi
     pid=$(pid_of "$port")
     [[ -n "$pid" ]] || { echo "nothing listens on $port" >&2; exit 1; }
     out=$(mktemp) client=$(mktemp) up=$(mktemp)
@@ -39,11 +48,11 @@ for port in "$@"; do
     fi
     sleep 0.3
     ops=$(perf stat -e task-clock -o "$client" \
-        redis-benchmark -p "$port" -t get -c 50 -d 256 -r 100000 -n "$N" -P "$P" --csv 2>/dev/null |
+        redis-benchmark "${tls[@]}" -p "$port" -t get -c 50 -d 256 -r 100000 -n "$N" -P "$P" --csv 2>/dev/null |
         tail -1 | cut -d, -f2 | tr -d '"')
     kill -INT "$stat_pid" ${up_pid:+"$up_pid"}
     wait "$stat_pid" ${up_pid:+"$up_pid"} 2>/dev/null || true
-    printf 'port %s (pid %s): %s ops/s; per request: %s| client %s' "$port" "$pid" "$ops" \
+    printf 'port %s (pid %s): %s ops/s; per request: %s| client %s' "$target" "$pid" "$ops" \
         "$(per_request "$out")" "$(per_request "$client")"
     if [[ -n "$up_pid" ]]; then
         printf '| redis behind it %s' "$(per_request "$up")"

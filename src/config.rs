@@ -101,6 +101,9 @@ pub struct ServerConfig {
     /// PEM CA certificates: when set, TLS clients must present a certificate one of
     /// them signed (mutual TLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// How long a TLS client may take to complete its handshake before it is closed.
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -141,6 +144,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tls_handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -606,6 +610,9 @@ impl Config {
                     "needs tls_cert and tls_key",
                 ));
             }
+        }
+        if server.tls_handshake_timeout.is_zero() {
+            return Err(invalid("server", "tls_handshake_timeout", "must be > 0"));
         }
         if server.tls_cert.is_some() != server.tls_key.is_some() {
             return Err(invalid(

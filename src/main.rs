@@ -59,7 +59,11 @@ fn main() -> ExitCode {
     };
     match offline {
         Some(Command::Check) => {
-            if let Err(e) = check_upstream_tls(&config) {
+            // The TLS files are read too, as the listener and the upstream will.
+            let listener = respite::tls::listener(&config.server)
+                .map(|_| ())
+                .map_err(|e| format!("server TLS: {e}"));
+            if let Err(e) = listener.and_then(|()| check_upstream_tls(&config)) {
                 eprintln!("respite: invalid configuration: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
@@ -137,6 +141,7 @@ fn print_check(cli: &Cli, config: &Config, policy: &Policy) {
         }
     );
     print_clients(config);
+    print_tls(&config.server);
     let up = &config.upstream;
     let tls = respite::config::UpstreamAddr::parse(&up.url).is_ok_and(|a| a.tls);
     println!(
@@ -213,6 +218,20 @@ fn print_admin(config: &Config) {
         }
     };
     println!("admin     RESPITE commands {text}");
+}
+
+fn print_tls(server: &respite::config::ServerConfig) {
+    let (Some(listen), Some(cert)) = (&server.tls_listen, &server.tls_cert) else {
+        return;
+    };
+    let clients = match &server.tls_client_ca {
+        Some(ca) => format!("client certificates signed by {} required", ca.display()),
+        None => "no client certificates".to_owned(),
+    };
+    println!(
+        "tls       {listen} (certificate {}, {clients})",
+        cert.display()
+    );
 }
 
 fn serve(config: Config, policy: Policy) -> anyhow::Result<()> {

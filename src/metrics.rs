@@ -131,6 +131,12 @@ pub const CLIENTS_OVER_LIMIT: Def = def(
     &[],
     "Clients closed for queueing more reply bytes than server.output_buffer_limit.",
 );
+pub const CLIENTS_TLS_FAILED: Def = def(
+    "respite_clients_tls_handshake_failures_total",
+    Counter,
+    &[],
+    "TLS client connections closed because their handshake failed or took longer than server.tls_handshake_timeout.",
+);
 pub const CLIENTS_MAX: Def = def("respite_clients_max", Gauge, &[], "server.max_clients.");
 pub const L1_HITS: Def = def(
     "respite_l1_hits_total",
@@ -359,6 +365,7 @@ pub const ALL: &[Def] = &[
     CLIENTS_CONNECTIONS,
     CLIENTS_REJECTED,
     CLIENTS_OVER_LIMIT,
+    CLIENTS_TLS_FAILED,
     CLIENTS_MAX,
     L1_HITS,
     L1_MISSES,

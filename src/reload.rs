@@ -7,10 +7,11 @@
 //! whole (each command looks the rules up as it is dispatched, so the next command of
 //! every connection sees them; no connection is dropped), drops the L1 entries of
 //! namespaces whose rule changed, and re-establishes tracking if the set of cached
-//! prefixes changed, and re-applies the log level. For a `rediss://` upstream it
-//! re-reads the certificate files (`[upstream] tls_*`): connections opened after the
-//! reload use them, open ones continue; a file that cannot be read refuses the whole
-//! reload. Settings that cannot change while running (listen address, the rest of
+//! prefixes changed, re-applies the log level, and re-reads the TLS certificate
+//! files: the listener's (new TLS clients get them; connections already open keep
+//! theirs) and, for a `rediss://` upstream, `[upstream] tls_*` (connections opened
+//! after the reload use them, open ones continue). Files that cannot be read refuse
+//! the reload like an invalid file. Settings that cannot change while running (listen addresses, the rest of
 //! upstream, L1 size, admin, metrics address, threads) are reported and left as they
 //! were.
 
@@ -25,10 +26,11 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, UpstreamConfig},
+    config::{Config, ServerConfig, UpstreamConfig},
     l1::L1,
     metrics::Metrics,
     policy::{Policy, Rule, Rules},
+    tls,
     upstream::Upstream,
 };
 
@@ -48,6 +50,8 @@ pub struct Reloader {
     pub metrics: Arc<Metrics>,
     /// Where a `rediss://` upstream's re-read TLS settings go.
     pub upstream: Arc<Upstream>,
+    /// The TLS listener's configuration, if it runs.
+    pub tls: Option<tls::Live>,
     /// Held while a reload runs: one at a time, whatever triggered it.
     running: Mutex<()>,
 }
@@ -60,6 +64,7 @@ impl Reloader {
         l1: Arc<L1>,
         metrics: Arc<Metrics>,
         upstream: Arc<Upstream>,
+        tls: Option<tls::Live>,
     ) -> Self {
         Self {
             started,
@@ -68,6 +73,7 @@ impl Reloader {
             l1,
             metrics,
             upstream,
+            tls,
             running: Mutex::new(()),
         }
     }
@@ -101,6 +107,7 @@ impl Reloader {
             .map_err(|e| format!("upstream TLS: {e}"))?;
         // Counters carry over to the rule of the same name.
         policy.attach_stats(&self.metrics.namespaces);
+        let certificates = self.certificates(&new)?;
         let mut restart = needs_restart(&self.started, &new);
         if crate::logging::apply_config(&new.log).is_ok() {
             restart.retain(|s| *s != "[log]"); // the level changes now (format: restart)
@@ -131,6 +138,10 @@ impl Reloader {
             endpoint.install(tls);
             summary.push_str("; upstream TLS certificates re-read");
         }
+        if let (Some(live), Some(certificates)) = (&self.tls, certificates) {
+            live.store(certificates);
+            summary.push_str("; TLS certificates re-read");
+        }
         if !restart.is_empty() {
             summary.push_str(&format!(
                 "; changed but needing a restart: {}",
@@ -141,11 +152,25 @@ impl Reloader {
     }
 }
 
+impl Reloader {
+    /// The TLS listener's configuration from `new`'s files, if the listener runs and
+    /// stays where it is (a new `tls_listen` needs a restart).
+    fn certificates(&self, new: &Config) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        if self.tls.is_none() || new.server.tls_listen != self.started.server.tls_listen {
+            return Ok(None);
+        }
+        tls::listener(&new.server).map_err(|e| format!("server TLS: {e}"))
+    }
+}
+
 /// The sections of `new` that differ from `old` and cannot change while running.
 fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     [
-        ("[server]", old.server != new.server),
-        ("[upstream]", but_tls(&old.upstream) != but_tls(&new.upstream)),
+        ("[server]", fixed(&old.server) != fixed(&new.server)),
+        (
+            "[upstream]",
+            but_tls(&old.upstream) != but_tls(&new.upstream),
+        ),
         ("[l1]", old.l1 != new.l1),
         ("[admin]", old.admin != new.admin),
         ("[metrics]", old.metrics != new.metrics),
@@ -164,6 +189,16 @@ fn but_tls(upstream: &UpstreamConfig) -> UpstreamConfig {
         tls_key: None,
         tls_server_name: None,
         ..upstream.clone()
+    }
+}
+
+/// What of `[server]` needs a restart: all but the TLS files (re-read by a reload).
+fn fixed(server: &ServerConfig) -> ServerConfig {
+    ServerConfig {
+        tls_cert: None,
+        tls_key: None,
+        tls_client_ca: None,
+        ..server.clone()
     }
 }
 

@@ -1,9 +1,12 @@
 //! Accept loop: connection limits (`max_clients`, `max_clients_per_ip`), back-off on
 //! accept errors, graceful shutdown; clients handed to event loops ([`workers`]); the
-//! idle-client sweep of `[server] timeout`.
+//! idle-client sweep of `[server] timeout`. Plain clients on `listen` and TLS clients
+//! on `tls_listen` are accepted by the same loop; a TLS client's handshake runs in its
+//! own task, bounded by `tls_handshake_timeout` ([`secure`]).
 
 mod context;
 mod per_ip;
+mod secure;
 mod workers;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -47,8 +50,14 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics_listener = http::bind(&config.metrics).await?;
+    let tls = secure::Listener::bind(&config.server).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let built = context::build(config.clone(), policy, &stop_rx).map_err(std::io::Error::other)?;
+    let tls_parts = tls.as_ref().map(|t| context::TlsParts {
+        addr: t.addr,
+        live: t.live.clone(),
+    });
+    let built = context::build(config.clone(), policy, tls_parts, &stop_rx)
+        .map_err(std::io::Error::other)?;
     let endpoint = metrics_listener
         .map(|l| {
             let status = built.status.clone();
@@ -69,30 +78,14 @@ pub async fn run_with(
             .then(|| per_ip::PerIp::new(limits.max_clients_per_ip)),
         stop: stop_rx,
         sessions: JoinSet::new(),
+        tls,
+        backoff: FIRST_BACKOFF,
     };
-    info!(listen = %listener.local_addr()?, upstream = %crate::config::redact(&config.upstream.url), "respite listening");
+    info!(listen = %listener.local_addr()?, tls_listen = ?acceptor.tls.as_ref().map(|t| t.addr), upstream = %crate::config::redact(&config.upstream.url), "respite listening");
 
-    tokio::pin!(shutdown);
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(5);
-                    acceptor.admit(stream, peer);
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            },
-            Some(_) = acceptor.sessions.join_next(), if !acceptor.sessions.is_empty() => {}
-        }
-    }
+    acceptor.accept_until(&listener, shutdown).await;
     drop(listener);
+    drop(acceptor.tls.take());
     let _ = stop_tx.send(true);
     drain(&mut acceptor.sessions, config.server.shutdown_grace).await;
     upstream.shutdown();
@@ -101,6 +94,19 @@ pub async fn run_with(
         endpoint.close().await;
     }
     Ok(())
+}
+
+/// The first pause after a failed accept; it doubles up to a second.
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+
+/// Accepts on `listener`, if there is one (else never returns).
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Hands accepted clients to a session task on an event loop, within `max_clients`
@@ -112,10 +118,54 @@ struct Acceptor {
     per_ip: Option<per_ip::PerIp>,
     stop: watch::Receiver<bool>,
     sessions: JoinSet<()>,
+    /// The TLS listener, if `tls_listen` is set.
+    tls: Option<secure::Listener>,
+    /// The pause after the next failed accept.
+    backoff: Duration,
 }
 
 impl Acceptor {
-    fn admit(&mut self, stream: TcpStream, peer: std::net::SocketAddr) {
+    /// Accepts clients on `listener` and the TLS listener until `shutdown` completes.
+    async fn accept_until(&mut self, listener: &TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let tls_socket = self.tls.as_ref().map(|t| &t.socket);
+            tokio::select! {
+                () = &mut shutdown => return,
+                accepted = listener.accept() => self.accepted(accepted, false).await,
+                accepted = accept_on(tls_socket) => self.accepted(accepted, true).await,
+                Some(_) = self.sessions.join_next(), if !self.sessions.is_empty() => {}
+            }
+        }
+    }
+
+    /// Admits an accepted client (`tls`: from the TLS listener), or backs off after a
+    /// failed accept (out of file descriptors and the like) instead of spinning.
+    async fn accepted(
+        &mut self,
+        accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>,
+        tls: bool,
+    ) {
+        match accepted {
+            Ok((stream, peer)) => {
+                self.backoff = FIRST_BACKOFF;
+                let handshake = self.tls.as_ref().filter(|_| tls).map(|t| t.handshake());
+                self.admit(stream, peer, handshake);
+            }
+            Err(e) => {
+                warn!(error = %e, tls, "accept failed");
+                tokio::time::sleep(self.backoff).await;
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        peer: std::net::SocketAddr,
+        tls: Option<secure::Handshake>,
+    ) {
         let permit = self.limit.clone().try_acquire_owned().ok();
         let from_ip = match &self.per_ip {
             Some(per_ip) => per_ip.admit(peer.ip()).map(Some),
@@ -123,7 +173,10 @@ impl Acceptor {
         };
         let (Some(permit), Some(from_ip)) = (permit, from_ip) else {
             self.ctx.metrics.clients.reject();
-            tokio::spawn(reject(stream));
+            // A TLS client could not read a plain error: it is just closed.
+            if tls.is_none() {
+                tokio::spawn(reject(stream));
+            }
             return;
         };
         let _ = stream.set_nodelay(true);
@@ -132,13 +185,13 @@ impl Acceptor {
         let held = (ctx.metrics.clients.connect(), permit, from_ip);
         match self.workers.next() {
             None => {
-                let task = client(ctx, Accepted::Here(stream), stop, held);
+                let task = client(ctx, Accepted::Here(stream), tls, stop, held);
                 self.sessions.spawn(task.instrument(span));
             }
             // Registered with this runtime's reactor: moved to the worker's.
             Some(worker) => {
                 if let Ok(s) = stream.into_std() {
-                    let task = client(ctx, Accepted::Moved(s), stop, held);
+                    let task = client(ctx, Accepted::Moved(s), tls, stop, held);
                     self.sessions.spawn_on(task.instrument(span), worker);
                 }
             }
@@ -172,11 +225,12 @@ enum Accepted {
     Moved(std::net::TcpStream),
 }
 
-/// Serves one client; `held` (its connection count and `max_clients` permit) is
-/// released when it is gone.
+/// Serves one client, after its TLS handshake if `tls`; `held` (its connection count
+/// and `max_clients` permit) is released when it is gone.
 async fn client(
     ctx: Arc<session::Context>,
     stream: Accepted,
+    tls: Option<secure::Handshake>,
     stop: watch::Receiver<bool>,
     held: impl Send,
 ) {
@@ -184,8 +238,15 @@ async fn client(
         Accepted::Here(s) => Ok(s),
         Accepted::Moved(s) => TcpStream::from_std(s),
     };
-    if let Ok(stream) = stream {
-        session::serve(ctx, stream, stop).await;
+    let Ok(stream) = stream else { return };
+    let peer = session::Peer::of(&stream);
+    match tls {
+        None => session::serve(ctx, stream, peer, stop).await,
+        Some(handshake) => {
+            if let Some(stream) = handshake.run(stream, &ctx.metrics, stop.clone()).await {
+                session::serve(ctx, stream, peer, stop).await;
+            }
+        }
     }
     drop(held);
 }

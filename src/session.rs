@@ -49,6 +49,7 @@ mod link;
 mod listing;
 mod pending;
 mod send;
+mod stream;
 mod who;
 
 use std::sync::{
@@ -56,10 +57,9 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
+    io::AsyncWriteExt,
     sync::{mpsc, watch},
 };
 use tracing::{debug, warn};
@@ -70,6 +70,8 @@ pub use control::{AdminAnswer, AdminCaller, AdminCommands};
 use effect::{Effect, Unacked};
 use link::Link;
 use pending::{CacheCount, Finish, Pending, Slot};
+pub use stream::ClientStream;
+use stream::{Done, Want};
 
 use crate::{
     command::Kind,
@@ -215,14 +217,14 @@ impl Shown {
     }
 }
 
-/// Serves one client until it disconnects, quits, or the proxy shuts down.
-pub async fn serve(ctx: Arc<Context>, mut stream: TcpStream, stop: watch::Receiver<bool>) {
-    use std::os::fd::AsRawFd;
-    let peer = Peer::new(
-        stream.peer_addr().ok(),
-        stream.local_addr().ok(),
-        i64::from(stream.as_raw_fd()),
-    );
+/// Serves one client until it disconnects, quits, or the proxy shuts down; `peer`
+/// is what `CLIENT LIST` shows of its socket.
+pub async fn serve<S: ClientStream>(
+    ctx: Arc<Context>,
+    mut stream: S,
+    peer: Peer,
+    stop: watch::Receiver<bool>,
+) {
     let mut session = Session::new(ctx, peer);
     debug!(client_id = session.id, "connected");
     let result = session.run(&mut stream, stop).await;
@@ -272,9 +274,9 @@ impl Session {
         }
     }
 
-    async fn run(
+    async fn run<S: ClientStream>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         mut stop: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
         let hard_limit = self.ctx.limits.output_buffer_limit.as_u64() as usize;
@@ -302,16 +304,8 @@ impl Session {
                 self.flush(stream).await?;
                 return stream.shutdown().await;
             }
-            let (mut rd, mut wr) = stream.split();
-            // Input is read while every command read has been dispatched, and a little
-            // ahead while some wait (to notice a client that sent commands and left).
-            let ahead = if hungry {
-                usize::MAX
-            } else {
-                READ_AHEAD.saturating_sub(self.inbuf.len())
-            };
-            let reading = self.phase == Phase::Open && ahead > 0;
-            let writing = self.phase != Phase::Gone && !self.out.is_empty();
+            let gone = self.phase == Phase::Gone;
+            let want = Want::new(stream, &self.out, gone, self.read_limit(hungry));
             // Its own connection's events are taken while the client's bytes allow
             // (they never add an entry to wait for, only bytes).
             let taking = self.link.own().is_some_and(|o| !o.gone) && self.queued() < self.max_out();
@@ -322,13 +316,12 @@ impl Session {
                     self.on_event(event);
                     self.more_events();
                 }
-                written = wr.write_buf(&mut self.out), if writing => {
-                    self.shown.net_out += written? as u64;
-                }
-                read = read_some(&mut rd, &mut self.inbuf, ahead), if reading => {
-                    match read? {
-                        0 => self.on_disconnect(),
-                        n => {
+                done = stream::io(stream, &mut self.out, &mut self.inbuf, want), if want.any() => {
+                    match done? {
+                        Done::Written(n) => self.shown.net_out += n as u64,
+                        Done::Flushed => {}
+                        Done::Read(0) => self.on_disconnect(),
+                        Done::Read(n) => {
                             self.shown.net_in += n as u64;
                             self.arrived = clock::now_ticks();
                         }
@@ -337,6 +330,17 @@ impl Session {
                 Some(()) = self.signal.recv(), if self.phase != Phase::Gone => self.on_signal(),
                 _ = stop.changed(), if self.phase == Phase::Open => self.on_stop(),
             }
+        }
+    }
+
+    /// How much input to read now (0: none): anything while every command read has
+    /// been dispatched, a little ahead while some wait (to notice a client that sent
+    /// commands and left).
+    fn read_limit(&self, hungry: bool) -> usize {
+        match self.phase {
+            Phase::Open if hungry => usize::MAX,
+            Phase::Open => READ_AHEAD.saturating_sub(self.inbuf.len()),
+            _ => 0,
         }
     }
 
@@ -817,7 +821,7 @@ impl Session {
         self.pending.is_empty()
     }
 
-    async fn flush(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+    async fn flush(&mut self, stream: &mut impl ClientStream) -> std::io::Result<()> {
         if !self.out.is_empty() && self.phase != Phase::Gone {
             stream.write_all_buf(&mut self.out).await?;
         }
@@ -826,15 +830,6 @@ impl Session {
 }
 
 /// The next event of the own connection (forever if there is none).
-/// Reads at most `limit` bytes of input.
-async fn read_some(
-    rd: &mut (impl tokio::io::AsyncRead + Unpin),
-    inbuf: &mut BytesMut,
-    limit: usize,
-) -> std::io::Result<usize> {
-    rd.read_buf(&mut inbuf.limit(limit)).await
-}
-
 async fn own_event(link: &mut Link) -> Option<Event> {
     match link {
         Link::Own(own) => own.events.recv().await,

@@ -2,12 +2,17 @@
 //! ([`server_config`]) and the upstream connections' ([`client_config`]). Files are
 //! read when called, so a reload that calls again picks up renewed certificates;
 //! `respite check` calls both to validate the files. rustls on ring, no OpenSSL.
+//!
+//! The listener's configuration is held as a [`Live`]: the accept loop takes the
+//! current one for each TLS client, and a reload stores a new one (connections already
+//! open keep the configuration they were accepted with).
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
+use arc_swap::ArcSwap;
 use rustls::{
     ClientConfig, RootCertStore, ServerConfig,
     crypto::{CryptoProvider, ring},
@@ -25,6 +30,9 @@ pub enum TlsError {
     #[error("{0}")]
     Config(String),
 }
+
+/// The listener's configuration, replaced whole when the certificates are reloaded.
+pub type Live = Arc<ArcSwap<ServerConfig>>;
 
 /// The files of one side that presents a certificate: its chain and private key.
 #[derive(Debug, Clone, Copy)]

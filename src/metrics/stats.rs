@@ -98,6 +98,8 @@ pub struct Clients {
     pub rejected: AtomicU64,
     /// Closed for queueing more than `output_buffer_limit`.
     pub over_limit: AtomicU64,
+    /// TLS clients closed for a failed or late handshake.
+    pub tls_failed: AtomicU64,
 }
 
 impl Clients {
@@ -114,6 +116,10 @@ impl Clients {
 
     pub fn over_limit(&self) {
         self.over_limit.fetch_add(1, Relaxed);
+    }
+
+    pub fn tls_failed(&self) {
+        self.tls_failed.fetch_add(1, Relaxed);
     }
 
     pub fn connected(&self) -> u64 {

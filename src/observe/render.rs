@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::status::Status;
 use crate::metrics::{
     ADMIN_AUTH_FAILURES, BUILD_INFO, CACHE_REQUESTS, CLIENT_BOUNDS_US, CLIENTS_CONNECTED,
-    CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT, CLIENTS_REJECTED, COMPRESS_DECODE_ERRORS,
-    COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS, CacheResult, Def,
-    INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES, L1_EVICTIONS,
-    L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome, REQUEST_DURATION,
-    REQUESTS, TRACKING_UP, UPSTREAM_ERRORS, UPSTREAM_LATENCY, UPSTREAM_RECONNECTS, UPSTREAM_UP,
+    CLIENTS_CONNECTIONS, CLIENTS_MAX, CLIENTS_OVER_LIMIT, CLIENTS_REJECTED, CLIENTS_TLS_FAILED,
+    COMPRESS_DECODE_ERRORS, COMPRESS_IN, COMPRESS_OUT, CONFIG_LAST_RELOAD_OK, CONFIG_RELOADS,
+    CacheResult, Def, INVALIDATIONS, InvalidationSource, L1_BYTES, L1_COALESCED, L1_ENTRIES,
+    L1_EVICTIONS, L1_FILLS_DROPPED, L1_HITS, L1_MAX, L1_MEMORY, L1_MISSES, L1_STALE, Outcome,
+    REQUEST_DURATION, REQUESTS, TRACKING_UP, UPSTREAM_ERRORS, UPSTREAM_LATENCY,
+    UPSTREAM_RECONNECTS, UPSTREAM_UP,
 };
 use crate::{command::Kind, metrics::LatencyHistogram};
 
@@ -37,6 +38,7 @@ fn render(shared: &Status) -> String {
     x.counter(&CLIENTS_CONNECTIONS, &[], m.clients.accepted.load(Relaxed));
     x.counter(&CLIENTS_REJECTED, &[], m.clients.rejected.load(Relaxed));
     x.counter(&CLIENTS_OVER_LIMIT, &[], m.clients.over_limit.load(Relaxed));
+    x.counter(&CLIENTS_TLS_FAILED, &[], m.clients.tls_failed.load(Relaxed));
     x.gauge(&CLIENTS_MAX, &[], shared.parts.max_clients as f64);
     render_l1(shared);
     render_namespaces(shared);
@@ -207,6 +209,7 @@ mod tests {
             operations: Default::default(),
             warming: Default::default(),
             max_clients: 10_000,
+            tls_listen: None,
             opener: Default::default(),
             metrics,
             redis: Default::default(),

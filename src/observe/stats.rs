@@ -50,6 +50,11 @@ impl Status {
         if let Some(addr) = self.endpoint() {
             field("metrics_listen", addr.to_string());
         }
+        if let Some(addr) = self.parts.tls_listen {
+            field("tls_listen", addr.to_string());
+            let failed = self.parts.metrics.clients.tls_failed.load(Relaxed);
+            field("tls_handshake_failures", failed.to_string());
+        }
         self.l1_fields(&mut fields);
         self.namespace_fields(&mut fields);
         self.compression_fields(&mut fields);

@@ -37,6 +37,8 @@ pub struct Parts {
     /// Namespaces whose start-up warming is still running.
     pub warming: Arc<AtomicUsize>,
     pub max_clients: usize,
+    /// Where the TLS listener listens, if it runs.
+    pub tls_listen: Option<SocketAddr>,
     /// Counts the stored values that could not be opened.
     pub opener: Opener,
     /// Redis's own state, as last polled and sampled.

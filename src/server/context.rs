@@ -20,7 +20,7 @@ use crate::{
     },
     policy::{Policy, Rules},
     reload::{self, Reloader},
-    session,
+    session, tls,
     upstream::Upstream,
 };
 
@@ -30,12 +30,20 @@ pub struct Built {
     pub upstream: Arc<Upstream>,
 }
 
+/// What the other layers see of the TLS listener: its address (`RESPITE STATS`) and
+/// its configuration (replaced by a reload).
+pub struct TlsParts {
+    pub addr: std::net::SocketAddr,
+    pub live: tls::Live,
+}
+
 /// Builds the proxy's parts and starts its background tasks (tracking or the
 /// invalidation listener, config watchers, start-up warming, the poll of Redis's own
 /// state), which end when `stop` turns true.
 pub fn build(
     config: Config,
     mut policy: Policy,
+    tls: Option<TlsParts>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Built, String> {
     let metrics = Arc::new(Metrics::default());
@@ -75,6 +83,7 @@ pub fn build(
         operations: operations.clone(),
         warming: warming.clone(),
         max_clients: config.server.max_clients,
+        tls_listen: tls.as_ref().map(|t| t.addr),
         opener: opener.clone(),
         redis,
     }));
@@ -100,6 +109,7 @@ pub fn build(
         l1.clone(),
         metrics.clone(),
         upstream.clone(),
+        tls.map(|t| t.live),
     ));
     if config.source.is_some() {
         reload::spawn_watchers(reloader.clone(), stop.clone());

@@ -44,6 +44,13 @@ impl Peer {
             fd,
         }
     }
+
+    /// The addresses and descriptor of an accepted socket (before TLS wraps it).
+    pub fn of(stream: &tokio::net::TcpStream) -> Self {
+        use std::os::fd::AsRawFd;
+        let fd = i64::from(stream.as_raw_fd());
+        Self::new(stream.peer_addr().ok(), stream.local_addr().ok(), fd)
+    }
 }
 
 /// Flags of `CLIENT LIST`, in Redis's order of letters.
