@@ -74,6 +74,7 @@ fn settings() -> Settings {
         reconnect: false,
         stats: Arc::default(),
         liveness: Arc::new(liveness),
+        on_refused: None,
     }
 }
 
