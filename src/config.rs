@@ -751,6 +751,12 @@ fn find_line(text: &str, section: &str, key: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// Why `validate` refuses `text` (which must parse).
+    fn refused(text: &str) -> String {
+        let c = Config::parse(text).unwrap();
+        c.validate(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn empty_file_gives_defaults() {
         let c = Config::parse("").unwrap();
@@ -787,11 +793,7 @@ mod tests {
     #[test]
     fn thread_count_is_bounded() {
         let text = "[server]\nthreads = 1000\n";
-        let err = Config::parse(text)
-            .unwrap()
-            .validate(text)
-            .unwrap_err()
-            .to_string();
+        let err = refused(text);
         assert!(err.contains("server.threads"), "{err}");
         let text = "[server]\nthreads = 4\n";
         let c = Config::parse(text).unwrap();
@@ -822,11 +824,7 @@ mod tests {
             assert!(err.contains("upstream_poll"), "{bad}: {err}");
         }
         let text = "[metrics]\nlisten = \"127.0.0.1:1\"\nnamespace_sizes = \"10ms\"\n";
-        let err = Config::parse(text)
-            .unwrap()
-            .validate(text)
-            .unwrap_err()
-            .to_string();
+        let err = refused(text);
         assert!(err.contains("metrics.namespace_sizes"), "{err}");
         assert!(err.contains("line 3"), "{err}");
     }
@@ -840,11 +838,7 @@ mod tests {
         c.validate(text).unwrap();
         assert_eq!(c.l1.acl_check, Duration::ZERO);
         let text = "[l1]\nmax_memory = \"1MiB\"\nacl_check = \"1ms\"\n";
-        let err = Config::parse(text)
-            .unwrap()
-            .validate(text)
-            .unwrap_err()
-            .to_string();
+        let err = refused(text);
         assert!(
             err.contains("l1.acl_check") && err.contains("line 3"),
             "{err}"
@@ -918,11 +912,7 @@ mod tests {
         let text = "[upstream]\nurl = \"rediss://r:6379\"\ntls_ca = \"/ca.pem\"\n";
         Config::parse(text).unwrap().validate(text).unwrap();
         let text = "[upstream]\nurl = \"redis://r:6379\"\ntls_ca = \"/ca.pem\"\n";
-        let err = Config::parse(text)
-            .unwrap()
-            .validate(text)
-            .unwrap_err()
-            .to_string();
+        let err = refused(text);
         assert!(
             err.contains("upstream.tls_ca") && err.contains("rediss://"),
             "{err}"

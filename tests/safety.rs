@@ -10,7 +10,6 @@ mod support;
 use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -56,24 +55,10 @@ fn get(addr: SocketAddr, path: &str) -> Response {
     )
 }
 
-fn respite() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_respite"))
-}
-
 /// `respite check` of `config`: whether it passed, stdout and stderr.
 fn try_check(config: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("proxy.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = respite()
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let (code, text) = support::binary::check(config);
+    (code == Some(0), text)
 }
 
 /// `respite check` of a valid `config`: stdout and stderr.

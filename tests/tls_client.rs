@@ -16,6 +16,7 @@ use std::{
 };
 
 use rustls::{ClientConnection, StreamOwned};
+use support::binary::check;
 use support::{
     Client, Proxy, RedisServer, Stack,
     l1::{stat, stat_int},
@@ -377,17 +378,6 @@ fn a_reload_re_reads_the_certificates_and_open_connections_continue() {
     assert_eq!(before.cmd("PING"), b"+PONG\r\n");
 }
 
-fn check(config: &str) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("proxy.toml");
-    std::fs::write(&path, config).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_respite"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn check_names_a_tls_file_it_cannot_use() {
     let certs = Certs::new();
@@ -395,17 +385,11 @@ fn check_names_a_tls_file_it_cannot_use() {
     let garbled = certs.dir().join("garbled.key");
     std::fs::write(&garbled, "-----BEGIN PRIVATE KEY-----\nnot base64!\n").unwrap();
     for key in [&missing, &garbled] {
-        let out = check(&tls_toml(&certs.server_cert(), key, ""));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{stderr}");
-        assert!(stderr.contains(&*key.to_string_lossy()), "{stderr}");
+        let (code, text) = check(&tls_toml(&certs.server_cert(), key, ""));
+        assert_eq!(code, Some(64), "{text}");
+        assert!(text.contains(&*key.to_string_lossy()), "{text}");
     }
-    let out = check(&tls_toml(&certs.server_cert(), &certs.server_key(), ""));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("tls       127.0.0.1:0"), "{stdout}");
+    let (code, text) = check(&tls_toml(&certs.server_cert(), &certs.server_key(), ""));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("tls       127.0.0.1:0"), "{text}");
 }

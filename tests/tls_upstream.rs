@@ -10,7 +10,6 @@ use std::{
     io::{Read, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
-    process::Command,
     time::Duration,
 };
 
@@ -358,18 +357,8 @@ fn tls_redis_from(dir: &Path) -> RedisServer {
 }
 
 fn respite_check(config: &str) -> (bool, Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("proxy.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_respite"))
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), out.status.code(), text)
+    let (code, text) = support::binary::check(config);
+    (code == Some(0), code, text)
 }
 
 #[test]

@@ -77,3 +77,19 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// `respite check` of `config` as its `proxy.toml`: the exit code and what it printed
+/// (stdout, then stderr).
+pub fn check(config: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_respite"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
