@@ -265,8 +265,12 @@ fn counters_follow_a_scripted_sequence() {
     d.assert_cmd("SET notanumber x", b"+OK\r\n");
     let mut c = stack.client();
     c.assert_cmd("PING", b"+PONG\r\n");
-    let before = wait_scrape(m, "one client connected", |s| {
+    // The seeding SET's invalidation is in before the first read of c:1: arriving
+    // after that read's fill, it would evict the entry and turn a hit into a miss.
+    let tracked = [("source", "tracking")];
+    let before = wait_scrape(m, "one client connected, c:1's SET reported", |s| {
         s.get("respite_clients_connected", &[]) == 1.0
+            && s.get("respite_invalidations_total", &tracked) >= 1.0
     });
 
     // A miss, then two hits.
@@ -349,7 +353,6 @@ fn counters_follow_a_scripted_sequence() {
 
     // Tracking reports every write under the prefix, the proxy's own SET too; one
     // that bypasses the proxy is counted as it arrives.
-    let tracked = [("source", "tracking")];
     let seen = wait_scrape(m, "the proxy's own write reported by tracking", |s| {
         delta(&before, s, "respite_invalidations_total", &tracked) >= 1.0
     });
